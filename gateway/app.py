@@ -1,0 +1,98 @@
+"""Assemble a gateway into one ASGI application: FastAPI routes, SSE + POST, Socket.IO."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from .errors import GatewayError, ValidationFailed
+from .hub import Gateway
+from .logs import configure
+from .settings import Settings
+from .transports import sse
+from .transports.socketio_server import SocketIOTransport
+
+PROBLEM = "application/problem+json"
+
+
+def problem(exc: GatewayError, request: Request) -> JSONResponse:
+    return JSONResponse(exc.to_problem(request.url.path), status_code=exc.status, media_type=PROBLEM)
+
+
+def create_app(
+    settings: Settings | None = None, declare: Callable[[Gateway], None] | None = None
+) -> Any:
+    """Build the gateway's ASGI app. ``declare`` adds the application's namespaces.
+
+    The result is python-socketio's ASGI app wrapping the FastAPI app (``.fastapi``);
+    Socket.IO answers ``/socket.io/``, FastAPI everything else, lifespan included.
+    """
+    settings = settings or Settings()
+    configure(settings.log_level, settings.log_json)
+    gateway = Gateway(settings)
+    if declare is not None:
+        declare(gateway)
+    shutdown = anyio.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        async with anyio.create_task_group() as tg:
+
+            async def drain_on_shutdown() -> None:
+                await shutdown.wait()
+                await gateway.stop()
+
+            tg.start_soon(drain_on_shutdown)
+            try:
+                yield
+            finally:
+                shutdown.set()
+        await socketio_transport.close()
+
+    api = FastAPI(
+        title="rtgateway",
+        version="0.1.0",
+        summary="Socket.IO and SSE + POST over one core. Wire format: docs/protocol.md",
+        lifespan=lifespan,
+    )
+    api.state.gateway = gateway
+
+    @api.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        gateway.metrics.rejected.labels(exc.code).inc()
+        return problem(exc, request)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
+        return problem(ValidationFailed("; ".join(f"{e['field']}: {e['problem']}" for e in errors), errors=errors), request)
+
+    @api.get("/healthz", tags=["operations"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["operations"], summary="The gateway can log and fan out events")
+    async def readyz(request: Request) -> JSONResponse:
+        if gateway.ready:
+            return JSONResponse({"status": "ready", "broker": gateway.settings.broker.split("://")[0]})
+        from .errors import BrokerUnavailable
+
+        return problem(BrokerUnavailable("the broker is not reachable"), request)
+
+    @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    api.include_router(sse.router(gateway, shutdown))
+    socketio_transport = SocketIOTransport(gateway)
+    app = socketio_transport.asgi_app(api)
+    app.fastapi = api
+    app.gateway = gateway
+    return app

@@ -1,0 +1,110 @@
+"""The default broker: one process, everything in memory."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .broker import OnPublication, Publication
+from .delivery_log import Replay, RoomLog
+from .envelope import Envelope
+from .sessions import SessionRecord
+from .settings import Settings
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MemoryBroker:
+    """Logs and fan-out for a single gateway process.
+
+    Offsets start from this process's boot time, so a client resuming with an
+    offset from a previous process is told it has a gap, never silently nothing.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._epoch = _now_ms()
+        self._logs: dict[tuple[str, str], RoomLog] = {}
+        self._dedup: dict[str, tuple[float, Any]] = {}
+        self._sessions: dict[str, SessionRecord] = {}
+        self._tombstones: dict[str, float] = {}
+        self._on_publication: OnPublication | None = None
+        self._writes = 0
+
+    async def start(self, on_publication: OnPublication) -> None:
+        self._on_publication = on_publication
+
+    async def close(self) -> None:
+        self._on_publication = None
+
+    @property
+    def ready(self) -> bool:
+        return self._on_publication is not None
+
+    def _log(self, namespace: str, room: str) -> RoomLog:
+        log = self._logs.get((namespace, room))
+        if log is None:
+            log = self._logs[(namespace, room)] = RoomLog(
+                self._epoch, self._settings.log_max_length, self._settings.log_max_age
+            )
+        return log
+
+    async def publish(self, draft: Envelope, include_sender: bool) -> Envelope:
+        log = self._log(draft.namespace, draft.room)
+        envelope = Envelope(
+            draft.namespace, draft.room, draft.event, draft.data, log.next_offset(),
+            draft.sender, draft.client_event_id, _now_ms(),
+        )
+        log.append(envelope, envelope.ts)
+        if self._on_publication is not None:
+            self._on_publication(Publication(envelope, include_sender))
+        return envelope
+
+    async def position(self, namespace: str, room: str) -> str:
+        return self._log(namespace, room).last_offset
+
+    async def replay(self, namespace: str, room: str, after: str) -> Replay:
+        log = self._log(namespace, room)
+        log.trim(_now_ms())
+        return log.since(after)
+
+    async def dedup_get(self, key: str) -> Any | None:
+        hit = self._dedup.get(key)
+        if hit is None:
+            return None
+        if hit[0] < time.monotonic():
+            del self._dedup[key]
+            return None
+        return hit[1]
+
+    async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
+        self._dedup[key] = (time.monotonic() + ttl, result)
+        self._sweep()
+
+    async def save_session(self, record: SessionRecord, ttl: float) -> None:
+        self._sessions[record.sid] = record
+
+    async def load_session(self, sid: str) -> SessionRecord | None:
+        return self._sessions.get(sid)
+
+    async def drop_session(self, sid: str, *, expired: bool, ttl: float) -> None:
+        self._sessions.pop(sid, None)
+        if expired:
+            self._tombstones[sid] = time.monotonic() + ttl
+            self._sweep()
+
+    def _sweep(self) -> None:
+        # Amortised: every 1024 writes drop what has outlived its TTL, so both maps
+        # stay bounded by the write rate times their window.
+        self._writes += 1
+        if self._writes % 1024:
+            return
+        now = time.monotonic()
+        self._dedup = {k: v for k, v in self._dedup.items() if v[0] >= now}
+        self._tombstones = {k: v for k, v in self._tombstones.items() if v >= now}
+
+    async def session_expired(self, sid: str) -> bool:
+        until = self._tombstones.get(sid)
+        return until is not None and until >= time.monotonic()

@@ -1,0 +1,491 @@
+"""The hub: sessions, namespaces, rooms, acknowledgements and the delivery log, tied together.
+
+It knows no transport. Transports call ``connect``/``activate``/``detach`` and the
+request methods; the hub writes back through each session's ``Channel`` and fans
+room events out through each transport's ``broadcast``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .acks import AckRegistry
+from .broker import Broker, Publication
+from .broker_memory import MemoryBroker
+from .delivery_log import Replay
+from .envelope import Envelope, check_name
+from .errors import (
+    ForbiddenRoom,
+    GatewayError,
+    NotJoined,
+    SessionClosed,
+    SessionExpired,
+    UnknownEvent,
+    UnknownNamespace,
+    UnknownSession,
+    AckTimeout,
+)
+from .messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
+from .metrics import Metrics
+from .namespaces import Namespace
+from .offsets import parse_offset
+from .rooms import Rooms
+from .sessions import Channel, Session, SessionState, new_sid
+from .settings import Settings
+from .transport import Transport
+
+log = logging.getLogger("gateway")
+
+# Every session of a namespace is in this room: namespace-wide emits are logged and replayed too.
+ALL = "*"
+
+
+@dataclass(slots=True)
+class _Resume:
+    replays: dict[str, Replay]
+
+
+class Gateway:
+    """One gateway node. Declare namespaces on it, then mount transports over it."""
+
+    def __init__(self, settings: Settings | None = None, broker: Broker | None = None) -> None:
+        self.settings = settings or Settings()
+        self.broker: Broker = broker or make_broker(self.settings)
+        self.namespaces: dict[str, Namespace] = {}
+        self.transports: dict[str, Transport] = {}
+        self.rooms = Rooms()
+        self.sessions: dict[str, Session] = {}
+        self.acks = AckRegistry()
+        self.metrics = Metrics()
+        self._replaying: dict[str, set[Session]] = {}
+        self._resumes: dict[str, _Resume] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.closing = False
+
+    # -- declaration ---------------------------------------------------------
+
+    def namespace(self, name: str, **options: Any) -> Namespace:
+        """Get or create a namespace."""
+        ns = self.namespaces.get(name)
+        if ns is None:
+            ns = self.namespaces[name] = Namespace(name, **options)
+        return ns
+
+    def add_transport(self, transport: Transport) -> None:
+        self.transports[transport.name] = transport
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start(self._fanout)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="gateway-sweeper")
+
+    async def stop(self) -> None:
+        """Tell every client to reconnect (not a reset), then release the broker."""
+        self.closing = True
+        for session in list(self.sessions.values()):
+            if session.channel is not None:
+                session.channel.send("close", {"reason": "shutdown", "reconnect": True})
+                session.channel.close("shutdown")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.broker.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.broker.ready and not self.closing
+
+    # -- connections ---------------------------------------------------------
+
+    async def connect(
+        self,
+        namespace: str,
+        channel: Channel,
+        auth: dict[str, Any],
+        *,
+        resume_sid: str | None = None,
+        positions: dict[str, str] | None = None,
+    ) -> Session:
+        """Authenticate and open (or resume) a session; call ``activate`` once the channel can write.
+
+        Raises a ``GatewayError`` and changes nothing if anything is wrong.
+        """
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
+        fresh = Session(sid=new_sid(), namespace=namespace, transport=channel.transport)
+        for middleware in ns.middleware:
+            await middleware(fresh, auth)
+        if resume_sid is None:
+            return await self._open(fresh, channel)
+        return await self._resume(resume_sid, fresh, channel, positions or {})
+
+    async def _open(self, session: Session, channel: Channel) -> Session:
+        for room in (session.sid, ALL):
+            session.rooms[room] = await self.broker.position(session.namespace, room)
+        session.positions = dict(session.rooms)
+        session.channel = channel
+        self._begin_replay(session)
+        self.sessions[session.sid] = session
+        self._resumes[session.sid] = _Resume({})
+        await self.broker.save_session(session.record(), self._session_ttl)
+        self.metrics.connects.labels(channel.transport, "no").inc()
+        return session
+
+    async def _resume(
+        self, sid: str, fresh: Session, channel: Channel, positions: dict[str, str]
+    ) -> Session:
+        session = await self._find(sid)
+        if session.namespace != fresh.namespace or session.user != fresh.user:
+            # Same answer as a sid that never existed: a sid is not proof of identity.
+            raise UnknownSession(f"no session {sid!r} for this namespace and user", sid=sid)
+        previous = session.channel if session.state is SessionState.CONNECTED else None
+        self._begin_replay(session)
+        try:
+            start = {room: positions.get(room, joined) for room, joined in session.rooms.items()}
+            replays = {
+                room: await self.broker.replay(session.namespace, room, after)
+                for room, after in start.items()
+            }
+        except GatewayError:
+            if previous is not None:
+                self._go_live(session)
+            else:
+                self._end_replay(session)
+            raise
+        if previous is not None:
+            previous.close("replaced")
+        session.state = SessionState.CONNECTED
+        session.channel = channel
+        session.transport = channel.transport
+        session.claims = fresh.claims
+        session.positions = {room: start[room] for room in session.rooms}
+        self.sessions[sid] = session
+        self._resumes[sid] = _Resume(replays)
+        self.metrics.connects.labels(channel.transport, "yes").inc()
+        return session
+
+    def activate(self, session: Session) -> None:
+        """Send ``open``, the replay and ``recovery``, then go live. Synchronous, so no event slips between."""
+        channel = session.channel
+        resume = self._resumes.pop(session.sid, None)
+        if channel is None or resume is None:
+            return
+        channel.send("open", self.handshake(session))
+        if session.state is SessionState.CONNECTED and resume.replays:
+            replayed, gaps = 0, []
+            for room, replay in resume.replays.items():
+                for envelope in replay.events:
+                    channel.deliver(session, envelope, envelope.encode())
+                    session.positions[room] = envelope.offset
+                replayed += len(replay.events)
+                if not replay.complete:
+                    gaps.append({"room": room, "after": session.rooms.get(room)})
+            self.metrics.replayed.inc(replayed)
+            self.metrics.gaps.inc(len(gaps))
+            channel.send(
+                "recovery",
+                {"recovered": True, "complete": not gaps, "replayed": replayed, "gaps": gaps},
+            )
+        self._go_live(session)
+
+    def handshake(self, session: Session) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "sid": session.sid,
+            "namespace": session.namespace,
+            "pingInterval": int(s.ping_interval * 1000),
+            "pingTimeout": int(s.ping_timeout * 1000),
+            "maxPayload": s.max_payload,
+            "rooms": [r for r in session.rooms if r not in (session.sid, ALL)],
+        }
+
+    def detach(self, session: Session, channel: Channel, reason: str) -> None:
+        """The connection ended; the session stays recoverable for the recovery window.
+
+        Synchronous so a transport can call it from a ``finally`` of a cancelled stream.
+        """
+        if session.channel is not channel or session.state is not SessionState.CONNECTED:
+            return  # a stale connection that a resume already replaced
+        self._leave_live(session)
+        self._end_replay(session)
+        self._resumes.pop(session.sid, None)
+        session.state = SessionState.DETACHED
+        session.detached_at = time.monotonic()
+        session.channel = None
+        self._cancel_calls(session, reason)
+        log.info("session detached", extra={"sid": session.sid, "reason": reason})
+        self._background(self.broker.save_session(session.record(), self._session_ttl))
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self, session: Session, reason: str, *, expired: bool = False) -> None:
+        """End a session for good: rooms released, pending calls cancelled."""
+        channel = session.channel
+        self._leave_live(session)
+        self._end_replay(session)
+        self._resumes.pop(session.sid, None)
+        session.state = SessionState.CLOSED
+        session.channel = None
+        self.sessions.pop(session.sid, None)
+        self._cancel_calls(session, reason)
+        if channel is not None:
+            channel.close(reason)
+        self._background(
+            self.broker.drop_session(session.sid, expired=expired, ttl=self.settings.dedup_window)
+        )
+
+    async def get_session(self, sid: str) -> Session:
+        """A session this node holds; ``UnknownSession`` or ``SessionExpired`` otherwise."""
+        session = self.sessions.get(sid)
+        if session is not None:
+            return session
+        if await self.broker.session_expired(sid):
+            raise SessionExpired(f"session {sid!r} expired; connect again", sid=sid)
+        raise UnknownSession(f"no session {sid!r}", sid=sid)
+
+    async def _find(self, sid: str) -> Session:
+        session = self.sessions.get(sid)
+        if session is not None:
+            return session
+        record = await self.broker.load_session(sid)
+        if record is None:
+            return await self.get_session(sid)  # raises the precise error
+        return Session.from_record(record)
+
+    # -- client requests -----------------------------------------------------
+
+    async def join(self, session: Session, request: JoinRequest) -> dict[str, Any]:
+        ns = self.namespaces[session.namespace]
+        room = request.room
+        if room in session.rooms:
+            return {"room": room, "offset": session.rooms[room]}
+        if room == ALL or await self.broker.load_session(room) is not None:
+            raise ForbiddenRoom(f"{room!r} is another session's personal room", room=room)
+        if not await ns.may_join(session, room):
+            raise ForbiddenRoom(f"not allowed to join {room!r}", room=room)
+        offset = await self.broker.position(session.namespace, room)
+        session.rooms[room] = offset
+        session.positions[room] = offset
+        if session.live:
+            self._add_live(session, room)
+        if session.channel is not None:
+            session.channel.send("joined", {"room": room, "offset": offset})
+        await self.broker.save_session(session.record(), self._session_ttl)
+        return {"room": room, "offset": offset}
+
+    async def leave(self, session: Session, request: LeaveRequest) -> dict[str, Any]:
+        room = request.room
+        if room in (session.sid, ALL):
+            raise ForbiddenRoom("a session cannot leave its personal room", room=room)
+        if room not in session.rooms:
+            raise NotJoined(f"not in room {room!r}", room=room)
+        if session.live:
+            self.rooms.discard(session, room)
+            self.transports[session.transport].detach(session, room)
+        del session.rooms[room]
+        session.positions.pop(room, None)
+        if session.channel is not None:
+            session.channel.send("left", {"room": room})
+        await self.broker.save_session(session.record(), self._session_ttl)
+        return {"room": room}
+
+    async def publish(self, session: Session, request: PublishRequest) -> dict[str, Any]:
+        """Log and fan out a room event; the ack (its offset) comes once it is in the log."""
+        ns = self.namespaces[session.namespace]
+        allow = ns.allow_publish_unjoined
+        if allow is None:
+            allow = self.settings.allow_publish_unjoined
+        if request.room not in session.rooms and not allow:
+            raise NotJoined(f"join {request.room!r} before publishing to it", room=request.room)
+
+        async def publish() -> dict[str, Any]:
+            draft = Envelope(
+                session.namespace, request.room, request.event, request.data, "",
+                session.sid, request.client_event_id, 0,
+            )
+            logged = await self.broker.publish(draft, request.include_self)
+            return {"room": logged.room, "offset": logged.offset}
+
+        return await self._once(session, request.client_event_id, publish)
+
+    async def emit_event(self, session: Session, request: EmitRequest) -> Any:
+        """Run the namespace's handler; its return value is the ack."""
+        handler = self.namespaces[session.namespace].handlers.get(request.event)
+        if handler is None:
+            raise UnknownEvent(f"no handler for event {request.event!r}", event=request.event)
+        return await self._once(session, request.client_event_id, lambda: handler(session, request.data))
+
+    async def resolve_ack(self, session: Session, request: AckRequest) -> None:
+        ack = self.acks.resolve(request.ack_id, session.sid, request.result)
+        if ack.waiter is not None and not ack.waiter.done():
+            ack.waiter.set_result(request.result)
+
+    async def _once(
+        self, session: Session, client_event_id: str | None, work: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """At-least-once in, exactly-once effect: a retransmission gets the first ack again."""
+        if client_event_id is None:
+            return await work()
+        key = f"{session.namespace}|{session.user or session.sid}|{client_event_id}"
+        running = self._inflight.get(key)
+        if running is not None:
+            self.metrics.duplicates.inc()
+            return await asyncio.shield(running)
+        cached = await self.broker.dedup_get(key)
+        if cached is not None:
+            self.metrics.duplicates.inc()
+            return cached["result"]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await work()
+            await self.broker.dedup_put(key, {"result": result}, self.settings.dedup_window)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a failure is not cached, the client may retry
+            raise
+        finally:
+            del self._inflight[key]
+
+    # -- server-side API -----------------------------------------------------
+
+    async def emit(
+        self, namespace: str, event: str, data: Any = None, *, to: str | None = None
+    ) -> str:
+        """Send a room event from the server to a room, a sid (its personal room) or, by default,
+        the whole namespace. Logged like any room event; returns its offset."""
+        if namespace not in self.namespaces:
+            raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
+        room = ALL if to is None else check_name("room", to)
+        draft = Envelope(namespace, room, check_name("event", event), data, "", None, None, 0)
+        logged = await self.broker.publish(draft, True)
+        return logged.offset
+
+    async def call(
+        self, namespace: str, sid: str, event: str, data: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """Send ``event`` to one session and await its acknowledgement.
+
+        Raises ``AckTimeout`` if it does not come in time, ``SessionClosed`` if the
+        session disconnects first, whatever the transport.
+        """
+        session = await self.get_session(sid)
+        if session.namespace != namespace or session.channel is None:
+            raise SessionClosed(f"session {sid!r} is not connected to {namespace}", sid=sid)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ack = self.acks.open(sid, event, future)
+        session.channel.call(ack.ack_id, event, data)
+        try:
+            result = await asyncio.wait_for(future, timeout or self.settings.call_timeout)
+        except TimeoutError:
+            self.acks.expire(ack.ack_id)
+            self.metrics.calls.labels("timeout").inc()
+            raise AckTimeout(f"{event!r} to {sid} was not acknowledged in time", sid=sid) from None
+        except SessionClosed:
+            self.metrics.calls.labels("cancelled").inc()
+            raise
+        self.metrics.calls.labels("acked").inc()
+        return result
+
+    # -- fan-out -------------------------------------------------------------
+
+    def _fanout(self, publication: Publication) -> None:
+        """Called by the broker for every logged event, on every node. Encodes once."""
+        envelope = publication.envelope
+        skip = None if publication.include_sender else envelope.sender
+        room = self.rooms.get(envelope.namespace, envelope.room)
+        self.metrics.published.inc()
+        if room is not None:
+            wire = envelope.encode()
+            for name, members in list(room.members.items()):
+                self.transports[name].broadcast(room, members, envelope, wire, skip)
+                self.metrics.delivered.labels(name).inc(len(members) - (skip in members))
+        for session in self._replaying.get(envelope.namespace, ()):
+            if envelope.room in session.rooms and session.sid != skip and session.backlog is not None:
+                session.backlog.append(envelope)
+
+    def _begin_replay(self, session: Session) -> None:
+        self._leave_live(session)
+        session.backlog = []
+        self._replaying.setdefault(session.namespace, set()).add(session)
+
+    def _end_replay(self, session: Session) -> list[Envelope]:
+        backlog = session.backlog or []
+        session.backlog = None
+        waiting = self._replaying.get(session.namespace)
+        if waiting is not None:
+            waiting.discard(session)
+            if not waiting:
+                del self._replaying[session.namespace]
+        return backlog
+
+    def _go_live(self, session: Session) -> None:
+        channel = session.channel
+        for envelope in self._end_replay(session):
+            seen = session.positions.get(envelope.room)
+            if channel is not None and (seen is None or parse_offset(envelope.offset) > parse_offset(seen)):
+                channel.deliver(session, envelope, envelope.encode())
+                session.positions[envelope.room] = envelope.offset
+        for room in session.rooms:
+            self._add_live(session, room)
+
+    def _add_live(self, session: Session, room: str) -> None:
+        self.rooms.add(session, room)
+        self.transports[session.transport].attach(session, room)
+
+    def _leave_live(self, session: Session) -> None:
+        if not session.live or session.channel is None:
+            return
+        transport = self.transports[session.transport]
+        for room in session.rooms:
+            self.rooms.discard(session, room)
+            transport.detach(session, room)
+
+    def _cancel_calls(self, session: Session, reason: str) -> None:
+        for ack in self.acks.cancel_session(session.sid):
+            if ack.waiter is not None and not ack.waiter.done():
+                ack.waiter.set_exception(
+                    SessionClosed(f"session disconnected ({reason}) before acknowledging", sid=session.sid)
+                )
+
+    # -- expiry --------------------------------------------------------------
+
+    @property
+    def _session_ttl(self) -> float:
+        return self.settings.ping_timeout + self.settings.recovery_window
+
+    async def _sweep_forever(self) -> None:
+        period = max(0.05, min(1.0, self._session_ttl / 4))
+        while True:
+            await asyncio.sleep(period)
+            await self.expire_detached()
+
+    async def expire_detached(self) -> None:
+        """Close sessions detached longer than ``ping_timeout + recovery_window``."""
+        deadline = time.monotonic() - self._session_ttl
+        for session in list(self.sessions.values()):
+            if session.state is SessionState.DETACHED and session.detached_at < deadline:
+                self.close(session, "expired", expired=True)
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.broker == "memory":
+        return MemoryBroker(settings)
+    if settings.broker.startswith(("redis://", "rediss://", "unix://")):
+        from .broker_redis import RedisBroker
+
+        return RedisBroker(settings)
+    raise ValueError(f"GATEWAY_BROKER must be 'memory' or a redis:// URL, not {settings.broker!r}")

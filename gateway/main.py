@@ -1,0 +1,8 @@
+"""``uvicorn gateway.main:app``: the gateway with its built-in demo chat."""
+
+from __future__ import annotations
+
+from .app import create_app
+from .demo import install
+
+app = create_app(declare=install)

@@ -1,0 +1,86 @@
+"""Client->server requests, validated the same way whichever transport carried them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .envelope import RESERVED_EVENTS, check_name
+from .errors import MalformedJSON, ValidationFailed
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @classmethod
+    def parse(cls, raw: Any):  # -> Self
+        """From a decoded dict, or from raw JSON bytes; raises a ``GatewayError``."""
+        if isinstance(raw, (bytes, bytearray, str)):
+            try:
+                raw = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise MalformedJSON(f"body is not valid JSON: {exc}") from None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                {"field": ".".join(map(str, e["loc"])) or "body", "problem": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ]
+            raise ValidationFailed(
+                "; ".join(f"{e['field']}: {e['problem']}" for e in errors), errors=errors
+            ) from None
+
+
+ClientEventId = Field(default=None, alias="clientEventId", min_length=1, max_length=128)
+
+
+class JoinRequest(Request):
+    room: str
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, v: str) -> str:
+        return check_name("room", v)
+
+
+class LeaveRequest(JoinRequest):
+    pass
+
+
+class PublishRequest(Request):
+    room: str
+    event: str = "message"
+    data: Any = None
+    client_event_id: str | None = ClientEventId
+    include_self: bool = Field(default=False, alias="includeSelf")
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, v: str) -> str:
+        return check_name("room", v)
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, v: str) -> str:
+        return check_name("event", v, reserved=RESERVED_EVENTS)
+
+
+class EmitRequest(Request):
+    """An application event for the namespace's handler; its return value is the ack."""
+
+    event: str
+    data: Any = None
+    client_event_id: str | None = ClientEventId
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, v: str) -> str:
+        return check_name("event", v, reserved=RESERVED_EVENTS)
+
+
+class AckRequest(Request):
+    ack_id: str = Field(alias="ackId", min_length=1, max_length=64)
+    result: Any = None

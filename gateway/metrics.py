@@ -1,0 +1,34 @@
+"""Prometheus metrics of one gateway (its own registry, so several can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sessions = Gauge("gateway_sessions", "Sessions by state", ["state"], registry=r)
+        self.connects = Counter(
+            "gateway_connects_total", "Accepted connections", ["transport", "resumed"], registry=r
+        )
+        self.rejected = Counter(
+            "gateway_rejected_total", "Refused requests by error code", ["code"], registry=r
+        )
+        self.published = Counter("gateway_published_total", "Room events logged", registry=r)
+        self.delivered = Counter(
+            "gateway_delivered_total", "Room events handed to connections", ["transport"], registry=r
+        )
+        self.replayed = Counter("gateway_replayed_total", "Room events replayed on resume", registry=r)
+        self.gaps = Counter("gateway_recovery_gaps_total", "Rooms resumed with a gap", registry=r)
+        self.dropped = Counter(
+            "gateway_dropped_total", "Events not delivered live, by reason", ["reason"], registry=r
+        )
+        self.duplicates = Counter(
+            "gateway_duplicates_total", "Retransmissions answered from the dedup window", registry=r
+        )
+        self.calls = Counter("gateway_calls_total", "Server->client calls by outcome", ["outcome"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,59 @@
+"""Namespaces: isolated endpoints, each with its middleware, handlers and hooks.
+
+An application declares them once on the ``Gateway``; every transport serves them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .sessions import Session
+
+Handler = Callable[[Session, Any], Awaitable[Any]]
+# Connect middleware: inspects the client's auth payload, may set ``session.user``
+# and ``session.claims``, refuses by raising a ``GatewayError`` (e.g. ``InvalidToken``).
+Middleware = Callable[[Session, dict[str, Any]], Awaitable[None]]
+JoinAuthorizer = Callable[[Session, str], Awaitable[bool] | bool]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Namespace:
+    def __init__(self, name: str, *, allow_publish_unjoined: bool | None = None) -> None:
+        if not name.startswith("/"):
+            raise ValueError("a namespace name starts with '/'")
+        self.name = name
+        self.handlers: dict[str, Handler] = {}
+        self.middleware: list[Middleware] = []
+        self.join_authorizer: JoinAuthorizer | None = None
+        # None: follow Settings.allow_publish_unjoined.
+        self.allow_publish_unjoined = allow_publish_unjoined
+
+    def on(self, event: str) -> Callable[[F], F]:
+        """Register the handler of a client event; what it returns is the ack."""
+
+        def register(fn: F) -> F:
+            self.handlers[event] = fn
+            return fn
+
+        return register
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add connect middleware (runs in the order added)."""
+        self.middleware.append(middleware)
+        return middleware
+
+    def authorize_join(self, fn: JoinAuthorizer) -> JoinAuthorizer:
+        """Set the hook that decides whether a session may join a room (default: allow)."""
+        self.join_authorizer = fn
+        return fn
+
+    async def may_join(self, session: Session, room: str) -> bool:
+        if self.join_authorizer is None:
+            return True
+        verdict = self.join_authorizer(session, room)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        return bool(verdict)

@@ -1,0 +1,65 @@
+"""Offsets and the resume cursor.
+
+An offset is an opaque, ordered string ``"<ms>-<seq>"`` (the shape of a Redis
+stream id), increasing per room. A cursor is a session's position in every room
+it is in; SSE carries it in each event's ``id:`` so that ``Last-Event-ID`` alone
+resumes a session::
+
+    <sid>;<room>=<offset>,<room>=<offset>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .envelope import NAME_RE
+from .errors import BadLastEventId
+
+ZERO = "0-0"
+
+
+def parse_offset(offset: str) -> tuple[int, int]:
+    """``"12-3"`` -> ``(12, 3)``; raises ``ValueError`` on anything else."""
+    ms, sep, seq = offset.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit():
+        raise ValueError(f"not an offset: {offset!r}")
+    return int(ms), int(seq)
+
+
+def is_offset(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_offset(value)
+    except ValueError:
+        return False
+    return True
+
+
+def format_cursor(sid: str, positions: Mapping[str, str]) -> str:
+    return sid + ";" + ",".join(f"{room}={off}" for room, off in positions.items())
+
+
+def parse_cursor(value: str) -> tuple[str, dict[str, str]]:
+    """Parse a ``Last-Event-ID``; raises ``BadLastEventId`` with the reason."""
+    sid, sep, rest = value.partition(";")
+    if not sep or not NAME_RE.match(sid):
+        raise BadLastEventId("Last-Event-ID must look like '<sid>;<room>=<offset>,...'")
+    positions: dict[str, str] = {}
+    for part in filter(None, rest.split(",")):
+        room, eq, off = part.partition("=")
+        if not eq or not NAME_RE.match(room) or not is_offset(off):
+            raise BadLastEventId(f"bad room position {part!r} in Last-Event-ID")
+        positions[room] = off
+    return sid, positions
+
+
+def check_positions(positions: object) -> dict[str, str]:
+    """Validate the ``offsets`` map a Socket.IO client sends in its auth payload."""
+    if positions is None:
+        return {}
+    if not isinstance(positions, dict) or not all(
+        isinstance(r, str) and NAME_RE.match(r) and is_offset(o) for r, o in positions.items()
+    ):
+        raise BadLastEventId("offsets must map room names to offsets like '1700000000000-4'")
+    return dict(positions)

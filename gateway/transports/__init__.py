@@ -1,0 +1,4 @@
+"""Transports: thin adapters from a wire protocol to the hub.
+
+``sse`` serves SSE + POST; ``socketio_server`` serves Socket.IO through python-socketio.
+"""

@@ -1,0 +1,227 @@
+"""Socket.IO (protocol v5) over python-socketio: a thin adapter to the hub.
+
+Room fan-out uses python-socketio's own room broadcast (one encode per broadcast).
+Everything the hub sends goes through one ordered outbox, so replayed events,
+gateway frames and live broadcasts reach each socket in the order the hub decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import socketio
+
+from ..envelope import Envelope
+from ..errors import GatewayError, ValidationFailed
+from ..hub import Gateway
+from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
+from ..offsets import check_positions
+from ..rooms import Room
+from ..sessions import Session
+
+NAME = "socketio"
+log = logging.getLogger("gateway.socketio")
+
+
+def ok(result: Any) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def failed(error: GatewayError) -> dict[str, Any]:
+    return {"ok": False, "error": error.to_wire()}
+
+
+class SioChannel:
+    transport = NAME
+    __slots__ = ("_transport", "sio_sid", "namespace", "session")
+
+    def __init__(self, transport: SocketIOTransport, sio_sid: str, namespace: str) -> None:
+        self._transport = transport
+        self.sio_sid = sio_sid
+        self.namespace = namespace
+        self.session: Session | None = None
+
+    def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
+        self._transport.outbox_put(("to", envelope.event, envelope.to_wire(), self.sio_sid, self.namespace))
+
+    def send(self, event: str, data: Any) -> None:
+        self._transport.outbox_put(("to", event, data, self.sio_sid, self.namespace))
+
+    def call(self, ack_id: str, event: str, data: Any) -> None:
+        self._transport.outbox_put(("call", event, data, self.sio_sid, self.namespace, ack_id))
+
+    def close(self, reason: str) -> None:
+        self._transport.outbox_put(("close", None, None, self.sio_sid, self.namespace))
+
+
+class SocketIOTransport:
+    name = NAME
+
+    def __init__(self, gateway: Gateway) -> None:
+        s = gateway.settings
+        self.gateway = gateway
+        self.server = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins="*",
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            max_http_buffer_size=s.max_payload,
+            http_compression=False,
+            compression_threshold=s.max_payload,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
+        self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=100_000)
+        self._sender: asyncio.Task[None] | None = None
+        for name in gateway.namespaces:
+            self.server.register_namespace(_Namespace(name, self))
+        gateway.add_transport(self)
+
+    def asgi_app(self, other: Any) -> socketio.ASGIApp:
+        return socketio.ASGIApp(self.server, other_asgi_app=other, socketio_path="socket.io")
+
+    # -- the hub's side --------------------------------------------------------
+
+    def broadcast(
+        self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
+    ) -> None:
+        skipped = members.get(skip) if skip is not None else None
+        skip_sid = skipped.channel.sio_sid if skipped is not None and skipped.channel is not None else None
+        self.outbox_put(("room", envelope.event, envelope.to_wire(), room.name, room.namespace, skip_sid))
+
+    def attach(self, session: Session, room: str) -> None:
+        channel = session.channel
+        assert isinstance(channel, SioChannel)
+        self.outbox_put(("enter", room, None, channel.sio_sid, channel.namespace))
+
+    def detach(self, session: Session, room: str) -> None:
+        channel = session.channel
+        if isinstance(channel, SioChannel):
+            self.outbox_put(("leave", room, None, channel.sio_sid, channel.namespace))
+
+    def outbox_put(self, item: tuple[Any, ...]) -> None:
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._drain(), name="socketio-outbox")
+        try:
+            self._outbox.put_nowait(item)
+        except asyncio.QueueFull:
+            self.gateway.metrics.dropped.labels("socketio_outbox_full").inc()
+            log.warning("socket.io outbox full, event dropped", extra={"event": item[1]})
+
+    async def _drain(self) -> None:
+        # Room membership changes go through the outbox too, so a socket enters a
+        # room only after everything queued before (its replay) has been sent.
+        server, outbox = self.server, self._outbox
+        while True:
+            kind, event, data, target, namespace, *extra = await outbox.get()
+            try:
+                if kind == "room":
+                    await server.emit(event, data, room=target, namespace=namespace, skip_sid=extra[0])
+                elif kind == "to":
+                    await server.emit(event, data, to=target, namespace=namespace)
+                elif kind == "enter":
+                    await server.enter_room(target, event, namespace=namespace)
+                elif kind == "leave":
+                    await server.leave_room(target, event, namespace=namespace)
+                elif kind == "call":
+                    await server.emit(
+                        event, data, to=target, namespace=namespace,
+                        callback=self._ack_callback(target, namespace, extra[0]),
+                    )
+                elif kind == "close":
+                    await server.disconnect(target, namespace=namespace)
+            except Exception:  # one bad socket must not stop the outbox
+                log.exception("socket.io send failed", extra={"kind": kind, "event": event})
+
+    def _ack_callback(self, sio_sid: str, namespace: str, ack_id: str) -> Any:
+        async def acked(*args: Any) -> None:
+            channel = self.channels.get((namespace, sio_sid))
+            session = channel.session if channel is not None else None
+            if session is None:
+                return
+            result = args[0] if len(args) == 1 else list(args)
+            try:
+                await self.gateway.resolve_ack(session, AckRequest(ackId=ack_id, result=result))
+            except GatewayError:
+                pass  # a late ack for a call that already timed out
+        return acked
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+
+
+class _Namespace(socketio.AsyncNamespace):
+    """Routes every Socket.IO event of one namespace to the hub."""
+
+    def __init__(self, name: str, transport: SocketIOTransport) -> None:
+        super().__init__(name)
+        self.t = transport
+        self.gateway = transport.gateway
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            return await self._connect(args[0], args[2] if len(args) > 2 else None)
+        if event == "disconnect":
+            return self._disconnect(args[0], args[1] if len(args) > 1 else "")
+        sio_sid, payload = args[0], args[1:]
+        channel = self.t.channels.get((self.namespace, sio_sid))
+        session = channel.session if channel is not None else None
+        if session is None:
+            return failed(ValidationFailed("not connected"))
+        try:
+            return ok(await self._request(session, event, payload))
+        except GatewayError as exc:
+            self.gateway.metrics.rejected.labels(exc.code).inc()
+            return failed(exc)
+
+    async def _request(self, session: Session, event: str, payload: tuple[Any, ...]) -> Any:
+        body = payload[0] if payload else None
+        if event == "join":
+            return await self.gateway.join(session, JoinRequest.parse(body))
+        if event == "leave":
+            return await self.gateway.leave(session, LeaveRequest.parse(body))
+        if event == "publish":
+            return await self.gateway.publish(session, PublishRequest.parse(body))
+        # An application event: emit(event, data[, {"clientEventId": ...}])
+        meta = payload[1] if len(payload) > 1 and isinstance(payload[1], dict) else {}
+        request = EmitRequest.parse(
+            {"event": event, "data": body, "clientEventId": meta.get("clientEventId")}
+        )
+        return await self.gateway.emit_event(session, request)
+
+    async def _connect(self, sio_sid: str, auth: Any) -> None:
+        auth = auth if isinstance(auth, dict) else {}
+        channel = SioChannel(self.t, sio_sid, self.namespace)
+        try:
+            resume = auth.get("sid")
+            if resume is not None and not isinstance(resume, str):
+                raise ValidationFailed("auth.sid must be a string", field="sid")
+            session = await self.gateway.connect(
+                self.namespace,
+                channel,
+                auth,
+                resume_sid=resume,
+                positions=check_positions(auth.get("offsets")),
+            )
+        except GatewayError as exc:
+            self.gateway.metrics.rejected.labels(exc.code).inc()
+            raise socketio.exceptions.ConnectionRefusedError(exc.to_wire()) from None
+        channel.session = session
+        self.t.channels[(self.namespace, sio_sid)] = channel
+        # python-socketio sends CONNECT after this handler returns; the outbox
+        # drains later on the loop, so ``open`` always follows it.
+        self.gateway.activate(session)
+
+    def _disconnect(self, sio_sid: str, reason: str) -> None:
+        channel = self.t.channels.pop((self.namespace, sio_sid), None)
+        session = channel.session if channel is not None else None
+        if session is None or session.channel is not channel:
+            return  # never connected, or already resumed on another connection
+        if reason == self.server.reason.CLIENT_DISCONNECT:
+            self.gateway.close(session, "client disconnect")
+        else:
+            self.gateway.detach(session, channel, f"socket.io: {reason}")
