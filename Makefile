@@ -1,0 +1,40 @@
+# Two commands: `make serve` runs the gateway, `make test` runs every test.
+# Both create the environment first (Python venv, npm packages) when it is missing or stale.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test setup system-deps bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Node is optional for serving (the SSE + POST demo works without it); when npm is
+# there, socket.io-client (served to browsers) and the reference socket.io server come from npm.
+node_modules/.installed: package.json package-lock.json
+	if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: Socket.IO options of the demo page and the Node tests are unavailable"; fi
+
+serve: setup
+	$(VENV)/bin/uvicorn gateway.main:app --host $(HOST) --port $(PORT)
+
+# Chromium, nginx and a Redis server for the browser, proxy and scale-out tests (as root, from Debian).
+system-deps:
+	bash scripts/system-deps.sh
+
+test: setup system-deps
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m comparison bench
+
+clean:
+	rm -rf $(VENV) node_modules test-artifacts
