@@ -18,6 +18,11 @@ from .errors import BadLastEventId
 ZERO = "0-0"
 
 
+def _room_name(room: object) -> bool:
+    # "*" is the namespace room every session is in.
+    return isinstance(room, str) and (room == "*" or NAME_RE.match(room) is not None)
+
+
 def parse_offset(offset: str) -> tuple[int, int]:
     """``"12-3"`` -> ``(12, 3)``; raises ``ValueError`` on anything else."""
     ms, sep, seq = offset.partition("-")
@@ -48,7 +53,7 @@ def parse_cursor(value: str) -> tuple[str, dict[str, str]]:
     positions: dict[str, str] = {}
     for part in filter(None, rest.split(",")):
         room, eq, off = part.partition("=")
-        if not eq or not NAME_RE.match(room) or not is_offset(off):
+        if not eq or not _room_name(room) or not is_offset(off):
             raise BadLastEventId(f"bad room position {part!r} in Last-Event-ID")
         positions[room] = off
     return sid, positions
@@ -59,7 +64,7 @@ def check_positions(positions: object) -> dict[str, str]:
     if positions is None:
         return {}
     if not isinstance(positions, dict) or not all(
-        isinstance(r, str) and NAME_RE.match(r) and is_offset(o) for r, o in positions.items()
+        _room_name(r) and is_offset(o) for r, o in positions.items()
     ):
         raise BadLastEventId("offsets must map room names to offsets like '1700000000000-4'")
     return dict(positions)

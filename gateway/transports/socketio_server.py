@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 
 from ..envelope import Envelope
-from ..errors import GatewayError, ValidationFailed
+from ..errors import GatewayError, UnknownNamespace, ValidationFailed
 from ..hub import Gateway
 from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
 from ..offsets import check_positions
@@ -31,6 +31,11 @@ def ok(result: Any) -> dict[str, Any]:
 
 def failed(error: GatewayError) -> dict[str, Any]:
     return {"ok": False, "error": error.to_wire()}
+
+
+def refusal(error: GatewayError) -> socketio.exceptions.ConnectionRefusedError:
+    """A ``connect_error`` whose ``data`` is ``{"code", "message", ...}``."""
+    return socketio.exceptions.ConnectionRefusedError(error.message, error.to_wire())
 
 
 class SioChannel:
@@ -72,12 +77,14 @@ class SocketIOTransport:
             compression_threshold=s.max_payload,
             logger=False,
             engineio_logger=False,
+            namespaces="*",  # so an unknown namespace gets our error code, not a bare refusal
         )
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
         self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=100_000)
         self._sender: asyncio.Task[None] | None = None
         for name in gateway.namespaces:
             self.server.register_namespace(_Namespace(name, self))
+        self.server.register_namespace(_UnknownNamespace("*", self))
         gateway.add_transport(self)
 
     def asgi_app(self, other: Any) -> socketio.ASGIApp:
@@ -117,6 +124,7 @@ class SocketIOTransport:
         server, outbox = self.server, self._outbox
         while True:
             kind, event, data, target, namespace, *extra = await outbox.get()
+
             try:
                 if kind == "room":
                     await server.emit(event, data, room=target, namespace=namespace, skip_sid=extra[0])
@@ -209,7 +217,7 @@ class _Namespace(socketio.AsyncNamespace):
             )
         except GatewayError as exc:
             self.gateway.metrics.rejected.labels(exc.code).inc()
-            raise socketio.exceptions.ConnectionRefusedError(exc.to_wire()) from None
+            raise refusal(exc) from None
         channel.session = session
         self.t.channels[(self.namespace, sio_sid)] = channel
         # python-socketio sends CONNECT after this handler returns; the outbox
@@ -225,3 +233,18 @@ class _Namespace(socketio.AsyncNamespace):
             self.gateway.close(session, "client disconnect")
         else:
             self.gateway.detach(session, channel, f"socket.io: {reason}")
+
+
+class _UnknownNamespace(socketio.AsyncNamespace):
+    """Answers a connect to any undeclared namespace with ``unknown_namespace``."""
+
+    def __init__(self, name: str, transport: SocketIOTransport) -> None:
+        super().__init__(name)
+        self.metrics = transport.gateway.metrics
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            error = UnknownNamespace(f"no namespace {args[0]!r}", namespace=args[0])
+            self.metrics.rejected.labels(error.code).inc()
+            raise refusal(error)
+        return None

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from .drivers import TRANSPORTS, Driver, make_driver
+from .servers import ThreadedGateway
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ThreadedGateway]:
+    """One gateway for the conformance suite; tests isolate themselves by room names."""
+    gw = ThreadedGateway(
+        ping_interval=1.0, ping_timeout=1.0, log_max_length=20, call_timeout=2.0,
+        recovery_window=30.0,
+    ).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def clients(server: ThreadedGateway) -> AsyncIterator[Callable[..., Driver]]:
+    """Factory of drivers bound to the shared server; all are closed after the test."""
+    made: list[Driver] = []
+
+    def make(transport: str, url: str | None = None) -> Driver:
+        driver = make_driver(transport, url or server.url)
+        made.append(driver)
+        return driver
+
+    yield make
+    for driver in made:
+        with contextlib.suppress(Exception):
+            await driver.close()

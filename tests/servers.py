@@ -1,0 +1,73 @@
+"""Real gateways on 127.0.0.1 for the tests: uvicorn in a thread, port 0, awaited on readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.demo import install
+from gateway.hub import Gateway
+from gateway.settings import Settings
+
+# Scales every wait in the tests (slow CI machines: TIMEOUT_FACTOR=3).
+FACTOR = float(os.environ.get("TIMEOUT_FACTOR", "1"))
+
+
+def timeout(seconds: float) -> float:
+    return seconds * FACTOR
+
+
+class ThreadedGateway:
+    """A gateway served by uvicorn on its own thread and event loop."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.settings = settings or Settings(**overrides)
+        self.app = create_app(self.settings, declare=install)
+        self.gateway: Gateway = self.app.gateway
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
+                           ws="websockets-sansio" if _has_sansio() else "auto")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> ThreadedGateway:
+        self.thread.start()
+        deadline = time.monotonic() + timeout(10)
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = self.gateway._sweeper.get_loop() if self.gateway._sweeper else None
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, Any], wait: float = 10) -> Any:
+        """Run a coroutine on the server's loop (the hub is not thread-safe) and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout(wait))
+
+    async def arun(self, coro: Coroutine[Any, Any, Any], wait: float = 10) -> Any:
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout(wait))
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout(10))
+
+
+def _has_sansio() -> bool:
+    try:
+        from uvicorn.protocols.websockets import websockets_sansio_impl  # noqa: F401
+    except ImportError:
+        return False
+    return True
