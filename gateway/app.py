@@ -10,6 +10,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sse_starlette.sse import AppStatus
 
 from .errors import GatewayError, ValidationFailed
 from .hub import Gateway
@@ -46,7 +47,13 @@ def create_app(
         async with anyio.create_task_group() as tg:
 
             async def drain_on_shutdown() -> None:
-                await shutdown.wait()
+                # uvicorn runs the lifespan shutdown only after every connection has
+                # closed, which long-lived streams never do by themselves. sse-starlette
+                # learns of SIGTERM/SIGINT first (AppStatus); streams hear it from us.
+                while not shutdown.is_set() and not AppStatus.should_exit:
+                    with anyio.move_on_after(0.05):
+                        await shutdown.wait()
+                shutdown.set()
                 await gateway.stop()
 
             tg.start_soon(drain_on_shutdown)

@@ -126,7 +126,7 @@ class SocketIODriver(Driver):
 
         @client.on("disconnect", namespace=namespace)
         async def disconnected(reason: Any = None) -> None:
-            self.frames.append(("__disconnect__", reason))
+            self._received("__disconnect__", reason)
 
         @client.on("connect_error", namespace=namespace)
         async def connect_error(data: Any) -> None:

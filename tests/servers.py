@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Coroutine
@@ -71,3 +75,44 @@ def _has_sansio() -> bool:
     except ImportError:
         return False
     return True
+
+
+class SubprocessGateway:
+    """``uvicorn gateway.main:app`` in its own process: for SIGTERM and kill -9."""
+
+    def __init__(self, port: int = 0, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> SubprocessGateway:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "info"],
+            env=self.env, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + timeout(20)
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            match = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway subprocess did not start")
+        else:
+            raise RuntimeError(f"gateway subprocess exited: {self.proc.wait()}")
+        # keep draining stderr so the child never blocks on a full pipe
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout(15))
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout(10))

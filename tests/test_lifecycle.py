@@ -1,0 +1,115 @@
+"""Session expiry, shutdown, payload limits and slow consumers, each on its own gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+import socketio
+
+from gateway.hub import Gateway
+from gateway.settings import Settings
+from gateway.transports.sse import SseChannel, SseTransport
+
+from .drivers import TRANSPORTS, expect_error, make_driver
+from .servers import SubprocessGateway, ThreadedGateway, timeout
+
+
+@pytest.fixture(scope="module")
+def short_lived():
+    gw = ThreadedGateway(ping_interval=0.5, ping_timeout=0.5, recovery_window=0.5).start()
+    yield gw
+    gw.stop()
+
+
+async def wait_state(check, seconds: float = 5) -> None:
+    """Poll server-side state (there is no event to await for 'nothing happened')."""
+    deadline = time.monotonic() + timeout(seconds)
+    while not check():
+        assert time.monotonic() < deadline, "state did not change in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_expired_session_releases_rooms_and_says_so(short_lived: ThreadedGateway, transport: str):
+    c = make_driver(transport, short_lived.url)
+    await c.connect("/chat")
+    await c.join("expiring")
+    sid = c.sid
+    await c.drop()
+    gateway = short_lived.gateway
+    await wait_state(lambda: sid not in gateway.sessions, 10)
+    assert gateway.rooms.get("/chat", "expiring") is None
+    await expect_error("session_expired", c.connect("/chat", resume=True))
+    await c.close()
+
+
+async def test_unknown_and_expired_sids_are_told_apart_over_http(short_lived: ThreadedGateway):
+    c = make_driver("sse-post", short_lived.url)
+    await c.connect("/chat")
+    sid = c.sid
+    await c.drop()
+    await wait_state(lambda: sid not in short_lived.gateway.sessions, 10)
+    r = await c.http.post(f"/sse/sessions/{sid}/join", json={"room": "r"})
+    assert r.status_code == 410 and r.json()["code"] == "session_expired"
+    r = await c.http.post("/sse/sessions/never-was-a-session/join", json={"room": "r"})
+    assert r.status_code == 404 and r.json()["code"] == "unknown_sid"
+    await c.close()
+
+
+async def test_socketio_payload_over_max_is_cut_by_the_library():
+    gw = ThreadedGateway(max_payload=10_000).start()
+    try:
+        c = make_driver("socketio-websocket", gw.url)
+        await c.connect("/chat")
+        assert c.client is not None
+        await c.client.emit("echo", "x" * 20_000, namespace="/chat")
+        await c.until(lambda: any(e == "__disconnect__" for e, _ in c.frames), what="disconnect")
+        session = gw.gateway.sessions[c.sid]
+        await wait_state(lambda: session.state.value == "detached")
+    finally:
+        gw.stop()
+
+
+async def test_sigterm_sends_a_reconnect_hint_not_a_reset():
+    gw = SubprocessGateway().start()
+    sse = make_driver("sse-post", gw.url)
+    sio = make_driver("socketio-websocket", gw.url)
+    try:
+        await sse.connect("/chat"), await sio.connect("/chat")
+        stopped = asyncio.get_running_loop().run_in_executor(None, gw.terminate)
+        await sse.until(lambda: bool(sse.control("close")), what="close frame")
+        assert sse.control("close")[0] == {"reason": "shutdown", "reconnect": True}
+        # uvicorn closes WebSockets with 1012 (service restart) as it starts shutting
+        # down, often before the close frame gets out; either way a Socket.IO client
+        # sees a transport loss, which it reconnects after, never "io server disconnect".
+        await sio.until(lambda: bool(sio.control("__disconnect__")), what="disconnect")
+        hinted = sio.control("close") == [{"reason": "shutdown", "reconnect": True}]
+        assert hinted or sio.control("__disconnect__")[0] != "server disconnect"
+        await sse.until(lambda: any(e == "__end__" for e, _ in sse.frames), what="stream end")
+        # uvicorn re-raises the captured SIGTERM after its graceful shutdown
+        assert await stopped in (0, -signal.SIGTERM)
+    finally:
+        await sse.http.aclose()
+        if gw.proc.poll() is None:
+            gw.kill()
+
+
+async def test_slow_sse_consumer_is_cut_and_counted():
+    gateway = Gateway(Settings(session_queue_size=3))
+    gateway.add_transport(SseTransport())
+    gateway.namespace("/chat")
+    await gateway.start()
+    channel = SseChannel(gateway)
+    session = await gateway.connect("/chat", channel, {})
+    channel.session = session
+    gateway.activate(session)  # open: 1 frame queued
+    for i in range(5):
+        await gateway.emit("/chat", "flood", i, to=session.sid)
+    assert channel.cut == "slow_consumer"
+    assert session.state.value == "detached"  # recoverable: it resumes from the log
+    dropped = gateway.metrics.dropped.labels("slow_consumer")._value.get()
+    assert dropped == 1
+    await gateway.stop()
