@@ -1,0 +1,387 @@
+"""The Redis broker: room logs in Redis Streams, fan-out over one Pub/Sub channel.
+
+Several gateway nodes pointed at the same Redis (and ``redis_prefix``) share rooms,
+logs, dedup entries and session records. Needs Redis 7.0 or later (``XSETID
+MAXDELETEDID`` and ``XINFO STREAM``'s ``max-deleted-entry-id``). Keys::
+
+    {prefix}:log:{namespace}:{room}   stream, one entry per room event; its id is the offset
+    {prefix}:fanout                   Pub/Sub channel every node listens to
+    {prefix}:dedup:{key}              clientEventId results, with a TTL
+    {prefix}:session:{sid}            session records, with a TTL
+    {prefix}:expired:{sid}            tombstone of an expired session, with a TTL
+
+A namespace may contain ``:``, so a namespace must not be another one plus ``:...``
+(``/a`` and ``/a:b``) or their room keys could meet.
+
+A publication runs as one Lua script (``redis_streams``): ``XADD`` the entry, trim the
+stream, ``PUBLISH`` it. So no node ever sees a fan-out message for an event that is not in the log, and
+``publish`` returns (and the client is acked) only once the event is logged. Every
+node, the publishing one included, delivers to its own subscribers from the
+channel: one distribution path.
+
+Failure model: every command is bounded by the socket timeout and raises
+``BrokerUnavailable`` when it fails; commands are never retried automatically (a
+retried ``XADD`` could log an event twice). The listener survives Redis going
+away: it marks the broker not ready, reconnects with a bounded exponential backoff,
+and on coming back records the outage as a ``FanoutGap`` (what was published
+meanwhile never reached this node's subscribers live; it is in the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
+from redis.maint_notifications import MaintNotificationsConfig
+
+from .broker import OnPublication
+from .delivery_log import Replay
+from .envelope import Envelope
+from .errors import BrokerUnavailable
+from .offsets import parse_offset
+from .redis_streams import (
+    POSITION,
+    PUBLISH,
+    REPLAY,
+    StreamState,
+    decode_entry,
+    decode_fanout,
+    encode_entry,
+    judge_replay,
+)
+from .sessions import SessionRecord
+from .settings import Settings
+
+log = logging.getLogger("gateway.redis")
+
+T = TypeVar("T")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutGap:
+    """A time during which this node heard no fan-out: its subscribers may have missed events.
+
+    The events are in the log; a client that resumes from its offsets gets them back.
+    """
+
+    started: float  # time.time() when the listener lost Redis
+    ended: float  # time.time() when it was subscribed again
+    error: str
+
+
+# -- the broker ------------------------------------------------------------------
+
+
+class RedisBroker:
+    """Logs, fan-out, dedup entries and session records in Redis, shared by every node.
+
+    ``timeout`` bounds every Redis call (connect, read, pool checkout) and the wait
+    for a pong on an idle fan-out connection, pinged every ``ping_interval``;
+    ``backoff`` is the (first, largest) delay between reconnection attempts.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout: float = 2.0,
+        ping_interval: float = 5.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        max_connections: int = 64,
+    ) -> None:
+        self._settings = settings
+        self._prefix = settings.redis_prefix
+        self._channel = f"{self._prefix}:fanout"
+        self._timeout = timeout
+        self._ping_interval = ping_interval
+        self._backoff = backoff
+        pool = BlockingConnectionPool.from_url(
+            settings.broker,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            # redis-py 8 turns these on by default over RESP3, and with them on the pool
+            # skips its check for dead idle connections: after a Redis restart the first
+            # command on each pooled connection would fail.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        )
+        self._redis: Redis = Redis.from_pool(pool)
+        self._publish = self._redis.register_script(PUBLISH)
+        self._replay = self._redis.register_script(REPLAY)
+        self._position = self._redis.register_script(POSITION)
+        self._on_publication: OnPublication | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
+        self._down = asyncio.Event()
+        self._down.set()
+        # Outages of the fan-out listener, for the hub to tell or resynchronise clients.
+        self.missed_fanout_windows = 0
+        self.last_fanout_gap: FanoutGap | None = None
+        self.on_fanout_gap: Callable[[FanoutGap], None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, on_publication: OnPublication) -> None:
+        """Start the listener and wait (at most ``timeout``) for it to subscribe.
+
+        If Redis is not there yet the gateway starts anyway, not ready, and the
+        listener keeps trying: an orchestrator sees ``/readyz`` fail, not a crash loop.
+        """
+        self._on_publication = on_publication
+        self._listener = asyncio.create_task(self._listen(), name="redis-fanout-listener")
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.wait_ready()
+        except TimeoutError:
+            log.warning("redis is not reachable yet; not ready, reconnecting in the background")
+
+    async def close(self) -> None:
+        self._on_publication = None
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=self._timeout)
+        self._set_ready(False)
+        await self._redis.aclose()
+
+    @property
+    def ready(self) -> bool:
+        """True while the listener is subscribed to the fan-out channel.
+
+        Commands run on other connections: one can still fail while this is True (a
+        Redis out of memory, or turned replica); it raises ``BrokerUnavailable`` then.
+        """
+        return self._up.is_set()
+
+    async def wait_ready(self, ready: bool = True) -> None:
+        """Return once ``ready`` has the given value; callers bound the wait."""
+        await (self._up if ready else self._down).wait()
+
+    def _set_ready(self, ready: bool) -> None:
+        (self._up if ready else self._down).set()
+        (self._down if ready else self._up).clear()
+
+    # -- fan-out listener --------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Deliver fan-out messages until cancelled, reconnecting whenever Redis drops."""
+        delay = self._backoff[0]
+        lost_at: float | None = None  # set once a subscription that worked is lost
+        error = ""
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await self._subscribe(pubsub)
+                self._set_ready(True)
+                delay = self._backoff[0]
+                if lost_at is not None:
+                    self._record_gap(lost_at, error)
+                    lost_at = None
+                await self._pump(pubsub)
+            except Exception as exc:  # whatever it was, the listener must live on
+                error = f"{type(exc).__name__}: {exc}"
+                if self.ready and lost_at is None:
+                    lost_at = time.time()
+                self._set_ready(False)
+                if isinstance(exc, (RedisError, OSError)):
+                    log.warning("redis fan-out listener lost redis (%s); reconnecting in %.1f s", error, delay)
+                else:
+                    log.exception("redis fan-out listener failed; reconnecting in %.1f s", delay)
+            finally:
+                await self._discard(pubsub)
+            # Jitter keeps a fleet of nodes from reconnecting in lockstep.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe and wait for Redis to confirm it, within ``timeout``."""
+        async with asyncio.timeout(self._timeout):
+            await pubsub.subscribe(self._channel)
+            while True:
+                message = await pubsub.get_message(timeout=self._timeout)
+                if message is not None and message["type"] == "subscribe":
+                    return
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        """Hand messages to the hub; ping when idle so a silently dead link is noticed too."""
+        loop = asyncio.get_running_loop()
+        pong_due: float | None = None
+        while True:
+            wait = self._ping_interval if pong_due is None else max(0.0, pong_due - loop.time())
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if message is None:
+                if pong_due is None:
+                    await pubsub.ping()
+                    pong_due = loop.time() + self._timeout
+                elif loop.time() >= pong_due:
+                    raise RedisTimeout(f"no pong from redis within {self._timeout} s")
+                continue
+            pong_due = None  # anything received proves the link alive
+            if message["type"] == "message":
+                self._deliver(message["data"])
+
+    def _deliver(self, raw: bytes) -> None:
+        try:
+            publication = decode_fanout(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("dropped an unreadable fan-out message: %s", exc)
+            return
+        callback = self._on_publication
+        if callback is None:
+            return
+        try:
+            callback(publication)
+        except Exception:
+            log.exception("fan-out of %s/%s failed", publication.envelope.namespace, publication.envelope.room)
+
+    def _record_gap(self, lost_at: float, error: str) -> None:
+        gap = FanoutGap(lost_at, time.time(), error)
+        self.missed_fanout_windows += 1
+        self.last_fanout_gap = gap
+        log.warning(
+            "redis fan-out listener is back after %.1f s; events published meanwhile were "
+            "not delivered live on this node (they are in the log)", gap.ended - gap.started,
+        )
+        if self.on_fanout_gap is not None:
+            try:
+                self.on_fanout_gap(gap)
+            except Exception:
+                log.exception("on_fanout_gap hook failed")
+
+    async def _discard(self, pubsub: PubSub) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        except (RedisError, OSError, TimeoutError):
+            pass  # the connection is being dropped anyway
+
+    # -- commands -----------------------------------------------------------------
+
+    async def _call(self, what: str, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except (RedisError, OSError) as exc:
+            # The cause stays in the log and the chain: a client needs no Redis address.
+            log.warning("redis: could not %s: %s: %s", what, type(exc).__name__, exc)
+            raise BrokerUnavailable(f"the broker could not {what}") from exc
+
+    def _stream(self, namespace: str, room: str) -> str:
+        return f"{self._prefix}:log:{namespace}:{room}"
+
+    async def publish(self, draft: Envelope, include_sender: bool) -> Envelope:
+        s = self._settings
+        offset, ts = await self._call(
+            f"log an event in {draft.namespace} {draft.room}",
+            self._publish(
+                keys=[self._stream(draft.namespace, draft.room)],
+                args=[
+                    self._channel, s.log_max_length, _ms(s.log_max_age),
+                    encode_entry(draft), "1" if include_sender else "0",
+                ],
+            ),
+        )
+        return Envelope(
+            draft.namespace, draft.room, draft.event, draft.data, _text(offset),
+            draft.sender, draft.client_event_id, int(ts),
+        )
+
+    async def position(self, namespace: str, room: str) -> str:
+        last = await self._call(
+            f"read the position of {namespace} {room}",
+            self._position(keys=[self._stream(namespace, room)]),
+        )
+        return _text(last)
+
+    async def replay(self, namespace: str, room: str, after: str) -> Replay:
+        parse_offset(after)  # a malformed offset is the caller's bug, not Redis's
+        s = self._settings
+        reply: list[Any] = await self._call(
+            f"replay {namespace} {room}",
+            self._replay(
+                keys=[self._stream(namespace, room)],
+                args=[after, s.log_max_length, _ms(s.log_max_age)],
+            ),
+        )
+        now_ms = int(reply[1])
+        if not reply[0]:
+            return Replay([], judge_replay(after, None, now_ms))
+        last, max_deleted, added, length, first, entries = reply[2:]
+        state = StreamState(
+            parse_offset(_text(last)), parse_offset(_text(max_deleted)), int(added), int(length),
+            parse_offset(_text(first)) if first else None,
+        )
+        complete = judge_replay(after, state, now_ms)
+        events = []
+        for entry_id, flat in entries:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            events.append(decode_entry(_text(entry_id), fields[b"ts"], fields[b"r"]))
+        return Replay(events, complete)
+
+    async def dedup_get(self, key: str) -> Any | None:
+        raw = await self._call("read a dedup entry", self._redis.get(f"{self._prefix}:dedup:{key}"))
+        return None if raw is None else orjson.loads(raw)
+
+    async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
+        await self._call(
+            "write a dedup entry",
+            self._redis.set(
+                f"{self._prefix}:dedup:{key}", orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS),
+                px=_ms(ttl),
+            ),
+        )
+
+    async def save_session(self, record: SessionRecord, ttl: float) -> None:
+        body = orjson.dumps(
+            {"sid": record.sid, "namespace": record.namespace, "user": record.user, "rooms": record.rooms}
+        )
+        await self._call(
+            "save a session", self._redis.set(f"{self._prefix}:session:{record.sid}", body, px=_ms(ttl))
+        )
+
+    async def load_session(self, sid: str) -> SessionRecord | None:
+        raw = await self._call("load a session", self._redis.get(f"{self._prefix}:session:{sid}"))
+        if raw is None:
+            return None
+        body = orjson.loads(raw)
+        return SessionRecord(body["sid"], body["namespace"], body["user"], dict(body["rooms"]))
+
+    async def drop_session(self, sid: str, *, expired: bool, ttl: float) -> None:
+        async def drop() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(f"{self._prefix}:session:{sid}")
+                if expired:
+                    pipe.set(f"{self._prefix}:expired:{sid}", b"1", px=_ms(ttl))
+                await pipe.execute()
+
+        await self._call("drop a session", drop())
+
+    async def session_expired(self, sid: str) -> bool:
+        found = await self._call(
+            "check a session tombstone", self._redis.exists(f"{self._prefix}:expired:{sid}")
+        )
+        return bool(found)
+
+
+__all__ = ["FanoutGap", "RedisBroker"]
