@@ -1,0 +1,456 @@
+"""asyncio clients: SSE + POST (``SseClient``) and Socket.IO (``SocketIOClient``).
+
+Both add to their transport what at-least-once needs: reconnect with backoff,
+resume from the last offsets, an outbox retransmitted until acked, each room event
+handed to the application once and in order, and gaps surfaced as ``Gap`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import socketio
+
+from gateway.errors import GatewayError
+
+from .protocol import (
+    TRANSIENT,
+    Backoff,
+    Call,
+    ClientEvent,
+    ClientState,
+    Closing,
+    Opened,
+    ProtocolError,
+    SseParser,
+    error_from_body,
+)
+
+log = logging.getLogger("rtclient")
+SESSION_GONE = frozenset({"unknown_sid", "session_expired"})
+
+
+class ConnectionLost(Exception):
+    """The connection dropped under a request; it is retried after reconnecting."""
+
+
+class _Client:
+    """Reconnect, resume, outbox and delivery, over a transport a subclass provides."""
+
+    transport_name = "?"
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "/",
+        *,
+        token: str | None = None,
+        auth: dict[str, Any] | None = None,
+        request_timeout: float = 30.0,
+        backoff: Backoff | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.auth = {**(auth or {}), **({"token": token} if token is not None else {})}
+        self.state = ClientState(namespace=namespace)
+        self.request_timeout = request_timeout
+        self.backoff = backoff or Backoff()
+        self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue(queue_size)
+        self._listeners: dict[str, list[Callable[[ClientEvent], Any]]] = {}
+        self._call_handlers: dict[str, Callable[[Any], Any]] = {}
+        self._connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._closing = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self.dropped = 0  # events the application's queue had no room for
+
+    # -- public API ----------------------------------------------------------------
+
+    @property
+    def sid(self) -> str | None:
+        return self.state.sid
+
+    async def connect(self) -> Opened:
+        """Open the session; raises the gateway's typed error if it refuses."""
+        opened = await self._open(resume=False)
+        self._supervisor = asyncio.create_task(self._supervise(), name="rtclient-supervisor")
+        return opened
+
+    async def close(self) -> None:
+        """End the session for good (the gateway releases its rooms)."""
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        with contextlib.suppress(Exception):
+            await self._close_connection(goodbye=True)
+        self._connected.clear()
+
+    async def drop(self) -> None:
+        """Lose the connection without ending the session, as a network failure would."""
+        await self._close_connection(goodbye=False)
+        self._lost.set()
+
+    async def join(self, room: str) -> dict[str, Any]:
+        return await self._request("join", {"room": room})
+
+    async def leave(self, room: str) -> dict[str, Any]:
+        return await self._request("leave", {"room": room})
+
+    async def publish(
+        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False
+    ) -> dict[str, Any]:
+        """Publish a room event; returns the ack ``{"room", "offset"}`` once it is logged."""
+        body = {"room": room, "event": event, "data": data, "includeSelf": include_self}
+        return await self._outboxed("publish", body)
+
+    async def emit(self, event: str, data: Any = None) -> Any:
+        """Send an application event; returns its handler's return value."""
+        return await self._outboxed("emit", {"event": event, "data": data})
+
+    def on(self, kind: str, listener: Callable[[ClientEvent], Any]) -> None:
+        """Call ``listener`` for each event of ``kind`` (``event``, ``gap``, ``recovery``, ``open``, ``close``)."""
+        self._listeners.setdefault(kind, []).append(listener)
+
+    def on_call(self, event: str, handler: Callable[[Any], Any]) -> None:
+        """Answer the server's ``call(event)`` with ``handler(data)`` (sync or async)."""
+        self._call_handlers[event] = handler
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        while True:
+            yield await self._queue.get()
+
+    async def next_event(self, timeout: float = 10.0) -> ClientEvent:
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    # -- delivery --------------------------------------------------------------------
+
+    def _frame(self, name: str, data: Any) -> None:
+        try:
+            events = self.state.handle(name, data)
+        except ProtocolError as exc:
+            log.warning("%s", exc)
+            return
+        self._deliver(events)
+
+    def _deliver(self, events: list[ClientEvent]) -> None:
+        for event in events:
+            if isinstance(event, Call):
+                asyncio.create_task(self._answer(event))
+                continue
+            if isinstance(event, Closing):
+                self._lost.set()
+            for listener in self._listeners.get(event.kind, ()):
+                listener(event)
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                log.warning("event queue full: %s dropped (read events() or use on())", event.kind)
+
+    async def _answer(self, call: Call) -> None:
+        handler = self._call_handlers.get(call.event)
+        if handler is None:
+            return
+        result = handler(call.data)
+        if inspect.isawaitable(result):
+            result = await result
+        with contextlib.suppress(ConnectionLost, GatewayError):
+            await self._send("ack", {"ackId": call.ack_id, "result": result})
+
+    # -- requests with retransmission ------------------------------------------------
+
+    async def _outboxed(self, kind: str, body: dict[str, Any]) -> Any:
+        entry = self.state.outbox.add(kind, body)  # type: ignore[arg-type]
+        try:
+            result = await self._request(kind, entry.body)
+        except BaseException:
+            self.state.outbox.failed(entry)
+            raise
+        self.state.outbox.acked(entry, result)
+        return result
+
+    async def _request(self, kind: str, body: dict[str, Any]) -> Any:
+        """Send until acked: after a lost connection, again (same clientEventId) once resumed."""
+        async def attempt() -> Any:
+            while True:
+                await self._connected.wait()
+                try:
+                    return await self._send(kind, body)
+                except ConnectionLost:
+                    self._connected.clear()
+                    self._lost.set()
+                except GatewayError as exc:
+                    if exc.code in SESSION_GONE:
+                        self._connected.clear()
+                        self._lost.set()
+                    elif exc.code in TRANSIENT:
+                        await asyncio.sleep(self.backoff.base)
+                    else:
+                        raise
+        return await asyncio.wait_for(attempt(), self.request_timeout)
+
+    # -- reconnection ----------------------------------------------------------------
+
+    async def _open(self, resume: bool) -> Opened:
+        self._lost.clear()
+        opened = await self._open_connection(resume)
+        self._connected.set()
+        return opened
+
+    async def _supervise(self) -> None:
+        while not self._closing:
+            await self._until_lost()
+            self._connected.clear()
+            await self._close_connection(goodbye=False)
+            self.backoff.reset()
+            while not self._closing:
+                await asyncio.sleep(self.backoff.next())
+                try:
+                    await self._open(resume=self.state.sid is not None)
+                except GatewayError as exc:
+                    if exc.code in SESSION_GONE:
+                        await self._start_over()
+                        break
+                    log.info("reconnect refused: %s", exc)
+                    continue
+                except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError,
+                        asyncio.TimeoutError) as exc:
+                    log.info("reconnect failed: %r", exc)
+                    continue
+                self.state.stats.reconnects += 1
+                break
+
+    async def _start_over(self) -> None:
+        """The gateway forgot our session: say so, open a new one, rejoin our rooms."""
+        rooms = sorted(self.state.rooms)
+        self._deliver(self.state.session_lost())
+        await self._open(resume=False)
+        self.state.stats.reconnects += 1
+        for room in rooms:
+            await self.join(room)
+
+    async def _until_lost(self) -> None:
+        await self._lost.wait()
+
+    # -- transport hooks ---------------------------------------------------------------
+
+    async def _open_connection(self, resume: bool) -> Opened:
+        raise NotImplementedError
+
+    async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def _close_connection(self, goodbye: bool) -> None:
+        raise NotImplementedError
+
+
+class SseClient(_Client):
+    """SSE down, POST up. ``SseClient(url, "/chat", token=...)``; ``await client.connect()``."""
+
+    transport_name = "sse"
+
+    def __init__(self, url: str, namespace: str = "/", **options: Any) -> None:
+        super().__init__(url, namespace, **options)
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(self.request_timeout))
+        self._reader: asyncio.Task[None] | None = None
+        self._opened: asyncio.Future[Opened] | None = None
+
+    async def _open_connection(self, resume: bool) -> Opened:
+        params = {"namespace": self.state.namespace}
+        if "token" in self.auth:
+            params["token"] = self.auth["token"]
+        headers = {"Last-Event-ID": self.state.cursor} if resume and self.state.cursor else {}
+        request = self.http.build_request("GET", "/sse/connect", params=params, headers=headers)
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise ConnectionLost(repr(exc)) from None
+        if response.status_code != 200:
+            body = await response.aread()
+            await response.aclose()
+            raise error_from_body(body)
+        self._opened = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(response), name="rtclient-sse")
+        return await asyncio.wait_for(asyncio.shield(self._opened), self.request_timeout)
+
+    async def _read(self, response: httpx.Response) -> None:
+        parser = SseParser()
+        chunks = response.aiter_raw()
+        try:
+            while True:
+                # Pings are comment lines: any bytes at all prove the stream is alive.
+                silence = self.state.ping_interval + self.state.ping_timeout
+                chunk = await asyncio.wait_for(chunks.__anext__(), silence)
+                for frame in parser.feed(chunk):
+                    try:
+                        events = self.state.handle_raw(frame.event, frame.data)
+                    except ProtocolError as exc:
+                        log.warning("%s", exc)
+                        continue
+                    for event in events:
+                        if isinstance(event, Opened) and self._opened and not self._opened.done():
+                            self._opened.set_result(event)
+                    self._deliver(events)
+        except (StopAsyncIteration, httpx.HTTPError, asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            await response.aclose()
+            if self._opened is not None and not self._opened.done():
+                self._opened.set_exception(ConnectionLost("stream ended before open"))
+            self._lost.set()
+
+    async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        if self.state.sid is None:
+            raise ConnectionLost("no session")
+        try:
+            response = await self.http.post(f"/sse/sessions/{self.state.sid}/{kind}", json=body)
+        except httpx.TransportError as exc:
+            raise ConnectionLost(repr(exc)) from None
+        if response.status_code >= 400:
+            raise error_from_body(response.content)
+        return response.json()["result"] if response.content else None
+
+    async def _close_connection(self, goodbye: bool) -> None:
+        if goodbye and self.state.sid is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                await self.http.delete(f"/sse/sessions/{self.state.sid}")
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+            self._reader = None
+        if goodbye:
+            await self.http.aclose()
+
+
+class SocketIOClient(_Client):
+    """Socket.IO through python-socketio, plus the gateway's resume and outbox.
+
+    ``transports=["websocket"]`` or ``["polling"]`` pins a transport; the default tries
+    polling then upgrades, like any Socket.IO client.
+    """
+
+    def __init__(
+        self, url: str, namespace: str = "/", *, transports: list[str] | None = None, **options: Any
+    ) -> None:
+        super().__init__(url, namespace, **options)
+        self.transports = transports
+        self.sio: socketio.AsyncClient | None = None
+        self._opened: asyncio.Future[Opened] | None = None
+
+    @property
+    def transport_name(self) -> str:  # type: ignore[override]
+        return self.sio.transport() if self.sio is not None and self.sio.connected else "?"
+
+    async def _open_connection(self, resume: bool) -> Opened:
+        import engineio.payload
+
+        # python-engineio refuses polling responses of more than 16 packets; a replay is often more.
+        engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets, 4096)
+        ns = self.state.namespace
+        sio = socketio.AsyncClient(reconnection=False)
+        refused: list[Any] = []
+        self._opened = asyncio.get_running_loop().create_future()
+
+        @sio.on("*", namespace=ns)
+        async def any_event(event: str, *args: Any) -> Any:
+            data = args[0] if args else None
+            if _is_frame(event, data):
+                events = self._handle(event, data)
+                for e in events:
+                    if isinstance(e, Opened) and self._opened and not self._opened.done():
+                        self._opened.set_result(e)
+                return None
+            handler = self._call_handlers.get(event)  # a server call: answer through the ack
+            if handler is None:
+                return None
+            result = handler(data)
+            return await result if inspect.isawaitable(result) else result
+
+        @sio.on("connect_error", namespace=ns)
+        async def connect_error(data: Any) -> None:
+            refused.append(data)
+
+        @sio.on("disconnect", namespace=ns)
+        async def disconnected(*args: Any) -> None:
+            if self.sio is sio:
+                self._lost.set()
+
+        auth = {**self.auth, **(self.state.resume_auth() if resume else {})}
+        try:
+            await sio.connect(self.url, namespaces=[ns], transports=self.transports, auth=auth or None,
+                              wait_timeout=self.request_timeout)
+        except socketio.exceptions.ConnectionError as exc:
+            with contextlib.suppress(Exception):
+                await sio.disconnect()
+            if refused and isinstance(refused[0], dict) and isinstance(refused[0].get("data"), dict):
+                raise error_from_body(refused[0]["data"]) from None
+            raise ConnectionLost(str(exc)) from None
+        self.sio = sio
+        return await asyncio.wait_for(asyncio.shield(self._opened), self.request_timeout)
+
+    def _handle(self, name: str, data: Any) -> list[ClientEvent]:
+        try:
+            events = self.state.handle(name, data)
+        except ProtocolError as exc:
+            log.warning("%s", exc)
+            return []
+        self._deliver(events)
+        return events
+
+    async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        sio = self.sio
+        if sio is None or not sio.connected:
+            raise ConnectionLost("not connected")
+        if kind == "emit":
+            event, args = body["event"], (body.get("data"), {"clientEventId": body.get("clientEventId")})
+        elif kind == "ack":
+            return None  # Socket.IO acks travel with the call itself
+        else:
+            event, args = kind, body
+        try:
+            reply = await sio.call(event, args, namespace=self.state.namespace, timeout=self.request_timeout)
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError,
+                socketio.exceptions.DisconnectedError) as exc:
+            raise ConnectionLost(repr(exc)) from None
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise ProtocolError(f"unexpected ack {reply!r:.200}")
+        if not reply["ok"]:
+            raise error_from_body(reply["error"])
+        return reply["result"]
+
+    async def _close_connection(self, goodbye: bool) -> None:
+        sio, self.sio = self.sio, None
+        if sio is None:
+            return
+        if goodbye:
+            await sio.disconnect()
+            return
+        eio = sio.eio  # lose the transport without a goodbye packet
+        if eio.current_transport == "websocket" and eio.ws is not None:
+            await eio.ws.close()
+        else:
+            eio.state = "disconnected"
+            if eio.http is not None:
+                await eio.http.close()
+        for task in (eio.read_loop_task, eio.write_loop_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+
+_FRAMES = frozenset({"open", "recovery", "joined", "left", "close"})
+
+
+def _is_frame(event: str, data: Any) -> bool:
+    """A gateway frame or a room event (an envelope), as opposed to a server call."""
+    return event in _FRAMES or (isinstance(data, dict) and "offset" in data and "room" in data and "event" in data)
