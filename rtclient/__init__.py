@@ -6,8 +6,8 @@ is the same thing for threads and gevent (Locust). All share ``rtclient.protocol
 
 from __future__ import annotations
 
-from .aio import ConnectionLost, SocketIOClient, SseClient
-from .protocol import Backoff, Call, ClientEvent, Closing, Gap, Opened, ProtocolError, Recovery, RoomEvent
+from .aio import SocketIOClient, SseClient
+from .protocol import Backoff, Call, ClientEvent, Closing, ConnectionLost, Gap, Opened, ProtocolError, Recovery, RoomEvent
 
 __all__ = [
     "Backoff", "Call", "ClientEvent", "Closing", "ConnectionLost", "Gap", "Opened", "ProtocolError",

@@ -20,7 +20,9 @@ import socketio
 from gateway.errors import GatewayError
 
 from .protocol import (
+    SESSION_GONE,
     TRANSIENT,
+    ConnectionLost,
     Backoff,
     Call,
     ClientEvent,
@@ -30,14 +32,10 @@ from .protocol import (
     ProtocolError,
     SseParser,
     error_from_body,
+    is_frame,
 )
 
 log = logging.getLogger("rtclient")
-SESSION_GONE = frozenset({"unknown_sid", "session_expired"})
-
-
-class ConnectionLost(Exception):
-    """The connection dropped under a request; it is retried after reconnecting."""
 
 
 class _Client:
@@ -363,7 +361,7 @@ class SocketIOClient(_Client):
         @sio.on("*", namespace=ns)
         async def any_event(event: str, *args: Any) -> Any:
             data = args[0] if args else None
-            if _is_frame(event, data):
+            if is_frame(event, data):
                 events = self._handle(event, data)
                 for e in events:
                     if isinstance(e, Opened) and self._opened and not self._opened.done():
@@ -446,11 +444,3 @@ class SocketIOClient(_Client):
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-
-
-_FRAMES = frozenset({"open", "recovery", "joined", "left", "close"})
-
-
-def _is_frame(event: str, data: Any) -> bool:
-    """A gateway frame or a room event (an envelope), as opposed to a server call."""
-    return event in _FRAMES or (isinstance(data, dict) and "offset" in data and "room" in data and "event" in data)

@@ -91,6 +91,10 @@ class ProtocolError(ValueError):
     """The server sent a frame this client cannot read; the frame is skipped."""
 
 
+class ConnectionLost(Exception):
+    """The connection dropped under a request; it is retried after reconnecting."""
+
+
 # -- SSE framing -------------------------------------------------------------------
 
 
@@ -259,15 +263,17 @@ class ClientState:
 
     def _handle(self, name: str, data: Any) -> list[ClientEvent]:
         if name == "open":
-            resumed = self.sid is not None and data["sid"] == self.sid
-            self.sid = data["sid"]
-            self.namespace = data["namespace"]
-            self.ping_interval = data["pingInterval"] / 1000
-            self.ping_timeout = data["pingTimeout"] / 1000
+            sid, namespace = data["sid"], data["namespace"]
+            interval, timeout = data["pingInterval"] / 1000, data["pingTimeout"] / 1000
             rooms = tuple(data.get("rooms", ()))
+            if not isinstance(sid, str) or not isinstance(namespace, str) or not all(isinstance(r, str) for r in rooms):
+                raise TypeError("sid, namespace and rooms must be strings")
+            resumed = self.sid is not None and sid == self.sid
+            self.sid, self.namespace = sid, namespace
+            self.ping_interval, self.ping_timeout = interval, timeout
             if resumed:
                 self.rooms = set(rooms)
-            return [Opened("open", self.sid, self.namespace, self.ping_interval, self.ping_timeout, rooms, resumed)]
+            return [Opened("open", sid, namespace, interval, timeout, rooms, resumed)]
         if name == "recovery":
             gaps = tuple((g["room"], g.get("after")) for g in data["gaps"])
             self.stats.gaps += len(gaps)
@@ -327,3 +333,12 @@ def error_from_body(body: bytes | str | dict[str, Any]) -> GatewayError:
 
 TRANSIENT = frozenset({"broker_unavailable", "internal_error"})
 """Error codes worth retrying; every other code is final for that request."""
+SESSION_GONE = frozenset({"unknown_sid", "session_expired"})
+"""Error codes that mean: open a new session (and report the gap)."""
+
+_FRAMES = frozenset({"open", "recovery", "joined", "left", "close"})
+
+
+def is_frame(event: str, data: Any) -> bool:
+    """On Socket.IO: a gateway frame or a room event (an envelope), as opposed to a server call."""
+    return event in _FRAMES or (isinstance(data, dict) and "offset" in data and "room" in data and "event" in data)

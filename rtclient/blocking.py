@@ -1,0 +1,371 @@
+"""A blocking client for threads and gevent (Locust monkey-patches everything).
+
+The same guarantees as the asyncio clients, on the same pure core
+(``rtclient.protocol``): only the I/O differs — httpx's sync client for SSE + POST,
+python-socketio's ``Client`` for Socket.IO, threads (greenlets under gevent) for the
+reader and the reconnect loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import socketio
+
+from gateway.errors import GatewayError
+
+from .protocol import (
+    SESSION_GONE,
+    TRANSIENT,
+    Backoff,
+    Call,
+    ClientEvent,
+    ClientState,
+    Closing,
+    ConnectionLost,
+    Opened,
+    ProtocolError,
+    SseParser,
+    error_from_body,
+    is_frame,
+)
+
+log = logging.getLogger("rtclient")
+Listener = Callable[[ClientEvent], None]
+
+
+class BlockingClient:
+    """``BlockingClient(url, "/chat", transport="sse" | "socketio" | "websocket" | "polling")``.
+
+    Events reach ``on_event`` from a background thread (greenlet), once each, in order.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "/",
+        *,
+        transport: str = "sse",
+        token: str | None = None,
+        on_event: Listener | None = None,
+        request_timeout: float = 30.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if transport not in ("sse", "socketio", "websocket", "polling"):
+            raise ValueError(f"unknown transport {transport!r}")
+        self.url = url.rstrip("/")
+        self.transport = transport
+        self.auth = {"token": token} if token is not None else {}
+        self.state = ClientState(namespace=namespace)
+        self.on_event = on_event or (lambda event: None)
+        self.call_handlers: dict[str, Callable[[Any], Any]] = {}
+        self.request_timeout = request_timeout
+        self.backoff = backoff or Backoff()
+        self._connected = threading.Event()
+        self._lost = threading.Event()
+        self._opened = threading.Event()
+        self._closing = False
+        self._io = _SseIO(self) if transport == "sse" else _SocketIOIO(self)
+        self._supervisor: threading.Thread | None = None
+
+    @property
+    def sid(self) -> str | None:
+        return self.state.sid
+
+    @property
+    def transport_name(self) -> str:
+        return self._io.name()
+
+    def connect(self) -> None:
+        self._open(resume=False)
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="rtclient-supervisor")
+        self._supervisor.start()
+
+    def close(self) -> None:
+        self._closing = True
+        self._lost.set()
+        with contextlib.suppress(Exception):
+            self._io.close(goodbye=True)
+
+    def drop(self) -> None:
+        self._io.close(goodbye=False)
+        self._lost.set()
+
+    def join(self, room: str) -> dict[str, Any]:
+        return self._request("join", {"room": room})
+
+    def leave(self, room: str) -> dict[str, Any]:
+        return self._request("leave", {"room": room})
+
+    def publish(self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False) -> dict[str, Any]:
+        return self._outboxed("publish", {"room": room, "event": event, "data": data, "includeSelf": include_self})
+
+    def emit(self, event: str, data: Any = None) -> Any:
+        return self._outboxed("emit", {"event": event, "data": data})
+
+    # -- internals shared by both transports -------------------------------------------
+
+    def _frame(self, name: str, data: Any) -> None:
+        try:
+            events = self.state.handle(name, data)
+        except ProtocolError as exc:
+            log.warning("%s", exc)
+            return
+        for event in events:
+            if isinstance(event, Opened):
+                self._opened.set()
+            elif isinstance(event, Closing):
+                self._lost.set()
+            elif isinstance(event, Call):
+                handler = self.call_handlers.get(event.event)
+                if handler is not None:
+                    threading.Thread(target=self._answer, args=(event, handler), daemon=True).start()
+                continue
+            self.on_event(event)
+
+    def _answer(self, call: Call, handler: Callable[[Any], Any]) -> None:
+        with contextlib.suppress(ConnectionLost, GatewayError):
+            self._io.send("ack", {"ackId": call.ack_id, "result": handler(call.data)})
+
+    def _outboxed(self, kind: str, body: dict[str, Any]) -> Any:
+        entry = self.state.outbox.add(kind, body)  # type: ignore[arg-type]
+        try:
+            result = self._request(kind, entry.body)
+        except BaseException:
+            self.state.outbox.failed(entry)
+            raise
+        self.state.outbox.acked(entry, result)
+        return result
+
+    def _request(self, kind: str, body: dict[str, Any]) -> Any:
+        deadline = time.monotonic() + self.request_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._connected.wait(left):
+                raise TimeoutError(f"{kind} not acknowledged within {self.request_timeout} s")
+            try:
+                return self._io.send(kind, body)
+            except ConnectionLost:
+                self._connected.clear()
+                self._lost.set()
+            except GatewayError as exc:
+                if exc.code in SESSION_GONE:
+                    self._connected.clear()
+                    self._lost.set()
+                elif exc.code in TRANSIENT:
+                    time.sleep(self.backoff.base)
+                else:
+                    raise
+
+    def _open(self, resume: bool) -> None:
+        self._lost.clear()
+        self._opened.clear()
+        self._io.open(resume)
+        if not self._opened.wait(self.request_timeout):
+            self._io.close(goodbye=False)
+            raise ConnectionLost("no open frame")
+        self._connected.set()
+
+    def _supervise(self) -> None:
+        while not self._closing:
+            self._lost.wait()
+            if self._closing:
+                return
+            self._connected.clear()
+            self._io.close(goodbye=False)
+            self.backoff.reset()
+            while not self._closing:
+                time.sleep(self.backoff.next())
+                try:
+                    self._open(resume=self.state.sid is not None)
+                except GatewayError as exc:
+                    if exc.code in SESSION_GONE:
+                        rooms = sorted(self.state.rooms)
+                        for event in self.state.session_lost():
+                            self.on_event(event)
+                        try:
+                            self._open(resume=False)
+                        except (GatewayError, ConnectionLost, OSError, httpx.HTTPError):
+                            continue
+                        for room in rooms:
+                            self.join(room)
+                        self.state.stats.reconnects += 1
+                        break
+                    continue
+                except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError):
+                    continue
+                self.state.stats.reconnects += 1
+                break
+
+
+class _SseIO:
+    def __init__(self, client: BlockingClient) -> None:
+        self.c = client
+        self.http = httpx.Client(base_url=client.url, timeout=client.request_timeout)
+        self._response: httpx.Response | None = None
+
+    def name(self) -> str:
+        return "sse"
+
+    def open(self, resume: bool) -> None:
+        c = self.c
+        params = {"namespace": c.state.namespace, **c.auth}
+        headers = {"Last-Event-ID": c.state.cursor} if resume and c.state.cursor else {}
+        silence = c.state.ping_interval + c.state.ping_timeout
+        request = self.http.build_request(
+            "GET", "/sse/connect", params=params, headers=headers,
+            timeout=httpx.Timeout(c.request_timeout, read=silence),
+        )
+        try:
+            response = self.http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise ConnectionLost(repr(exc)) from None
+        if response.status_code != 200:
+            body = response.read()
+            response.close()
+            raise error_from_body(body)
+        self._response = response
+        threading.Thread(target=self._read, args=(response,), daemon=True, name="rtclient-sse").start()
+
+    def _read(self, response: httpx.Response) -> None:
+        parser = SseParser()
+        try:
+            for chunk in response.iter_raw():
+                for frame in parser.feed(chunk):
+                    try:
+                        self.c._frame(frame.event, _json(frame.data))
+                    except ProtocolError as exc:
+                        log.warning("%s", exc)
+        except (httpx.HTTPError, OSError):
+            pass
+        finally:
+            response.close()
+            if self._response is response:
+                self.c._lost.set()
+
+    def send(self, kind: str, body: dict[str, Any]) -> Any:
+        sid = self.c.state.sid
+        if sid is None:
+            raise ConnectionLost("no session")
+        try:
+            response = self.http.post(f"/sse/sessions/{sid}/{kind}", json=body)
+        except httpx.TransportError as exc:
+            raise ConnectionLost(repr(exc)) from None
+        if response.status_code >= 400:
+            raise error_from_body(response.content)
+        return response.json()["result"] if response.content else None
+
+    def close(self, goodbye: bool) -> None:
+        sid = self.c.state.sid
+        if goodbye and sid is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                self.http.delete(f"/sse/sessions/{sid}")
+        response, self._response = self._response, None
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()
+        if goodbye:
+            self.http.close()
+
+
+def _json(raw: str) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from None
+
+
+class _SocketIOIO:
+    def __init__(self, client: BlockingClient) -> None:
+        self.c = client
+        self.sio: socketio.Client | None = None
+        transport = client.transport
+        self.transports = None if transport == "socketio" else [transport]
+
+    def name(self) -> str:
+        return self.sio.transport() if self.sio is not None and self.sio.connected else "?"
+
+    def open(self, resume: bool) -> None:
+        import engineio.payload
+
+        engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets, 4096)
+        c, ns = self.c, self.c.state.namespace
+        sio = socketio.Client(reconnection=False)
+        refused: list[Any] = []
+
+        @sio.on("*", namespace=ns)
+        def any_event(event: str, *args: Any) -> Any:
+            data = args[0] if args else None
+            if is_frame(event, data):
+                c._frame(event, data)
+                return None
+            handler = c.call_handlers.get(event)
+            return handler(data) if handler is not None else None
+
+        @sio.on("connect_error", namespace=ns)
+        def connect_error(data: Any) -> None:
+            refused.append(data)
+
+        @sio.on("disconnect", namespace=ns)
+        def disconnected(*args: Any) -> None:
+            if self.sio is sio:
+                c._lost.set()
+
+        auth = {**c.auth, **(c.state.resume_auth() if resume else {})}
+        self.sio = sio
+        try:
+            sio.connect(c.url, namespaces=[ns], transports=self.transports, auth=auth or None,
+                        wait_timeout=c.request_timeout)
+        except socketio.exceptions.ConnectionError as exc:
+            self.sio = None
+            with contextlib.suppress(Exception):
+                sio.disconnect()
+            if refused and isinstance(refused[0], dict) and isinstance(refused[0].get("data"), dict):
+                raise error_from_body(refused[0]["data"]) from None
+            raise ConnectionLost(str(exc)) from None
+
+    def send(self, kind: str, body: dict[str, Any]) -> Any:
+        sio = self.sio
+        if sio is None or not sio.connected:
+            raise ConnectionLost("not connected")
+        if kind == "ack":
+            return None
+        if kind == "emit":
+            event, args = body["event"], (body.get("data"), {"clientEventId": body.get("clientEventId")})
+        else:
+            event, args = kind, body
+        try:
+            reply = sio.call(event, args, namespace=self.c.state.namespace, timeout=self.c.request_timeout)
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError,
+                socketio.exceptions.DisconnectedError) as exc:
+            raise ConnectionLost(repr(exc)) from None
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise ProtocolError(f"unexpected ack {reply!r:.200}")
+        if not reply["ok"]:
+            raise error_from_body(reply["error"])
+        return reply["result"]
+
+    def close(self, goodbye: bool) -> None:
+        sio, self.sio = self.sio, None
+        if sio is None:
+            return
+        if goodbye:
+            with contextlib.suppress(Exception):
+                sio.disconnect()
+            return
+        eio = sio.eio
+        with contextlib.suppress(Exception):
+            if eio.current_transport == "websocket" and eio.ws is not None:
+                eio.ws.close()
+            else:
+                eio.state = "disconnected"
+                if eio.http is not None:
+                    eio.http.close()
