@@ -7,7 +7,7 @@ session records. The hub only ever talks to this interface.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,12 +24,36 @@ class Publication:
     include_sender: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Dedup:
+    """Store the publish ack under ``key`` in the same step that logs the event."""
+
+    key: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A client request for a session held by another node (SSE + POST without stickiness)."""
+
+    op: str
+    sid: str
+    body: dict[str, Any]
+
+
 OnPublication = Callable[[Publication], None]
+OnCommand = Callable[[Command], Awaitable[Any]]
+OnGap = Callable[[], None]
 
 
 class Broker(Protocol):
-    async def start(self, on_publication: OnPublication) -> None:
-        """Begin delivering every node's publications to ``on_publication``."""
+    node: str
+    """This node's id: session records say which node holds a session."""
+
+    async def start(self, on_publication: OnPublication, on_command: OnCommand, on_gap: OnGap) -> None:
+        """Begin delivering every node's publications to ``on_publication`` and the
+        commands routed to this node to ``on_command``; ``on_gap`` is called when
+        fan-out to this node was interrupted (its live sessions may have missed events)."""
 
     async def close(self) -> None: ...
 
@@ -37,11 +61,16 @@ class Broker(Protocol):
     def ready(self) -> bool:
         """False while the broker cannot log or fan out (``/readyz`` reports it)."""
 
-    async def publish(self, draft: Envelope, include_sender: bool) -> Envelope:
+    async def publish(self, draft: Envelope, include_sender: bool, dedup: Dedup | None = None) -> Envelope:
         """Assign the next offset, log the event, fan it out; returns it logged.
 
-        Returns only once the event is in the log, so an ack may follow.
+        Returns only once the event is in the log, so an ack may follow. With
+        ``dedup``, the ack ``{"result": {"room", "offset"}}`` is stored atomically with
+        the log entry: a retransmission can never log the event twice.
         """
+
+    async def route(self, node: str, command: Command, timeout: float) -> Any:
+        """Run ``command`` on ``node`` and return its result (or raise its error)."""
 
     async def position(self, namespace: str, room: str) -> str:
         """The room's current last offset (where a new member starts)."""

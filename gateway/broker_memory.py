@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
-from .broker import OnPublication, Publication
+from .broker import Command, Dedup, OnCommand, OnGap, OnPublication, Publication
 from .delivery_log import Replay, RoomLog
 from .envelope import Envelope
+from .errors import UnknownSession
 from .sessions import SessionRecord
 from .settings import Settings
 
@@ -24,6 +26,7 @@ class MemoryBroker:
     """
 
     def __init__(self, settings: Settings) -> None:
+        self.node = secrets.token_hex(6)
         self._settings = settings
         self._epoch = _now_ms()
         self._logs: dict[tuple[str, str], RoomLog] = {}
@@ -33,7 +36,7 @@ class MemoryBroker:
         self._on_publication: OnPublication | None = None
         self._writes = 0
 
-    async def start(self, on_publication: OnPublication) -> None:
+    async def start(self, on_publication: OnPublication, on_command: OnCommand, on_gap: OnGap) -> None:
         self._on_publication = on_publication
 
     async def close(self) -> None:
@@ -51,16 +54,21 @@ class MemoryBroker:
             )
         return log
 
-    async def publish(self, draft: Envelope, include_sender: bool) -> Envelope:
+    async def publish(self, draft: Envelope, include_sender: bool, dedup: Dedup | None = None) -> Envelope:
         log = self._log(draft.namespace, draft.room)
         envelope = Envelope(
             draft.namespace, draft.room, draft.event, draft.data, log.next_offset(),
             draft.sender, draft.client_event_id, _now_ms(),
         )
         log.append(envelope, envelope.ts)
+        if dedup is not None:
+            await self.dedup_put(dedup.key, {"result": {"room": draft.room, "offset": envelope.offset}}, dedup.ttl)
         if self._on_publication is not None:
             self._on_publication(Publication(envelope, include_sender))
         return envelope
+
+    async def route(self, node: str, command: Command, timeout: float) -> Any:
+        raise UnknownSession(f"no session {command.sid!r} on this node", sid=command.sid)
 
     async def position(self, namespace: str, room: str) -> str:
         return self._log(namespace, room).last_offset

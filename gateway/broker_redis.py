@@ -6,6 +6,7 @@ MAXDELETEDID`` and ``XINFO STREAM``'s ``max-deleted-entry-id``). Keys::
 
     {prefix}:log:{namespace}:{room}   stream, one entry per room event; its id is the offset
     {prefix}:fanout                   Pub/Sub channel every node listens to
+    {prefix}:node:{node}              Pub/Sub channel of one node: commands routed to it, replies
     {prefix}:dedup:{key}              clientEventId results, with a TTL
     {prefix}:session:{sid}            session records, with a TTL
     {prefix}:expired:{sid}            tombstone of an expired session, with a TTL
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,10 +48,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 from redis.maint_notifications import MaintNotificationsConfig
 
-from .broker import OnPublication
+from .broker import Command, Dedup, OnCommand, OnGap, OnPublication
 from .delivery_log import Replay
 from .envelope import Envelope
-from .errors import BrokerUnavailable
+from .errors import BrokerUnavailable, GatewayError, error_from_wire
 from .offsets import parse_offset
 from .redis_streams import (
     POSITION,
@@ -109,9 +111,14 @@ class RedisBroker:
         backoff: tuple[float, float] = (0.1, 5.0),
         max_connections: int = 64,
     ) -> None:
+        self.node = secrets.token_hex(6)
         self._settings = settings
         self._prefix = settings.redis_prefix
         self._channel = f"{self._prefix}:fanout"
+        self._inbox = self._node_channel(self.node)
+        self._on_command: OnCommand | None = None
+        self._replies: dict[str, asyncio.Future[Any]] = {}
+        self._commands: set[asyncio.Task[None]] = set()
         self._timeout = timeout
         self._ping_interval = ping_interval
         self._backoff = backoff
@@ -143,13 +150,15 @@ class RedisBroker:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self, on_publication: OnPublication) -> None:
+    async def start(self, on_publication: OnPublication, on_command: OnCommand, on_gap: OnGap) -> None:
         """Start the listener and wait (at most ``timeout``) for it to subscribe.
 
         If Redis is not there yet the gateway starts anyway, not ready, and the
         listener keeps trying: an orchestrator sees ``/readyz`` fail, not a crash loop.
         """
         self._on_publication = on_publication
+        self._on_command = on_command
+        self.on_fanout_gap = lambda gap: on_gap()
         self._listener = asyncio.create_task(self._listen(), name="redis-fanout-listener")
         try:
             async with asyncio.timeout(self._timeout):
@@ -159,6 +168,8 @@ class RedisBroker:
 
     async def close(self) -> None:
         self._on_publication = None
+        for task in list(self._commands):
+            task.cancel()
         task, self._listener = self._listener, None
         if task is not None:
             task.cancel()
@@ -218,11 +229,12 @@ class RedisBroker:
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe and wait for Redis to confirm it, within ``timeout``."""
         async with asyncio.timeout(self._timeout):
-            await pubsub.subscribe(self._channel)
-            while True:
+            await pubsub.subscribe(self._channel, self._inbox)
+            confirmed = 0
+            while confirmed < 2:
                 message = await pubsub.get_message(timeout=self._timeout)
                 if message is not None and message["type"] == "subscribe":
-                    return
+                    confirmed += 1
 
     async def _pump(self, pubsub: PubSub) -> None:
         """Hand messages to the hub; ping when idle so a silently dead link is noticed too."""
@@ -240,7 +252,10 @@ class RedisBroker:
                 continue
             pong_due = None  # anything received proves the link alive
             if message["type"] == "message":
-                self._deliver(message["data"])
+                if message["channel"] == self._inbox.encode():
+                    self._command(message["data"])
+                else:
+                    self._deliver(message["data"])
 
     def _deliver(self, raw: bytes) -> None:
         try:
@@ -255,6 +270,66 @@ class RedisBroker:
             callback(publication)
         except Exception:
             log.exception("fan-out of %s/%s failed", publication.envelope.namespace, publication.envelope.room)
+
+    # -- routed commands ------------------------------------------------------------
+
+    def _node_channel(self, node: str) -> str:
+        return f"{self._prefix}:node:{node}"
+
+    def _command(self, raw: bytes) -> None:
+        try:
+            message = orjson.loads(raw)
+            if message["t"] == "rep":
+                future = self._replies.pop(message["id"], None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+                return
+            command = Command(message["op"], message["sid"], message["body"])
+            reply_to, request_id = message["from"], message["id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("dropped an unreadable routed command: %s", exc)
+            return
+        task = asyncio.create_task(self._run_command(command, reply_to, request_id))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _run_command(self, command: Command, reply_to: str, request_id: str) -> None:
+        reply: dict[str, Any] = {"t": "rep", "id": request_id}
+        try:
+            assert self._on_command is not None
+            reply.update(ok=True, result=await self._on_command(command))
+        except GatewayError as exc:
+            reply.update(ok=False, error=exc.to_wire())
+        except Exception as exc:  # the caller must get an answer, not a timeout
+            log.exception("routed command %s failed", command.op)
+            reply.update(ok=False, error=GatewayError(f"{type(exc).__name__}").to_wire())
+        try:
+            await self._redis.publish(self._node_channel(reply_to), orjson.dumps(reply))
+        except (RedisError, OSError) as exc:
+            log.warning("could not reply to node %s: %s", reply_to, exc)
+
+    async def route(self, node: str, command: Command, timeout: float) -> Any:
+        request_id = secrets.token_hex(8)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = future
+        message = {"t": "req", "id": request_id, "from": self.node, "op": command.op,
+                   "sid": command.sid, "body": command.body}
+        try:
+            heard = await self._call(
+                f"route {command.op} to another node",
+                self._redis.publish(self._node_channel(node), orjson.dumps(message)),
+            )
+            if not heard:
+                raise BrokerUnavailable("the node holding this session is gone; retry after it reconnects")
+            async with asyncio.timeout(timeout):
+                reply = await future
+        except TimeoutError:
+            raise BrokerUnavailable("the node holding this session did not answer in time") from None
+        finally:
+            self._replies.pop(request_id, None)
+        if not reply["ok"]:
+            raise error_from_wire(reply["error"])
+        return reply["result"]
 
     def _record_gap(self, lost_at: float, error: str) -> None:
         gap = FanoutGap(lost_at, time.time(), error)
@@ -290,15 +365,17 @@ class RedisBroker:
     def _stream(self, namespace: str, room: str) -> str:
         return f"{self._prefix}:log:{namespace}:{room}"
 
-    async def publish(self, draft: Envelope, include_sender: bool) -> Envelope:
+    async def publish(self, draft: Envelope, include_sender: bool, dedup: Dedup | None = None) -> Envelope:
         s = self._settings
         offset, ts = await self._call(
             f"log an event in {draft.namespace} {draft.room}",
             self._publish(
-                keys=[self._stream(draft.namespace, draft.room)],
+                keys=[self._stream(draft.namespace, draft.room),
+                      f"{self._prefix}:dedup:{dedup.key}" if dedup else ""],
                 args=[
                     self._channel, s.log_max_length, _ms(s.log_max_age),
                     encode_entry(draft), "1" if include_sender else "0",
+                    _ms(dedup.ttl) if dedup else 0, orjson.dumps(draft.room),
                 ],
             ),
         )
@@ -354,7 +431,8 @@ class RedisBroker:
 
     async def save_session(self, record: SessionRecord, ttl: float) -> None:
         body = orjson.dumps(
-            {"sid": record.sid, "namespace": record.namespace, "user": record.user, "rooms": record.rooms}
+            {"sid": record.sid, "namespace": record.namespace, "user": record.user,
+             "rooms": record.rooms, "node": record.node}
         )
         await self._call(
             "save a session", self._redis.set(f"{self._prefix}:session:{record.sid}", body, px=_ms(ttl))
@@ -365,7 +443,7 @@ class RedisBroker:
         if raw is None:
             return None
         body = orjson.loads(raw)
-        return SessionRecord(body["sid"], body["namespace"], body["user"], dict(body["rooms"]))
+        return SessionRecord(body["sid"], body["namespace"], body["user"], dict(body["rooms"]), body.get("node", ""))
 
     async def drop_session(self, sid: str, *, expired: bool, ttl: float) -> None:
         async def drop() -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .acks import AckRegistry
-from .broker import Broker, Publication
+from .broker import Broker, Command, Dedup, Publication
 from .broker_memory import MemoryBroker
 from .delivery_log import Replay
 from .envelope import Envelope, check_name
@@ -84,7 +84,7 @@ class Gateway:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        await self.broker.start(self._fanout)
+        await self.broker.start(self._fanout, self._command, self._fanout_gap)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="gateway-sweeper")
 
     async def stop(self) -> None:
@@ -135,7 +135,7 @@ class Gateway:
         self._begin_replay(session)
         self.sessions[session.sid] = session
         self._resumes[session.sid] = _Resume({})
-        await self.broker.save_session(session.record(), self._session_ttl)
+        await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         self.metrics.connects.labels(channel.transport, "no").inc()
         return session
 
@@ -169,6 +169,7 @@ class Gateway:
         session.positions = {room: start[room] for room in session.rooms}
         self.sessions[sid] = session
         self._resumes[sid] = _Resume(replays)
+        await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         self.metrics.connects.labels(channel.transport, "yes").inc()
         return session
 
@@ -222,7 +223,7 @@ class Gateway:
         session.channel = None
         self._cancel_calls(session, reason)
         log.info("session detached", extra={"sid": session.sid, "reason": reason})
-        self._background(self.broker.save_session(session.record(), self._session_ttl))
+        self._background(self.broker.save_session(session.record(self.broker.node), self._session_ttl))
 
     def _background(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -241,9 +242,13 @@ class Gateway:
         self._cancel_calls(session, reason)
         if channel is not None:
             channel.close(reason)
-        self._background(
-            self.broker.drop_session(session.sid, expired=expired, ttl=self.settings.dedup_window)
-        )
+        self._background(self._drop_record(session.sid, expired))
+
+    async def _drop_record(self, sid: str, expired: bool) -> None:
+        record = await self.broker.load_session(sid)
+        if record is not None and record.node not in ("", self.broker.node):
+            return  # resumed on another node meanwhile: the record is theirs
+        await self.broker.drop_session(sid, expired=expired, ttl=self.settings.dedup_window)
 
     async def get_session(self, sid: str) -> Session:
         """A session this node holds; ``UnknownSession`` or ``SessionExpired`` otherwise."""
@@ -255,13 +260,73 @@ class Gateway:
         raise UnknownSession(f"no session {sid!r}", sid=sid)
 
     async def _find(self, sid: str) -> Session:
+        """The session to resume: ours, or rebuilt from the record another node left."""
         session = self.sessions.get(sid)
-        if session is not None:
+        if session is not None and session.state is SessionState.CONNECTED:
             return session
         record = await self.broker.load_session(sid)
         if record is None:
             return await self.get_session(sid)  # raises the precise error
+        if session is not None and record.node == self.broker.node:
+            return session
+        if session is not None:
+            self._forget(session)  # it moved to another node since: our copy is stale
         return Session.from_record(record)
+
+    def _forget(self, session: Session) -> None:
+        """Drop a local copy without touching the shared record (another node owns it now)."""
+        self._leave_live(session)
+        self._end_replay(session)
+        self._resumes.pop(session.sid, None)
+        self.sessions.pop(session.sid, None)
+        session.state = SessionState.CLOSED
+
+    # -- requests that may be routed -----------------------------------------
+
+    async def request(self, sid: str, op: str, body: Any) -> Any:
+        """Run a client request for ``sid`` here, or on the node that holds the session.
+
+        This is what lets SSE + POST work behind a round-robin balancer: a POST may
+        land on any node.
+        """
+        session = self.sessions.get(sid)
+        if session is None or session.state is not SessionState.CONNECTED:
+            record = await self.broker.load_session(sid)
+            if record is None:
+                session = await self.get_session(sid)  # ours without a record, or the precise error
+            elif record.node != self.broker.node:
+                if session is not None:
+                    self._forget(session)
+                payload = body.model_dump(by_alias=True) if hasattr(body, "model_dump") else {}
+                return await self.broker.route(
+                    record.node, Command(op, sid, payload), self.settings.route_timeout
+                )
+            elif session is None:
+                raise UnknownSession(f"no session {sid!r}", sid=sid)
+        return await self._perform(session, op, body)
+
+    async def _command(self, command: Command) -> Any:
+        """A request another node routed here."""
+        session = self.sessions.get(command.sid)
+        if session is None:
+            raise UnknownSession(f"no session {command.sid!r} on this node", sid=command.sid)
+        model = _REQUESTS.get(command.op)
+        return await self._perform(session, command.op, model.parse(command.body) if model else None)
+
+    async def _perform(self, session: Session, op: str, body: Any) -> Any:
+        if op == "join":
+            return await self.join(session, body)
+        if op == "leave":
+            return await self.leave(session, body)
+        if op == "publish":
+            return await self.publish(session, body)
+        if op == "emit":
+            return await self.emit_event(session, body)
+        if op == "ack":
+            return await self.resolve_ack(session, body)
+        if op == "close":
+            return self.close(session, "client closed")
+        raise ValueError(f"unknown op {op!r}")
 
     # -- client requests -----------------------------------------------------
 
@@ -274,14 +339,24 @@ class Gateway:
             raise ForbiddenRoom(f"{room!r} is another session's personal room", room=room)
         if not await ns.may_join(session, room):
             raise ForbiddenRoom(f"not allowed to join {room!r}", room=room)
-        offset = await self.broker.position(session.namespace, room)
-        session.rooms[room] = offset
-        session.positions[room] = offset
-        if session.live:
+        # Live before reading the position: with a broker whose fan-out is asynchronous
+        # (Redis) an event logged meanwhile is then delivered rather than missed; one
+        # logged just before may arrive too, which a client drops by offset.
+        live = session.live
+        if live:
             self._add_live(session, room)
+        try:
+            offset = await self.broker.position(session.namespace, room)
+        except GatewayError:
+            if live:
+                self.rooms.discard(session, room)
+                self.transports[session.transport].detach(session, room)
+            raise
+        session.rooms[room] = offset
+        session.positions.setdefault(room, offset)
         if session.channel is not None:
             session.channel.send("joined", {"room": room, "offset": offset})
-        await self.broker.save_session(session.record(), self._session_ttl)
+        await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         return {"room": room, "offset": offset}
 
     async def leave(self, session: Session, request: LeaveRequest) -> dict[str, Any]:
@@ -297,7 +372,7 @@ class Gateway:
         session.positions.pop(room, None)
         if session.channel is not None:
             session.channel.send("left", {"room": room})
-        await self.broker.save_session(session.record(), self._session_ttl)
+        await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         return {"room": room}
 
     async def publish(self, session: Session, request: PublishRequest) -> dict[str, Any]:
@@ -309,22 +384,22 @@ class Gateway:
         if request.room not in session.rooms and not allow:
             raise NotJoined(f"join {request.room!r} before publishing to it", room=request.room)
 
-        async def publish() -> dict[str, Any]:
+        async def publish(dedup: Dedup | None) -> dict[str, Any]:
             draft = Envelope(
                 session.namespace, request.room, request.event, request.data, "",
                 session.sid, request.client_event_id, 0,
             )
-            logged = await self.broker.publish(draft, request.include_self)
+            logged = await self.broker.publish(draft, request.include_self, dedup)
             return {"room": logged.room, "offset": logged.offset}
 
-        return await self._once(session, request.client_event_id, publish)
+        return await self._once(session, request.client_event_id, publish, logs_itself=True)
 
     async def emit_event(self, session: Session, request: EmitRequest) -> Any:
         """Run the namespace's handler; its return value is the ack."""
         handler = self.namespaces[session.namespace].handlers.get(request.event)
         if handler is None:
             raise UnknownEvent(f"no handler for event {request.event!r}", event=request.event)
-        return await self._once(session, request.client_event_id, lambda: handler(session, request.data))
+        return await self._once(session, request.client_event_id, lambda _: handler(session, request.data))
 
     async def resolve_ack(self, session: Session, request: AckRequest) -> None:
         ack = self.acks.resolve(request.ack_id, session.sid, request.result)
@@ -332,11 +407,20 @@ class Gateway:
             ack.waiter.set_result(request.result)
 
     async def _once(
-        self, session: Session, client_event_id: str | None, work: Callable[[], Awaitable[Any]]
+        self,
+        session: Session,
+        client_event_id: str | None,
+        work: Callable[[Dedup | None], Awaitable[Any]],
+        *,
+        logs_itself: bool = False,
     ) -> Any:
-        """At-least-once in, exactly-once effect: a retransmission gets the first ack again."""
+        """At-least-once in, exactly-once effect: a retransmission gets the first ack again.
+
+        ``logs_itself``: ``work`` stores the dedup entry atomically with its effect (a
+        publish), so a crash between the two cannot let a retransmission log it twice.
+        """
         if client_event_id is None:
-            return await work()
+            return await work(None)
         key = f"{session.namespace}|{session.user or session.sid}|{client_event_id}"
         running = self._inflight.get(key)
         if running is not None:
@@ -349,8 +433,10 @@ class Gateway:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await work()
-            await self.broker.dedup_put(key, {"result": result}, self.settings.dedup_window)
+            dedup = Dedup(key, self.settings.dedup_window)
+            result = await work(dedup)
+            if not logs_itself:
+                await self.broker.dedup_put(key, {"result": result}, self.settings.dedup_window)
             future.set_result(result)
             return result
         except BaseException as exc:
@@ -454,6 +540,17 @@ class Gateway:
             self.rooms.discard(session, room)
             transport.detach(session, room)
 
+    def _fanout_gap(self) -> None:
+        """Fan-out to this node was interrupted: live sessions may have missed events.
+
+        They are sent away with a reconnect hint; resuming from their offsets replays
+        what the log holds and reports a gap for anything it does not.
+        """
+        for session in list(self.sessions.values()):
+            if session.channel is not None:
+                session.channel.send("close", {"reason": "broker_gap", "reconnect": True})
+                session.channel.close("broker_gap")
+
     def _cancel_calls(self, session: Session, reason: str) -> None:
         for ack in self.acks.cancel_session(session.sid):
             if ack.waiter is not None and not ack.waiter.done():
@@ -469,9 +566,22 @@ class Gateway:
 
     async def _sweep_forever(self) -> None:
         period = max(0.05, min(1.0, self._session_ttl / 4))
+        refreshed = time.monotonic()
         while True:
             await asyncio.sleep(period)
             await self.expire_detached()
+            if time.monotonic() - refreshed > self._session_ttl / 3:
+                refreshed = time.monotonic()
+                await self._refresh_records()
+
+    async def _refresh_records(self) -> None:
+        """Keep connected sessions' records alive in the broker (they carry a TTL)."""
+        for session in list(self.sessions.values()):
+            if session.state is SessionState.CONNECTED:
+                try:
+                    await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
+                except GatewayError:
+                    return  # the broker is down; the next sweep tries again
 
     async def expire_detached(self) -> None:
         """Close sessions detached longer than ``ping_timeout + recovery_window``."""
@@ -479,6 +589,12 @@ class Gateway:
         for session in list(self.sessions.values()):
             if session.state is SessionState.DETACHED and session.detached_at < deadline:
                 self.close(session, "expired", expired=True)
+
+
+_REQUESTS: dict[str, Any] = {
+    "join": JoinRequest, "leave": LeaveRequest, "publish": PublishRequest,
+    "emit": EmitRequest, "ack": AckRequest,
+}
 
 
 def make_broker(settings: Settings) -> Broker:

@@ -68,14 +68,19 @@ local function trim(key, last, max_length, horizon)
 end
 """
 
-# KEYS[1] stream; ARGV channel, max_length, max_age_ms, entry, include_sender ("1"/"0").
-# The fan-out message is assembled here because only here is the id known; the entry is
-# already JSON, so concatenation yields JSON.
+# KEYS[1] stream, KEYS[2] dedup key (or ""); ARGV channel, max_length, max_age_ms, entry,
+# include_sender ("1"/"0"), dedup ttl ms, room as a JSON string. The fan-out message and
+# the dedup entry are assembled here because only here is the id known; the pieces are
+# already JSON, so concatenation yields JSON. Logging and the dedup entry are one step:
+# a retransmission after a crash finds the ack instead of logging the event twice.
 PUBLISH = LUA_LIB + """
 local now = now_ms()
 local ts = string.format('%d', now)
 local id = redis.call('XADD', KEYS[1], '*', 'ts', ts, 'r', ARGV[4])
 trim(KEYS[1], id, tonumber(ARGV[2]), now - tonumber(ARGV[3]))
+if KEYS[2] ~= '' then
+  redis.call('SET', KEYS[2], '{"result":{"room":' .. ARGV[7] .. ',"offset":"' .. id .. '"}}', 'PX', ARGV[6])
+end
 redis.call('PUBLISH', ARGV[1], '{"offset":"' .. id .. '","ts":' .. ts .. ',"includeSender":'
   .. (ARGV[5] == '1' and 'true' or 'false') .. ',"record":' .. ARGV[4] .. '}')
 return {id, ts}

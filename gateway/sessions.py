@@ -51,6 +51,7 @@ class SessionRecord:
     namespace: str
     user: str | None
     rooms: dict[str, str]  # room -> offset when joined
+    node: str = ""  # the node holding the connection (or that last did)
 
 
 @dataclass(eq=False, slots=True)
@@ -73,8 +74,8 @@ class Session:
     def live(self) -> bool:
         return self.state is SessionState.CONNECTED and self.backlog is None
 
-    def record(self) -> SessionRecord:
-        return SessionRecord(self.sid, self.namespace, self.user, dict(self.rooms))
+    def record(self, node: str) -> SessionRecord:
+        return SessionRecord(self.sid, self.namespace, self.user, dict(self.rooms), node)
 
     @classmethod
     def from_record(cls, rec: SessionRecord) -> Session:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # "memory" (one process) or a redis:// URL (several nodes).
     broker: str = "memory"
     redis_prefix: str = "rtgw"
+    # How long a POST routed to the node holding its session may take (seconds).
+    route_timeout: float = Field(5.0, gt=0)
 
     # Token that grants /admin, and the demo's private: rooms.
     admin_token: str = "change-me"

@@ -25,10 +25,10 @@ from httpx_sse import aconnect_sse
 
 from gateway import demo
 from gateway.app import create_app
-from gateway.broker import Publication
+from gateway.broker import Command, Dedup, Publication
 from gateway.broker_redis import FanoutGap, RedisBroker
 from gateway.envelope import Envelope
-from gateway.errors import BrokerUnavailable, OffsetFromFuture
+from gateway.errors import BrokerUnavailable, NotJoined, OffsetFromFuture
 from gateway.offsets import parse_offset
 from gateway.redis_streams import StreamState, encode_entry, judge_replay
 from gateway.sessions import SessionRecord
@@ -83,6 +83,12 @@ class Inbox:
     async def offset(self, offset: str) -> Publication:
         return await self.wait_for(lambda p: p.envelope.offset == offset)
 
+    async def command(self, command: Command) -> Any:
+        """Answer a routed command: echo it, or fail with the error it asks for."""
+        if command.op == "fail":
+            raise NotJoined("as asked", room="r")
+        return {"op": command.op, "sid": command.sid, "body": command.body}
+
 
 Opener = Callable[..., Awaitable[tuple[RedisBroker, Inbox]]]
 
@@ -97,7 +103,7 @@ async def open_broker(prefix: str) -> AsyncIterator[Opener]:
         broker = RedisBroker(Settings(broker=url, redis_prefix=prefix, **settings_options), **options)
         inbox = Inbox()
         opened.append(broker)
-        await broker.start(inbox)
+        await broker.start(inbox, inbox.command, lambda: None)
         return broker, inbox
 
     yield open_
@@ -482,3 +488,21 @@ async def test_sse_client_gets_its_own_publication_through_redis(
             assert sid in event.id and f"r={offset}" in event.id  # the resume cursor moved
             logged = await redis_client.xrange(f"{prefix}:log:/chat:r", offset, offset)
             assert logged is not None and [entry_id for entry_id, _ in logged] == [offset.encode()]
+
+
+async def test_commands_are_routed_to_the_node_holding_the_session(open_broker: Opener) -> None:
+    a, _ = await open_broker()
+    b, _ = await open_broker()
+    result = await a.route(b.node, Command("join", "sid9", {"room": "r"}), timeout=WAIT)
+    assert result == {"op": "join", "sid": "sid9", "body": {"room": "r"}}
+    with pytest.raises(NotJoined) as err:
+        await b.route(a.node, Command("fail", "sid9", {}), timeout=WAIT)
+    assert err.value.detail == {"room": "r"}
+    with pytest.raises(BrokerUnavailable):  # nobody listens on a node that is gone
+        await a.route("no-such-node", Command("join", "sid9", {}), timeout=WAIT)
+
+
+async def test_publish_stores_its_dedup_entry_in_the_same_step(open_broker: Opener) -> None:
+    broker, _ = await open_broker()
+    logged = await broker.publish(draft("r", "once"), False, Dedup("k1", 60))
+    assert await broker.dedup_get("k1") == {"result": {"room": "r", "offset": logged.offset}}

@@ -188,13 +188,11 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
 
     @api.post("/sessions/{sid}/join", openapi_extra=_body(JoinRequest), summary="Join a room")
     async def join(sid: str, request: Request) -> JSONResponse:
-        session = await gateway.get_session(sid)
-        return _ok(await gateway.join(session, await _read(request, JoinRequest, limit)))
+        return _ok(await gateway.request(sid, "join", await _read(request, JoinRequest, limit)))
 
     @api.post("/sessions/{sid}/leave", openapi_extra=_body(LeaveRequest), summary="Leave a room")
     async def leave(sid: str, request: Request) -> JSONResponse:
-        session = await gateway.get_session(sid)
-        return _ok(await gateway.leave(session, await _read(request, LeaveRequest, limit)))
+        return _ok(await gateway.request(sid, "leave", await _read(request, LeaveRequest, limit)))
 
     @api.post(
         "/sessions/{sid}/publish",
@@ -202,8 +200,7 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
         summary="Publish a room event; the ack carries its offset",
     )
     async def publish(sid: str, request: Request) -> JSONResponse:
-        session = await gateway.get_session(sid)
-        return _ok(await gateway.publish(session, await _read(request, PublishRequest, limit)))
+        return _ok(await gateway.request(sid, "publish", await _read(request, PublishRequest, limit)))
 
     @api.post(
         "/sessions/{sid}/emit",
@@ -211,8 +208,7 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
         summary="Send an application event; the ack is the handler's return value",
     )
     async def emit(sid: str, request: Request) -> JSONResponse:
-        session = await gateway.get_session(sid)
-        return _ok(await gateway.emit_event(session, await _read(request, EmitRequest, limit)))
+        return _ok(await gateway.request(sid, "emit", await _read(request, EmitRequest, limit)))
 
     @api.post(
         "/sessions/{sid}/ack",
@@ -221,14 +217,12 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
         summary="Acknowledge a server call",
     )
     async def ack(sid: str, request: Request) -> Response:
-        session = await gateway.get_session(sid)
-        await gateway.resolve_ack(session, await _read(request, AckRequest, limit))
+        await gateway.request(sid, "ack", await _read(request, AckRequest, limit))
         return Response(status_code=204)
 
     @api.delete("/sessions/{sid}", status_code=204, summary="Close the session for good")
     async def close(sid: str) -> Response:
-        session = await gateway.get_session(sid)
-        gateway.close(session, "client closed")
+        await gateway.request(sid, "close", None)
         return Response(status_code=204)
 
     return api
