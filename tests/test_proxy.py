@@ -31,8 +31,7 @@ import uvicorn
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from comparison import nginx
-from comparison.proxy import StatsSnapshot, classify, make_profile, read_stats, reset_stats
-from comparison.proxy.launch import ProxyProcess
+from comparison.proxy import ProxyProcess, StatsSnapshot, classify, make_profile, read_stats, reset_stats
 from comparison.proxy.profiles import Stack
 from gateway.app import create_app
 from gateway.demo import install
@@ -118,7 +117,7 @@ class NginxProcess:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                with _direct.open(self.url + "/healthz", timeout=1) as response:
                     if response.status == 200:
                         return True
             except (urllib.error.URLError, ConnectionError):
@@ -134,6 +133,10 @@ class NginxProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout(5))
+
+
+# Loopback requests never go through an HTTP proxy named in the environment.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _free_port() -> int:
@@ -206,6 +209,16 @@ async def eventually(check: Callable[[], bool], within: float, what: str) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within} s: {what}")
         await asyncio.sleep(0.02)
+
+
+async def stats_until(url: str, check: Callable[[StatsSnapshot], bool], within: float, what: str) -> StatsSnapshot:
+    """Read the proxy's counters until ``check`` holds, bounded in time."""
+    deadline = time.monotonic() + timeout(within)
+    while not check(snapshot := await stats(url)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what} ({snapshot})")
+        await asyncio.sleep(0.05)
+    return snapshot
 
 
 @asynccontextmanager
@@ -283,6 +296,17 @@ async def stream_end(events: asyncio.Queue[ServerSentEvent | None], within: floa
 )
 def test_classify_names_the_transport_from_path_and_query(path: str, query: dict[str, str], expected: str) -> None:
     assert classify(path, query) == expected
+
+
+def test_the_public_api_is_pinned() -> None:
+    import comparison.proxy
+
+    assert sorted(comparison.proxy.__all__) == [
+        "Counters", "PROFILES", "Profile", "ProfileOptions", "Proxy", "ProxyProcess", "ProxyStartError",
+        "StatsSnapshot", "TRANSPORT_CLASSES",
+        "TransportClass", "classify", "make_profile", "read_stats", "reset_stats",
+    ]
+    assert sorted(comparison.proxy.PROFILES) == ["block-websocket", "buffering", "drop", "idle-timeout", "passthrough"]
 
 
 def test_profiles_stack_and_unknown_names_are_refused() -> None:
@@ -366,7 +390,9 @@ async def test_passthrough_holds_hundreds_of_concurrent_streams(passthrough: Pro
         finally:
             release.set()
             results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout(15))
-    assert results == ["open"] * streams
+        assert results == ["open"] * streams
+        # Clients that leave free their connections at the proxy (only the stats reader stays).
+        await stats_until(passthrough.url, lambda s: s.connections <= 1, 5, "connections closed")
 
 
 async def test_an_unreachable_upstream_is_a_502_and_counted() -> None:
@@ -482,6 +508,17 @@ async def test_drop_closes_every_connection_within_its_lifetime(
                 await stream_end(events, 0.8 + 3)
                 return time.monotonic() - started
 
-        lifetimes = await asyncio.gather(*(lifetime() for _ in range(3)))
+        async def websocket_lifetime() -> float:
+            client = socketio.AsyncClient(reconnection=False)
+            gone = asyncio.Event()
+            client.on("disconnect", lambda *reason: gone.set(), namespace="/chat")
+            started = time.monotonic()
+            await client.connect(proxy.url, namespaces=["/chat"], transports=["websocket"], wait_timeout=timeout(5))
+            await asyncio.wait_for(gone.wait(), timeout(0.8 + 3))
+            return time.monotonic() - started
+
+        lifetimes = await asyncio.gather(*(lifetime() for _ in range(3)), websocket_lifetime())
     assert all(t <= timeout(0.8 + 0.5) for t in lifetimes), lifetimes
-    assert (await stats(proxy.url))["sse-stream"].cuts_drop == 3
+    counted = await stats(proxy.url)
+    assert counted["sse-stream"].cuts_drop == 3
+    assert counted["socketio-websocket"].cuts_drop == 1

@@ -4,12 +4,14 @@
 
 Modules: ``classify`` (which transport a request is), ``profiles`` (one class per
 behaviour), ``connections`` (per-connection cutoffs), ``relay`` (streaming HTTP and
-WebSocket forwarding), ``stats`` (counters and their HTTP reader), ``server`` (``Proxy``).
+WebSocket forwarding), ``stats`` (counters and their HTTP reader), ``server`` (``Proxy``,
+in-process), ``launch`` (``ProxyProcess``: the command line as a child process, awaited ready).
 """
 
 from __future__ import annotations
 
 from .classify import TRANSPORT_CLASSES, TransportClass, classify
+from .launch import ProxyProcess, ProxyStartError
 from .profiles import PROFILES, Profile, ProfileOptions, make_profile
 from .server import Proxy
 from .stats import Counters, StatsSnapshot, read_stats, reset_stats
@@ -21,6 +23,8 @@ __all__ = [
     "Profile",
     "ProfileOptions",
     "Proxy",
+    "ProxyProcess",
+    "ProxyStartError",
     "StatsSnapshot",
     "TransportClass",
     "classify",

@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 
-from .profiles import PROFILES, ProfileOptions, make_profile
+from .profiles import PROFILES, Profile, ProfileOptions, make_profile
 from .server import Proxy
 
 
@@ -44,34 +44,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def serve(args: argparse.Namespace) -> None:
-    options = ProfileOptions(buffer_kib=args.buffer_kib, idle_timeout=args.idle_timeout,
-                             drop_min=args.drop_min, drop_max=args.drop_max, seed=args.seed)
-    host, port = args.listen
-    proxy = Proxy(make_profile(args.profile, options), args.upstream, host, port)
+async def serve(profile: Profile, upstream: str, host: str, port: int) -> None:
+    proxy = Proxy(profile, upstream, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with proxy:
-        print(f"listening on {proxy.url} (profile {proxy.profile.name}, upstream {args.upstream})", flush=True)
+        print(f"listening on {proxy.url} (profile {profile.name}, upstream {upstream})", flush=True)
         await stop.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    options = ProfileOptions(buffer_kib=args.buffer_kib, idle_timeout=args.idle_timeout,
+                             drop_min=args.drop_min, drop_max=args.drop_max, seed=args.seed)
     try:
-        make_profile(args.profile, ProfileOptions(buffer_kib=args.buffer_kib, idle_timeout=args.idle_timeout,
-                                                  drop_min=args.drop_min, drop_max=args.drop_max))
+        profile = make_profile(args.profile, options)
     except ValueError as exc:
         parser().error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    host, port = args.listen
     try:
-        import uvloop  # installed with uvicorn[standard]; it makes relaying bytes cheaper
+        import uvloop  # installed with uvicorn[standard]; relaying is a little cheaper on it
     except ImportError:
-        asyncio.run(serve(args))
+        asyncio.run(serve(profile, args.upstream, host, port))
     else:
-        uvloop.run(serve(args))
+        uvloop.run(serve(profile, args.upstream, host, port))
 
 
 if __name__ == "__main__":

@@ -46,9 +46,13 @@ class Marker(Protocol):
 
 
 def strip_hop_by_hop(headers: CIMultiDictProxy[str], drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
-    named = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
-    return CIMultiDict((k, v) for k, v in headers.items() if (key := k.lower()) not in HOP_BY_HOP
-                       and key not in named and key not in drop)
+    # Copy, then delete the few names that must go: cheaper than filtering every header in Python.
+    kept = CIMultiDict(headers)
+    connection = headers.get("Connection")
+    named = {t.strip() for t in connection.split(",")} if connection else ()
+    for name in (*HOP_BY_HOP, *drop, *named):
+        kept.popall(name, None)
+    return kept
 
 
 def upstream_headers(request: web.BaseRequest, drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
@@ -83,6 +87,18 @@ class ClientSink:
 
     async def finish(self) -> None:
         pass
+
+
+class WholeBodyResponse(web.StreamResponse):
+    """A streamed response whose headers wait for the first body write, as ``web.Response``'s do.
+
+    aiohttp writes a ``StreamResponse``'s headers at ``prepare()``, in a send of their own;
+    for a body that is already complete that is one more system call (and TCP segment) per
+    response than needed. Used only then: a streaming body's headers must not wait.
+    (A private switch of aiohttp: if it goes away, the headers are merely sent separately.)
+    """
+
+    _send_headers_immediately = False
 
 
 class Forwarder:
@@ -124,8 +140,10 @@ class Forwarder:
             return web.Response(status=502, text=f"proxy: upstream failed ({type(exc).__name__})\n")
         complete = False
         try:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                          headers=strip_hop_by_hop(upstream.headers))
+            # A body that arrived whole with the headers (most small responses) lets the
+            # headers go out in the same write as the body; a streaming one sends them now.
+            kind = WholeBodyResponse if upstream.content.is_eof() else web.StreamResponse
+            response = kind(status=upstream.status, reason=upstream.reason, headers=strip_hop_by_hop(upstream.headers))
             await response.prepare(request)
             connection.touch()
             sink = self._profile.wrap_sink(ClientSink(response, counters))
@@ -133,6 +151,8 @@ class Forwarder:
                 async for chunk in upstream.content.iter_any():
                     connection.touch()
                     await sink.write(chunk)
+            except ConnectionResetError:
+                raise  # the client's side (aiohttp's reset error is also a ClientError)
             except (TimeoutError, aiohttp.ClientError):
                 # The upstream broke mid-body: cut the client too, so it sees a truncated
                 # response rather than a clean end.
@@ -159,7 +179,8 @@ class Forwarder:
             )
         except aiohttp.WSServerHandshakeError as exc:
             # The upstream refused the upgrade (e.g. an unknown sid): the client gets its status.
-            return web.Response(status=exc.status, text=f"proxy: upstream refused the upgrade ({exc.message})\n")
+            status = exc.status if exc.status >= 400 else 502
+            return web.Response(status=status, text=f"proxy: upstream refused the upgrade ({exc.message})\n")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             counters.upstream_errors += 1
             return web.Response(status=502, text=f"proxy: upstream failed ({type(exc).__name__})\n")
@@ -206,19 +227,24 @@ async def _relay_frames(
 
 
 async def _pump(source: WebSocket, target: WebSocket, tally: Callable[[int], None], connection: Marker) -> None:
-    async for message in source:  # ends at CLOSE/CLOSING/CLOSED; autoclose answers the close
-        connection.touch()
-        if message.type is WSMsgType.TEXT:
-            text: str = message.data
-            tally(len(text) if text.isascii() else len(text.encode()))
-            await target.send_str(text)
-        elif message.type is WSMsgType.BINARY:
-            tally(len(message.data))
-            await target.send_bytes(message.data)
-        elif message.type is WSMsgType.ERROR:
-            break
+    """Relay ``source``'s messages to ``target`` until ``source`` closes or fails, then close ``target``."""
+    try:
+        async for message in source:  # ends at CLOSE/CLOSING/CLOSED; autoclose answers the close
+            connection.touch()
+            if message.type is WSMsgType.TEXT:
+                text: str = message.data
+                tally(len(text) if text.isascii() else len(text.encode()))
+                await target.send_str(text)
+            elif message.type is WSMsgType.BINARY:
+                tally(len(message.data))
+                await target.send_bytes(message.data)
+            elif message.type is WSMsgType.ERROR:
+                break
+    except (ConnectionError, aiohttp.ClientError):
+        pass  # the target is gone: closing it below is all that is left
     code = source.close_code
     # 1005/1006/1015 describe a missing close frame and may not be sent in one.
     if code is None or code in (WSCloseCode.ABNORMAL_CLOSURE, 1005, 1015):
         code = WSCloseCode.GOING_AWAY
-    await target.close(code=code)
+    with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+        await target.close(code=code)

@@ -22,7 +22,7 @@ CONTROL_PREFIX: Final = "/__proxy/"
 # Upstream connections: no pool limit (aiohttp's default of 100 would queue the 101st SSE
 # stream), no cookie jar (one client's cookies must not leak into another's requests), bodies
 # passed as-is (no decompression), no read timeout (long-polls and streams are meant to wait).
-UPSTREAM_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=None)
+UPSTREAM_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=10)
 # Long-lived streams would hold a graceful stop for aiohttp's default 60 s.
 SHUTDOWN_TIMEOUT: Final = 1.0
 
