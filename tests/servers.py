@@ -37,10 +37,14 @@ class ThreadedGateway:
         self.gateway: Gateway = self.app.gateway
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                           ws="websockets-sansio" if _has_sansio() else "auto")
+                           timeout_graceful_shutdown=2, ws="websockets-sansio" if _has_sansio() else "auto")
         )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.server.serve()
 
     def start(self) -> ThreadedGateway:
         self.thread.start()
@@ -51,7 +55,6 @@ class ThreadedGateway:
             time.sleep(0.01)
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.loop = self.gateway._sweeper.get_loop() if self.gateway._sweeper else None
         return self
 
     def run(self, coro: Coroutine[Any, Any, Any], wait: float = 10) -> Any:

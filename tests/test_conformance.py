@@ -243,7 +243,7 @@ async def test_resume_replays_missed_events_once_in_order(clients, transport):
     [recovery] = sub.control("recovery")
     assert recovery["complete"] is True and recovery["gaps"] == []
     await pub.publish(r, 8)
-    got = await sub.wait_room_events(r, 9)
+    await sub.wait_room_events(r, 9)
     await sub.quiet()
     assert [e["data"] for e in sub.room_events(r)] == list(range(9))
 

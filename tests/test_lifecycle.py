@@ -7,7 +7,6 @@ import signal
 import time
 
 import pytest
-import socketio
 
 from gateway.hub import Gateway
 from gateway.settings import Settings

@@ -10,11 +10,9 @@ nginx configuration, so "nginx does the same" is shown, not claimed.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,76 +20,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import socketio
-import uvicorn
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from comparison import nginx
 from comparison.proxy import ProxyProcess, StatsSnapshot, classify, make_profile, read_stats, reset_stats
 from comparison.proxy.profiles import Stack
-from gateway.app import create_app
-from gateway.demo import install
-from gateway.settings import Settings
-
-# Scales every wait in this file (slow CI machines: TIMEOUT_FACTOR=3).
-FACTOR = float(os.environ.get("TIMEOUT_FACTOR", "1"))
-
-
-def timeout(seconds: float) -> float:
-    return seconds * FACTOR
+from .servers import ThreadedGateway, timeout
 
 
 # -- servers -------------------------------------------------------------------------
-
-
-class ThreadedGateway:
-    """The demo gateway served by uvicorn on its own thread and event loop, port 0."""
-
-    def __init__(self) -> None:
-        self.app = create_app(Settings(), declare=install)
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                           timeout_graceful_shutdown=2, ws="websockets-sansio" if _has_sansio() else "auto")
-        )
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.server.serve()
-
-    def start(self) -> ThreadedGateway:
-        self.thread.start()
-        deadline = time.monotonic() + timeout(10)
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.01)
-        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    async def emit(self, event: str, data: Any) -> str:
-        """A server-side emit to every session of /chat, run on the gateway's own loop."""
-        assert self.loop is not None
-        future = asyncio.run_coroutine_threadsafe(self.app.gateway.emit("/chat", event, data), self.loop)
-        return str(await asyncio.wait_for(asyncio.wrap_future(future), timeout(5)))
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout(10))
-
-
-def _has_sansio() -> bool:
-    try:
-        from uvicorn.protocols.websockets import websockets_sansio_impl  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class NginxProcess:
@@ -355,7 +296,7 @@ async def test_passthrough_streams_sse_events_as_they_happen(
         joined = await client.post(f"{passthrough.url}/sse/sessions/{sid}/join", json={"room": "r"})
         assert joined.json()["ok"] is True
         # A small event emitted after the stream opened arrives on its own: nothing is held.
-        await gateway.emit("announcement", {"text": "hi"})
+        await gateway.arun(gateway.gateway.emit("/chat", "announcement", {"text": "hi"}))
         for _ in range(10):
             event = await next_event(events, 5)
             assert event is not None
@@ -464,7 +405,7 @@ async def test_buffering_holds_small_sse_events_until_the_buffer_fills(
             with pytest.raises(TimeoutError):
                 await next_event(events, 1.5)
             # Once 4 KiB are pending the proxy releases them at once: open, then the emit.
-            await gateway.emit("announcement", {"pad": "x" * 5000})
+            await gateway.arun(gateway.gateway.emit("/chat", "announcement", {"pad": "x" * 5000}))
             opened = await next_event(events, 5)
             assert opened is not None and opened.event == "open"
             announced = await next_event(events, 5)
