@@ -20,6 +20,24 @@ def server() -> Iterator[ThreadedGateway]:
     gw.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test run's own on the shared Redis, deleted afterwards."""
+    import uuid
+
+    import redis
+
+    from .servers import REDIS_URL
+
+    prefix = f"rtgwtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -22,6 +22,8 @@ from gateway.settings import Settings
 
 # Scales every wait in the tests (slow CI machines: TIMEOUT_FACTOR=3).
 FACTOR = float(os.environ.get("TIMEOUT_FACTOR", "1"))
+# The machine's Redis; tests isolate themselves by key prefix.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def timeout(seconds: float) -> float:
