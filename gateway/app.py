@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import AppStatus
 
-from .errors import GatewayError, ValidationFailed
+from .errors import Forbidden, GatewayError, InvalidToken, Unauthorized, ValidationFailed
+from .messages import ServerPublish
 from .hub import Gateway
 from .logs import configure
 from .settings import Settings
@@ -96,6 +98,26 @@ def create_app(
     @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @api.post(
+        "/api/publish",
+        tags=["server API"],
+        summary="Publish a room event from the application's backend (Bearer GATEWAY_API_TOKEN)",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": ServerPublish.model_json_schema()}}}},
+    )
+    async def server_publish(request: Request) -> JSONResponse:
+        token = gateway.settings.api_token
+        given = request.headers.get("authorization", "")
+        if not token:
+            raise Forbidden("the server API is disabled: set GATEWAY_API_TOKEN")
+        if not given.lower().startswith("bearer "):
+            raise Unauthorized("Authorization: Bearer <GATEWAY_API_TOKEN> required")
+        if not hmac.compare_digest(given[7:].strip(), token):
+            raise InvalidToken("wrong API token")
+        body = ServerPublish.parse(await request.body())
+        offset = await gateway.emit(body.namespace, body.event, body.data, to=body.room)
+        return JSONResponse({"ok": True, "result": {"room": body.room or "*", "offset": offset}})
 
     api.include_router(sse.router(gateway, shutdown))
     socketio_transport = SocketIOTransport(gateway)

@@ -84,3 +84,17 @@ class EmitRequest(Request):
 class AckRequest(Request):
     ack_id: str = Field(alias="ackId", min_length=1, max_length=64)
     result: Any = None
+
+
+class ServerPublish(Request):
+    """``POST /api/publish``: a room event from the application's backend."""
+
+    namespace: str = "/"
+    room: str | None = None  # a room, a sid, or None for the whole namespace
+    event: str
+    data: Any = None
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, v: str) -> str:
+        return check_name("event", v, reserved=RESERVED_EVENTS)

@@ -6,10 +6,14 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 from collections.abc import Coroutine
 from typing import Any
 
@@ -22,6 +26,7 @@ from gateway.settings import Settings
 
 # Scales every wait in the tests (slow CI machines: TIMEOUT_FACTOR=3).
 FACTOR = float(os.environ.get("TIMEOUT_FACTOR", "1"))
+ROOT = Path(__file__).resolve().parents[1]
 # The machine's Redis; tests isolate themselves by key prefix.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -94,7 +99,7 @@ class SubprocessGateway:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "info"],
-            env=self.env, stderr=subprocess.PIPE, text=True,
+            env=self.env, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )
         deadline = time.monotonic() + timeout(20)
         assert self.proc.stderr is not None
@@ -121,3 +126,57 @@ class SubprocessGateway:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(timeout(10))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# Loopback requests never go through an HTTP proxy named in the environment.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class NginxProcess:
+    """nginx with one of comparison/nginx/*.conf, in the foreground, from a work directory."""
+
+    def __init__(self, upstream_port: int | list[int], workdir: Path, name: str = "block-websocket") -> None:
+        from comparison import nginx
+
+        last_error = ""
+        self.workdir = workdir
+        # nginx cannot report a port-0 listen back, so take a free port; retry if another
+        # process grabbed it in between (bounded).
+        for _attempt in range(3):
+            self.port = free_port()
+            conf = nginx.render(self.port, upstream_port, workdir, name)
+            # Its errors go to error.log in the work directory (see the configuration).
+            self.process = subprocess.Popen(nginx.command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.url = f"http://127.0.0.1:{self.port}"
+            if self._await_ready(timeout(10)):
+                return
+            self.stop()
+            last_error = (workdir / "error.log").read_text() if (workdir / "error.log").exists() else ""
+        raise RuntimeError(f"nginx did not start: {last_error[-2000:]}")
+
+    def _await_ready(self, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with _direct.open(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # fast shutdown: open streams are cut
+            try:
+                self.process.wait(timeout(5))
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout(5))

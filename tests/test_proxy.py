@@ -10,12 +10,7 @@ nginx configuration, so "nginx does the same" is shown, not claimed.
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,61 +24,10 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from comparison import nginx
 from comparison.proxy import ProxyProcess, StatsSnapshot, classify, make_profile, read_stats, reset_stats
 from comparison.proxy.profiles import Stack
-from .servers import ThreadedGateway, timeout
+from .servers import NginxProcess, ThreadedGateway, free_port, timeout
 
 
 # -- servers -------------------------------------------------------------------------
-
-
-class NginxProcess:
-    """nginx with comparison/nginx/block-websocket.conf, in the foreground, from a work directory."""
-
-    def __init__(self, upstream_port: int, workdir: Path) -> None:
-        last_error = ""
-        # nginx cannot report a port-0 listen back, so take a free port; retry if another
-        # process grabbed it in between (bounded).
-        for _attempt in range(3):
-            self.port = _free_port()
-            conf = nginx.render(self.port, upstream_port, workdir)
-            # Its errors go to error.log in the work directory (see the configuration).
-            self.process = subprocess.Popen(nginx.command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.url = f"http://127.0.0.1:{self.port}"
-            if self._await_ready(timeout(10)):
-                return
-            self.stop()
-            last_error = (workdir / "error.log").read_text() if (workdir / "error.log").exists() else ""
-        raise RuntimeError(f"nginx did not start: {last_error[-2000:]}")
-
-    def _await_ready(self, within: float) -> bool:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with _direct.open(self.url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.02)
-        return False
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # fast shutdown: open streams are cut
-            try:
-                self.process.wait(timeout(5))
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout(5))
-
-
-# Loopback requests never go through an HTTP proxy named in the environment.
-_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +281,7 @@ async def test_passthrough_holds_hundreds_of_concurrent_streams(passthrough: Pro
 
 
 async def test_an_unreachable_upstream_is_a_502_and_counted() -> None:
-    proxy = ProxyProcess(f"http://127.0.0.1:{_free_port()}", "passthrough", start_timeout=timeout(10))
+    proxy = ProxyProcess(f"http://127.0.0.1:{free_port()}", "passthrough", start_timeout=timeout(10))
     try:
         async with http_client() as client:
             response = await client.get(f"{proxy.url}/healthz")

@@ -1,0 +1,47 @@
+"""Publish to rooms from outside the gateway (like Socket.IO's emitter).
+
+Any Python process that can reach the gateway's Redis can publish a room event:
+it is logged and fanned out exactly as if a node had published it::
+
+    from gateway.emitter import Emitter
+    Emitter("redis://127.0.0.1:6379/0").publish("/chat", "lobby", "announcement", {"text": "hi"})
+
+Blocking (redis-py's sync client), so it fits a web app, a job or a script. Without
+Redis, use the HTTP API instead: ``POST /api/publish`` (README, "Server-side API").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis
+
+from .envelope import Envelope, check_name
+from .hub import ALL
+from .redis_streams import PUBLISH, encode_entry
+from .settings import Settings
+
+
+class Emitter:
+    def __init__(self, url: str, *, prefix: str | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings(broker=url)
+        self.prefix = prefix or self.settings.redis_prefix
+        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._script = self._redis.register_script(PUBLISH)
+
+    def publish(self, namespace: str, room: str | None, event: str, data: Any = None) -> str:
+        """Log and fan out ``event`` to ``room`` (a room, a sid, or None for the whole
+        namespace) of ``namespace``; returns its offset."""
+        room = ALL if room is None else check_name("room", room)
+        draft = Envelope(namespace, room, check_name("event", event), data, "", None, None, 0)
+        s = self.settings
+        offset, _ts = self._script(
+            keys=[f"{self.prefix}:log:{namespace}:{room}", ""],
+            args=[f"{self.prefix}:fanout", s.log_max_length, int(s.log_max_age * 1000),
+                  encode_entry(draft), "1", 0, orjson.dumps(room)],
+        )
+        return offset.decode() if isinstance(offset, bytes) else str(offset)
+
+    def close(self) -> None:
+        self._redis.close()
