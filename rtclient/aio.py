@@ -414,8 +414,21 @@ class SocketIOClient(_Client):
             return None  # Socket.IO acks travel with the call itself
         else:
             event, args = kind, body
+        # python-socketio keeps waiting for an ack after the connection is gone; race it
+        # against the loss so the request is resent as soon as the session is resumed.
+        call = asyncio.ensure_future(
+            sio.call(event, args, namespace=self.state.namespace, timeout=self.request_timeout)
+        )
+        lost = asyncio.ensure_future(self._lost.wait())
         try:
-            reply = await sio.call(event, args, namespace=self.state.namespace, timeout=self.request_timeout)
+            await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not call.done():
+            call.cancel()
+            raise ConnectionLost("connection lost before the ack")
+        try:
+            reply = call.result()
         except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError,
                 socketio.exceptions.DisconnectedError) as exc:
             raise ConnectionLost(repr(exc)) from None

@@ -342,11 +342,24 @@ class _SocketIOIO:
             event, args = body["event"], (body.get("data"), {"clientEventId": body.get("clientEventId")})
         else:
             event, args = kind, body
+        # Wait for the ack or the connection's loss, whichever comes first: python-socketio
+        # would keep waiting for an ack that can no longer come.
+        answered = threading.Event()
+        replies: list[Any] = []
+
+        def on_ack(*reply: Any) -> None:
+            replies.append(reply[0] if len(reply) == 1 else list(reply))
+            answered.set()
+
         try:
-            reply = sio.call(event, args, namespace=self.c.state.namespace, timeout=self.c.request_timeout)
-        except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError,
-                socketio.exceptions.DisconnectedError) as exc:
+            sio.emit(event, args, namespace=self.c.state.namespace, callback=on_ack)
+        except (socketio.exceptions.BadNamespaceError, socketio.exceptions.DisconnectedError) as exc:
             raise ConnectionLost(repr(exc)) from None
+        deadline = time.monotonic() + self.c.request_timeout
+        while not answered.wait(0.05):
+            if self.c._lost.is_set() or time.monotonic() > deadline:
+                raise ConnectionLost("connection lost before the ack")
+        reply = replies[0]
         if not isinstance(reply, dict) or "ok" not in reply:
             raise ProtocolError(f"unexpected ack {reply!r:.200}")
         if not reply["ok"]:
