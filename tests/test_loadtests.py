@@ -1,0 +1,97 @@
+"""Short, bounded headless Locust runs of loadtests/ against a real gateway and the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import pathlib
+import sys
+
+import pytest
+
+from comparison.proxy import ProxyProcess, read_stats
+
+from .servers import ROOT, ThreadedGateway, timeout
+
+NAMES = {"sse", "sio-websocket", "sio-default", "sio-polling"}
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    gw = ThreadedGateway(ping_interval=1.0, ping_timeout=1.0).start()
+    yield gw
+    gw.stop()
+
+
+async def locust(tmp_path: pathlib.Path, host: str, *extra: str, users: int = 8, seconds: int = 4) -> dict:
+    prefix = tmp_path / "run"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "locust", "-f", "loadtests", "--headless", "-u", str(users), "-r", str(users),
+        "-t", f"{seconds}s", "--stop-timeout", "5", "--host", host, "--csv", str(prefix), "--only-summary",
+        "--room-size", "4", "--publish-rate", "5", "--exit-code-on-error", "0", *extra,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout(seconds + 40))
+    assert proc.returncode == 0, out.decode()[-3000:]
+    with open(f"{prefix}_stats.csv") as f:
+        stats = {(r["Type"], r["Name"]): r for r in csv.DictReader(f) if r["Type"]}
+    with open(f"{prefix}_failures.csv") as f:
+        failures = [(r["Method"], r["Name"], r["Error"], int(r["Occurrences"])) for r in csv.DictReader(f)]
+    return {"stats": stats, "failures": failures, "output": out.decode()}
+
+
+def count(result: dict, kind: str, name: str, field: str = "Request Count") -> int:
+    row = result["stats"].get((kind, name))
+    return int(row[field]) if row else 0
+
+
+def delivery_failures(result: dict) -> list:
+    return [f for f in result["failures"] if f[0] == "delivery"]
+
+
+async def test_passthrough_every_transport_delivers_without_loss(gateway, tmp_path):
+    with ProxyProcess(gateway.url, "passthrough") as proxy:
+        result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url)
+        stats = read_stats(proxy.url)
+    for name in NAMES:
+        for kind in ("connect", "publish", "deliver"):
+            assert count(result, kind, name) > 0, (kind, name, result["output"][-2000:])
+            assert count(result, kind, name, "Failure Count") == 0, (kind, name)
+        assert float(result["stats"][("deliver", name)]["Median Response Time"]) > 0  # never a zero
+    assert count(result, "upgrade", "sio-default: websocket") > 0
+    assert delivery_failures(result) == []  # zero lost, duplicated, out of order, gaps
+    assert stats.classes["sse-post"].requests > 0
+
+
+async def test_block_websocket_outcomes(gateway, tmp_path):
+    with ProxyProcess(gateway.url, "block-websocket") as proxy:
+        result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url)
+        stats = read_stats(proxy.url)
+    assert count(result, "connect", "sio-websocket") == count(result, "connect", "sio-websocket", "Failure Count") > 0
+    assert count(result, "upgrade", "sio-default: refused") > 0  # stayed on polling
+    assert count(result, "upgrade", "sio-default: websocket") == 0
+    for name in ("sse", "sio-default", "sio-polling"):
+        assert count(result, "deliver", name) > 0 and count(result, "connect", name, "Failure Count") == 0
+    assert stats.classes["socketio-websocket"].upgrades_refused > 0
+    assert delivery_failures(result) == []
+
+
+async def test_drop_profile_recovers_without_loss(gateway, tmp_path):
+    with ProxyProcess(gateway.url, "drop", "--drop-min", "1", "--drop-max", "2", "--seed", "7") as proxy:
+        result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url,
+                              "--transport-mix", "sse=1,sio-polling=1", users=4, seconds=6)
+        stats = read_stats(proxy.url)
+    assert sum(c.cuts_drop for c in stats.classes.values()) > 0  # connections really were cut
+    assert count(result, "deliver", "sse") > 0 and count(result, "deliver", "sio-polling") > 0
+    lost_or_doubled = [f for f in delivery_failures(result) if f[1] in ("lost", "duplicate", "out-of-order")]
+    assert lost_or_doubled == []
+
+
+async def test_buffering_proxy_shows_what_breaks(gateway, tmp_path):
+    with ProxyProcess(gateway.url, "buffering", "--buffer-kib", "64") as proxy:
+        result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url,
+                              "--transport-mix", "sse=1,sio-polling=2", users=3, seconds=4)
+    # Socket.IO polling ends every response, so a buffering proxy flushes it; an SSE
+    # stream never ends, so its small events sit in the buffer.
+    assert count(result, "deliver", "sio-polling") > 0
+    assert count(result, "deliver", "sse") == 0
