@@ -10,9 +10,10 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from sse_starlette.sse import AppStatus
 
+from . import client_files
 from .errors import Forbidden, GatewayError, InvalidToken, Unauthorized, ValidationFailed
 from .messages import ServerPublish
 from .hub import Gateway
@@ -120,6 +121,17 @@ def create_app(
         return JSONResponse({"ok": True, "result": {"room": body.room or "*", "offset": offset}})
 
     api.include_router(sse.router(gateway, shutdown))
+
+    # The demo page and the JavaScript client (gateway/static, socket.io-client from node_modules).
+    @api.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(client_files.INDEX, media_type="text/html", headers=client_files.HEADERS)
+
+    @api.get("/client/{name}", tags=["browser"], summary="rtgateway.js, the demo page's files, socket.io-client")
+    async def client_file(name: str) -> FileResponse:
+        path, media_type = client_files.client_file(name)
+        return FileResponse(path, media_type=media_type, headers=client_files.HEADERS)
+
     socketio_transport = SocketIOTransport(gateway)
     app = socketio_transport.asgi_app(api)
     app.fastapi = api

@@ -1,0 +1,183 @@
+// The demo page: a chat on /chat over the transport the visitor picks, showing what the
+// client does underneath (state, transport in use, acks, reconnects, recovery).
+import { connect, socketIOAvailable } from "./rtgateway.js";
+
+const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+const form = $("connect-form");
+const composer = $("send-form");
+const messages = $("messages");
+let client = null;
+const own = new Map(); // clientEventId -> the row of a message this page sent
+
+function logEvent(text, kind = "") {
+  const item = document.createElement("li");
+  item.className = kind;
+  const time = document.createElement("time");
+  time.textContent = new Date().toLocaleTimeString();
+  item.append(time, " ", text);
+  const log = $("log");
+  log.prepend(item);
+  while (log.children.length > 60) log.lastChild.remove();
+}
+
+function messageRow({ name, text, mine, ts }) {
+  const row = document.createElement("li");
+  row.dataset.testid = "message";
+  row.dataset.own = String(mine);
+  row.className = mine ? "mine" : "theirs";
+  const who = document.createElement("span");
+  who.className = "who";
+  who.dataset.testid = "sender";
+  who.textContent = mine ? `${name} (you)` : name;
+  const body = document.createElement("span");
+  body.className = "text";
+  body.dataset.testid = "message-text";
+  body.textContent = text;
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  const time = document.createElement("time");
+  time.textContent = new Date(ts ?? Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  meta.append(time);
+  if (mine) {
+    const status = document.createElement("span");
+    status.dataset.testid = "status";
+    status.className = "pending";
+    status.title = "waiting for the gateway's ack";
+    status.textContent = "…";
+    meta.append(status);
+  }
+  row.append(who, body, meta);
+  messages.append(row);
+  $("empty").hidden = true;
+  messages.scrollTop = messages.scrollHeight;
+  return row;
+}
+
+function setStatus(row, status, title) {
+  const mark = row.querySelector('[data-testid="status"]');
+  row.dataset.status = status;
+  mark.className = status;
+  mark.textContent = { acked: "✓", pending: "…", failed: "✕" }[status];
+  mark.title = title;
+}
+
+function show(id, text) {
+  $(id).textContent = text;
+}
+
+function setConnected(connected) {
+  for (const el of form.querySelectorAll("input, [data-testid=connect]")) el.disabled = connected || el.dataset.unavailable === "true";
+  $("leave").disabled = !connected;
+  $("text").disabled = $("send").disabled = !connected;
+}
+
+function start(transport, name, room) {
+  own.clear();
+  messages.replaceChildren();
+  $("empty").hidden = false;
+  show("room-title", room);
+  client = connect({ namespace: "/chat", transport, name });
+  window.rtgw = { client, room }; // for the browser tests and the curious
+  setConnected(true);
+
+  client.on("state", (state) => {
+    const badge = $("state");
+    badge.textContent = state;
+    badge.dataset.state = state;
+    $("drop").disabled = state !== "open";
+    show("reconnects", String(client.reconnects));
+    if (state === "open") show("sid", client.sid);
+    logEvent(`state: ${state}`, state === "open" ? "ok" : state === "closed" ? "bad" : "");
+    if (state === "closed") setConnected(false);
+  });
+  client.on("transport", (name) => show("transport-in-use", name));
+  client.on("reconnect", ({ attempt, delay, reason }) => {
+    show("reconnects", String(attempt));
+    logEvent(`reconnect #${attempt} in ${Math.round(delay)} ms (${reason?.message ?? "lost"})`, "warn");
+  });
+  client.on("recovery", ({ complete, replayed, gaps }) => {
+    const el = $("recovery");
+    el.dataset.complete = String(complete);
+    el.className = complete ? "ok" : "bad";
+    el.textContent = complete
+      ? `complete · ${replayed} replayed`
+      : `incomplete · gap in ${gaps.map((g) => g.room).join(", ")}`;
+    logEvent(`recovery: ${complete ? "complete" : "INCOMPLETE"}, ${replayed} replayed`, complete ? "ok" : "bad");
+  });
+  client.on("gap", ({ room: where, after }) => logEvent(`gap in ${where} after ${after ?? "the start"}: some messages are lost`, "bad"));
+  client.on("error", (err) => logEvent(`error ${err.code}: ${err.message}`, "bad"));
+
+  client.on("pending", ({ kind, clientEventId, data }) => {
+    if (kind === "publish") own.set(clientEventId, messageRow({ name, text: data.text, mine: true }));
+  });
+  client.on("acked", ({ clientEventId, result }) => {
+    const row = own.get(clientEventId);
+    if (row) setStatus(row, "acked", `acknowledged: offset ${result.offset}`);
+  });
+  client.on("failed", ({ clientEventId, error }) => {
+    const row = own.get(clientEventId);
+    if (row) setStatus(row, "failed", `refused: ${error.code}`);
+  });
+
+  client.on("message", (envelope) => {
+    const data = envelope.data ?? {};
+    const text = typeof data.text === "string" ? data.text : JSON.stringify(data);
+    const sender = typeof data.name === "string" ? data.name : envelope.sender ?? "server";
+    const row = messageRow({ name: sender, text, mine: false, ts: envelope.ts });
+    row.dataset.offset = envelope.offset;
+    row.title = `offset ${envelope.offset}`;
+  });
+
+  client.join(room).then(
+    () => logEvent(`joined ${room}`, "ok"),
+    (err) => logEvent(`cannot join ${room}: ${err.code}`, "bad"),
+  );
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const fields = new FormData(form);
+  start(fields.get("transport"), fields.get("name").trim(), fields.get("room").trim());
+});
+
+composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("text");
+  const text = input.value.trim();
+  if (!text || !client) return;
+  const { room } = window.rtgw;
+  client.publish(room, { name: form.elements.name.value.trim(), text }).catch(() => {}); // shown by "failed"
+  input.value = "";
+  input.focus();
+});
+
+$("drop").addEventListener("click", () => {
+  logEvent("dropping the connection (the session stays)", "warn");
+  client?.drop();
+});
+
+$("leave").addEventListener("click", async () => {
+  await client?.close();
+  client = null;
+  setConnected(false);
+});
+
+// Prefill from the address: /?transport=sse&name=Ada&room=lobby
+const params = new URLSearchParams(location.search);
+if (params.get("name")) form.elements.name.value = params.get("name");
+if (params.get("room")) form.elements.room.value = params.get("room");
+if (!form.elements.name.value) form.elements.name.value = `guest-${Math.floor(Math.random() * 900 + 100)}`;
+
+// Socket.IO needs socket.io-client, served from node_modules when `npm ci` was run.
+const wanted = params.get("transport");
+if (!(await socketIOAvailable())) {
+  for (const id of ["transport-socketio", "transport-socketio-polling"]) {
+    $(id).disabled = true;
+    $(id).dataset.unavailable = "true";
+  }
+  $("transport-sse").checked = true;
+  $("sio-notice").hidden = false;
+} else if (wanted && form.querySelector(`input[value="${CSS.escape(wanted)}"]`)) {
+  form.querySelector(`input[value="${CSS.escape(wanted)}"]`).checked = true;
+}
+document.body.dataset.ready = "true";

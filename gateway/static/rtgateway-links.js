@@ -1,0 +1,294 @@
+/**
+ * rtgateway-links.js: one connection each, over SSE + POST or Socket.IO.
+ *
+ * A link is a single connection attempt. It reports to its owner through `events`:
+ * frame(link, event, data), lost(link, reason), malformed(what), call(event, data, reply),
+ * transport(link, name), cursor(link, id). The owner (rtgateway.js) keeps sessions,
+ * reconnection, the outbox and delivery. A link offers open(resume), opened(info),
+ * request(kind, body), drop(), close() and `name`, the transport actually in use.
+ */
+
+import { GatewayError, SseParser, isObject, problemError, unwrapAck } from "./rtgateway-protocol.js";
+
+// -- Socket.IO, loaded only when asked for ---------------------------------------
+
+let socketIO = null;
+
+/** Import socket.io-client's ESM build (served by the gateway from node_modules). */
+export function loadSocketIO(url = new URL("socket.io.esm.min.js", import.meta.url).href) {
+  socketIO ??= import(url).catch((err) => {
+    socketIO = null;
+    throw new GatewayError(
+      "socketio_unavailable",
+      `socket.io-client is not served at ${url}: run \`npm ci\` (or \`make serve\`, which does it) (${err.message})`,
+    );
+  });
+  return socketIO;
+}
+
+/** Whether the Socket.IO transports can be used from this page. */
+export async function socketIOAvailable(url) {
+  try {
+    await loadSocketIO(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// -- the links --------------------------------------------------------------------
+
+/**
+ * SSE + POST. The stream is read with fetch() and parsed here rather than with EventSource:
+ * EventSource hides comment lines, so the `: ping` the gateway sends every pingInterval
+ * could not prove the stream alive (a quiet room would look dead, or a dead one alive
+ * until TCP noticed); it resends Last-Event-ID only on its own automatic reconnects, not
+ * when we open a new stream after our own backoff; it cannot send an Authorization header;
+ * and a refused connect is an opaque `error` with no status or problem body to read a code from.
+ */
+export class SseLink {
+  constructor(options, events, seq) {
+    this.options = options;
+    this.events = events;
+    this.seq = seq;
+    this.sid = null; // the session its requests are for, from the open frame
+    this.name = "sse";
+    this.abort = new AbortController();
+    this.timer = null;
+    this.ended = false;
+  }
+
+  async open({ sid, cursor }) {
+    const { url, namespace, token, connectTimeout } = this.options;
+    const query = new URLSearchParams({ namespace });
+    const headers = { Accept: "text/event-stream" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (cursor) headers["Last-Event-ID"] = cursor;
+    else if (sid) query.set("sid", sid);
+    this._watch(connectTimeout); // the connect and the open frame must come in time
+    let response;
+    try {
+      response = await fetch(`${url}/sse/connect?${query}`, { headers, cache: "no-store", signal: this.abort.signal });
+    } catch (err) {
+      clearTimeout(this.timer);
+      throw this.abort.signal.reason ?? new GatewayError("network_error", `cannot reach ${url}: ${err.message}`);
+    }
+    if (!response.ok) {
+      clearTimeout(this.timer);
+      throw await problemError(response);
+    }
+    if (!(response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+      clearTimeout(this.timer);
+      this.abort.abort();
+      throw new GatewayError("malformed_frame", `/sse/connect answered ${response.headers.get("content-type")}, not an event stream`);
+    }
+    this._read(response.body.getReader());
+  }
+
+  /** Dead-stream detection: anything read (an event or a `: ping`) resets the watchdog. */
+  _watch(ms) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => this.abort.abort(new GatewayError("timeout", `nothing heard from the stream for ${ms} ms`)),
+      ms,
+    );
+  }
+
+  /** The open frame tells how often pings come. */
+  opened(info) {
+    this.sid = info.sid;
+    this.deadline = info.pingInterval + info.pingTimeout;
+    this._watch(this.deadline);
+  }
+
+  async _read(reader) {
+    const decoder = new TextDecoder();
+    const parser = new SseParser();
+    let reason = null;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this._watch(this.deadline ?? this.options.connectTimeout);
+        for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
+          if (this.ended) return;
+          if (frame.comment !== undefined) continue; // a ping: its bytes already fed the watchdog
+          if (frame.id !== undefined) this.events.cursor(this, frame.id);
+          if (frame.data === undefined) continue;
+          let data;
+          try {
+            data = JSON.parse(frame.data);
+          } catch {
+            this.events.malformed(`"${frame.event}" frame whose data is not JSON: ${frame.data.slice(0, 80)}`);
+            continue;
+          }
+          this.events.frame(this, frame.event, data);
+        }
+      }
+      reason = new GatewayError("network_error", "the event stream ended");
+    } catch (err) {
+      reason = this.abort.signal.reason ?? (err instanceof GatewayError ? err : new GatewayError("network_error", `the event stream broke: ${err.message}`));
+      this.abort.abort(reason); // a parse failure: do not leave the response open behind us
+    } finally {
+      clearTimeout(this.timer);
+    }
+    this._end(reason);
+  }
+
+  _end(reason) {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.timer);
+    this.events.lost(this, reason);
+  }
+
+  async _post(path, body, method = "POST") {
+    const { url, requestTimeout } = this.options;
+    let response;
+    try {
+      response = await fetch(`${url}/sse/sessions/${encodeURIComponent(this.sid)}${path}`, {
+        method,
+        headers: body === undefined ? {} : { "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(requestTimeout),
+        keepalive: method === "DELETE",
+      });
+    } catch (err) {
+      if (err.name === "TimeoutError") throw new GatewayError("timeout", `no answer to ${path} in ${requestTimeout} ms`);
+      throw new GatewayError("network_error", `${path} failed: ${err.message}`);
+    }
+    if (!response.ok) throw await problemError(response);
+    return response;
+  }
+
+  async request(kind, body) {
+    const response = await this._post(`/${kind}`, body);
+    let answer;
+    try {
+      answer = await response.json();
+    } catch {
+      throw new GatewayError("malformed_frame", `the answer to ${kind} is not JSON`);
+    }
+    return unwrapAck(answer);
+  }
+
+  answer(ackId, result) {
+    return this._post("/ack", { ackId, result: result ?? null });
+  }
+
+  drop() {
+    this.abort.abort(new GatewayError("network_error", "connection dropped by the client"));
+  }
+
+  async close() {
+    this.ended = true;
+    clearTimeout(this.timer);
+    this.abort.abort(new GatewayError("client_closed", "closed by the client"));
+    if (this.sid) await this._post("", undefined, "DELETE").catch(() => {});
+  }
+}
+
+/**
+ * Socket.IO, wrapping the official socket.io-client. socket.io-client's own reconnection is
+ * off: each attempt is a new connection whose auth carries {sid, offsets} to resume, which
+ * a reconnecting Manager would not update. Its engine does detect dead connections (the
+ * server pings every pingInterval; silence for pingInterval + pingTimeout closes it).
+ */
+export class SocketIOLink {
+  constructor(options, events, seq) {
+    this.options = options;
+    this.events = events;
+    this.seq = seq;
+    this.socket = null;
+    this.ended = false;
+  }
+
+  get name() {
+    return this.socket?.io?.engine?.transport?.name ?? null;
+  }
+
+  async open({ sid, offsets }) {
+    const { url, namespace, token, name, transport, connectTimeout, socketioUrl } = this.options;
+    const { io } = await loadSocketIO(socketioUrl);
+    if (this.ended) throw new GatewayError("client_closed", "closed by the client");
+    const auth = {};
+    if (token) auth.token = token;
+    if (name) auth.name = name;
+    if (sid) Object.assign(auth, { sid, offsets });
+    const socket = io(url + namespace, {
+      auth,
+      reconnection: false,
+      forceNew: true,
+      timeout: connectTimeout,
+      transports: transport === "socketio-polling" ? ["polling"] : ["polling", "websocket"],
+    });
+    this.socket = socket;
+    socket.onAny((event, ...args) => this._incoming(event, args));
+    socket.io.on("open", () => socket.io.engine.on("upgrade", (t) => this.events.transport(this, t.name)));
+    socket.on("disconnect", (reason) => this._end(new GatewayError("network_error", `Socket.IO disconnected: ${reason}`)));
+    await new Promise((resolve, reject) => {
+      this.abandon = reject;
+      socket.once("connect", resolve);
+      socket.once("connect_error", (err) => {
+        socket.close();
+        const data = err.data;
+        reject(isObject(data) && typeof data.code === "string"
+          ? new GatewayError(data.code, data.message ?? data.code, data, true)
+          : new GatewayError(err.message === "timeout" ? "timeout" : "network_error", `Socket.IO connect failed: ${err.message}`));
+      });
+    });
+  }
+
+  _incoming(event, args) {
+    if (this.ended) return;
+    if (typeof args[args.length - 1] === "function") {
+      // A server call: answered through Socket.IO's own ack.
+      const reply = args.pop();
+      this.events.call(event, args[0], async (result) => reply(result ?? null));
+    } else {
+      this.events.frame(this, event, args[0]);
+    }
+  }
+
+  _end(reason) {
+    if (this.ended) return;
+    this.ended = true;
+    this.events.lost(this, reason);
+  }
+
+  opened() {}
+
+  request(kind, body) {
+    const { requestTimeout } = this.options;
+    return new Promise((resolve, reject) => {
+      const done = (err, ack) => {
+        if (err) return reject(new GatewayError("timeout", `no ack for ${kind} in ${requestTimeout} ms (or disconnected)`));
+        try {
+          resolve(unwrapAck(ack));
+        } catch (error) {
+          reject(error);
+        }
+      };
+      const socket = this.socket.timeout(requestTimeout);
+      if (kind === "emit") socket.emit(body.event, body.data ?? null, { clientEventId: body.clientEventId }, done);
+      else socket.emit(kind, body, done);
+    });
+  }
+
+  drop() {
+    const transport = this.socket?.io?.engine?.transport;
+    if (transport?.ws) {
+      transport.ws.close(); // WebSocket: a real close; the server sees "transport close" and keeps the session
+    } else if (transport) {
+      // Polling: stop as if the network went away. engine.close() would send Engine.IO's
+      // close packet, which the server rightly takes as "the client is leaving for good".
+      transport.onClose({ description: "connection dropped by the client" });
+    }
+  }
+
+  async close() {
+    this.ended = true;
+    this.socket?.disconnect(); // a Socket.IO DISCONNECT: the server closes the session
+    this.abandon?.(new GatewayError("client_closed", "closed by the client"));
+  }
+}

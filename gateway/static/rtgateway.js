@@ -1,0 +1,461 @@
+/**
+ * rtgateway.js: the browser client of rtgateway, one API over SSE + POST and Socket.IO.
+ * No dependencies; beside it, rtgateway-protocol.js (its pure pieces) and rtgateway-links.js
+ * (its connections). socket.io-client is imported only when a Socket.IO transport is chosen.
+ *
+ *   import { connect } from "/client/rtgateway.js";
+ *   const client = connect({ namespace: "/chat", transport: "sse" });   // or "socketio", "socketio-polling"
+ *   client.on("message", (envelope) => show(envelope.data));
+ *   await client.join("lobby");
+ *   const { offset } = await client.publish("lobby", { text: "hi" });
+ *
+ * The wire format is docs/protocol.md. What this module adds on top of either transport:
+ *
+ * - An outbox. Every publish() and emit() carries a random clientEventId and stays pending
+ *   until the gateway acknowledges it; whatever is unacknowledged is sent again after a
+ *   reconnect (the gateway deduplicates by clientEventId). join/leave/publish go one at a
+ *   time, so a room sees one client's messages in the order publish() was called: the
+ *   gateway serves concurrent requests concurrently (python-socketio runs each event in its
+ *   own task; POSTs travel on parallel connections) and would not keep that order.
+ * - Reconnection with exponential backoff and full jitter, resuming the session: SSE sends
+ *   the last `id:` it read as Last-Event-ID, Socket.IO sends {sid, offsets} in its auth.
+ * - Each room event reaches the application once, in order: an event at or before the last
+ *   offset delivered for its room is dropped (offsets compare as the pair of integers ms-seq).
+ * - Losses are explicit: a recovery that could not replay everything, or a session that
+ *   expired while away (a new one is opened and its rooms joined again), emits `gap` events.
+ *
+ * Errors are GatewayError {code, message, status?, detail}: the server's codes
+ * (docs/protocol.md#errors) from problem bodies, error acks and connect_error, plus the
+ * client's own: network_error, timeout, malformed_frame, no_call_handler, client_closed,
+ * socketio_unavailable.
+ *
+ * Events for on(): room events by name (and "*" for all of them) get the envelope;
+ * lifecycle: state (connecting | open | reconnecting | closed), transport (name in use),
+ * recovery {recovered, complete, replayed, gaps}, gap {room, after}, pending / acked / failed
+ * (outbox entries), reconnect {attempt, delay, reason}, error (GatewayError). Room event
+ * names are the application's: one named like a lifecycle event reaches the same listeners,
+ * so prefer "*" if you use such names.
+ */
+
+import {
+  GatewayError, OFFSET, compareOffsets, envelopeProblem, isObject, randomId,
+} from "./rtgateway-protocol.js";
+import { SocketIOLink, SseLink } from "./rtgateway-links.js";
+
+export { GatewayError, SseParser, compareOffsets, parseOffset } from "./rtgateway-protocol.js";
+export { loadSocketIO, socketIOAvailable } from "./rtgateway-links.js";
+
+export const TRANSPORTS = ["sse", "socketio", "socketio-polling"];
+
+// A resume refused for one of these means the old session is gone: open a new one.
+const SESSION_LOST = new Set(["unknown_sid", "session_expired", "bad_last_event_id", "offset_from_future"]);
+// A connect refused for one of these will be refused again: stop instead of retrying.
+const FATAL = new Set([
+  "unauthorized", "invalid_token", "malformed_token", "forbidden", "unknown_namespace",
+  "validation_error", "socketio_unavailable",
+]);
+const CONTROL = new Set(["open", "joined", "left", "recovery", "close", "call"]);
+
+const DEFAULTS = {
+  url: undefined, // the gateway's origin; default: the page's
+  namespace: "/",
+  transport: "sse",
+  token: undefined,
+  name: undefined,
+  minDelay: 250, // ms: the first reconnect waits 0..minDelay, then doubling, up to maxDelay
+  maxDelay: 10000,
+  connectTimeout: 10000, // ms for a connection to answer
+  requestTimeout: 10000, // ms for one request's ack before it is retried
+  socketioUrl: undefined, // where socket.io-client's ESM build is; default: beside this module
+};
+
+/** Worth sending again: not answered, or the gateway's trouble rather than a refusal. */
+function retryable(error) {
+  return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code);
+}
+
+/** Connect to a gateway; returns the client at once (listeners added now see every event). */
+export function connect(options = {}) {
+  return new Client(options);
+}
+
+export class Client {
+  constructor(options) {
+    this.options = { ...DEFAULTS, ...options };
+    if (!TRANSPORTS.includes(this.options.transport)) {
+      throw new TypeError(`transport must be one of ${TRANSPORTS.join(", ")}, not ${this.options.transport}`);
+    }
+    this.options.url = (this.options.url ?? globalThis.location.origin).replace(/\/+$/, "");
+    this.sid = null;
+    this.state = "idle";
+    this.transport = null; // what is actually carrying the session: "sse", "polling", "websocket"
+    this.reconnects = 0; // reconnect attempts so far
+    this.info = null; // the last open frame
+    this.stats = { delivered: 0, duplicates: 0, malformed: 0, replayed: 0, gaps: 0, retransmits: 0 };
+    this._listeners = new Map();
+    this._callHandlers = new Map();
+    this._offsets = new Map(); // room -> last offset delivered to the app
+    this._rooms = new Set(); // rooms the app asked for: joined again if the session is lost
+    this._ordered = []; // join / leave / publish, one at a time
+    this._free = new Set(); // emits, concurrently
+    this._link = null;
+    this._seq = 0;
+    this._events = {
+      frame: (link, event, data) => this._frame(link, event, data),
+      lost: (link, reason) => this._linkLost(link, reason),
+      malformed: (what) => this._malformed(what),
+      call: (event, data, reply) => this._call(event, data, reply),
+      transport: (link, name) => this._transportChanged(link, name),
+      cursor: (link, id) => {
+        if (link === this._link) this._cursor = id;
+      },
+    };
+    this._attempt = 0;
+    this._timer = null;
+    this._cursor = null; // SSE: the last id: read
+    this._lost = null; // gaps to report once a replacement session is open
+    this.ready = new Promise((resolve, reject) => {
+      this._ready = { resolve, reject };
+    });
+    this.ready.catch(() => {});
+    // Back online: try now rather than wait out the backoff.
+    this._online = () => {
+      if (this.state === "reconnecting" && !this._link) {
+        clearTimeout(this._timer);
+        this._dial();
+      }
+    };
+    globalThis.addEventListener?.("online", this._online);
+    queueMicrotask(() => this._dial());
+  }
+
+  // -- the API -------------------------------------------------------------------
+
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    this._listeners.get(event)?.delete(fn);
+  }
+
+  /** Answer the server's calls of `event`: fn(data) returns (or resolves to) the ack. */
+  onCall(event, fn) {
+    this._callHandlers.set(event, fn);
+  }
+
+  join(room) {
+    this._rooms.add(room);
+    return this._enqueue("join", { room }, true, true).then(
+      (result) => {
+        this._advance(result.room, result.offset);
+        return result;
+      },
+      (err) => {
+        this._rooms.delete(room);
+        throw err;
+      },
+    );
+  }
+
+  leave(room) {
+    this._rooms.delete(room);
+    return this._enqueue("leave", { room }, true, true);
+  }
+
+  /** Publish a room event; resolves to the gateway's ack {room, offset}. */
+  publish(room, data, { event = "message", includeSelf = false } = {}) {
+    const body = { room, event, data, clientEventId: randomId() };
+    if (includeSelf) body.includeSelf = true;
+    return this._enqueue("publish", body, true);
+  }
+
+  /** Send an application event; resolves to its handler's return value. */
+  emit(event, data) {
+    return this._enqueue("emit", { event, data, clientEventId: randomId() }, false);
+  }
+
+  /** How many publish / emit / join / leave requests await their ack. */
+  get pending() {
+    return this._ordered.length + this._free.size;
+  }
+
+  /** Cut the connection as a network failure would; the session survives and is resumed. */
+  drop() {
+    this._link?.drop();
+  }
+
+  /** End the session for good. */
+  async close() {
+    if (this.state === "closed") return;
+    clearTimeout(this._timer);
+    globalThis.removeEventListener?.("online", this._online);
+    // Between connections there is no link to close: SSE + POST can still end the session
+    // (a Socket.IO session without a connection expires after the recovery window).
+    const link = this._link ?? (this.options.transport === "sse" && this.sid ? Object.assign(new SseLink(this.options, this._events, 0), { sid: this.sid }) : null);
+    this._link = null;
+    this._shutdown(new GatewayError("client_closed", "the client was closed"));
+    await link?.close();
+  }
+
+  // -- connections -----------------------------------------------------------------
+
+  _setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this._emit("state", state);
+  }
+
+  async _dial() {
+    if (this.state === "closed") return;
+    if (this.state === "idle") this._setState("connecting");
+    const link = new (this.options.transport === "sse" ? SseLink : SocketIOLink)(this.options, this._events, ++this._seq);
+    this._link = link;
+    const resume = { sid: this.sid, cursor: this._cursor, offsets: Object.fromEntries(this._offsets) };
+    try {
+      await link.open(resume);
+    } catch (err) {
+      if (this._link !== link) return;
+      this._link = null;
+      if (this.sid && SESSION_LOST.has(err.code)) {
+        this._sessionLost(err);
+        this._dial();
+      } else if (FATAL.has(err.code)) {
+        this._emit("error", err);
+        this._shutdown(err);
+      } else {
+        this._retry(err);
+      }
+      return;
+    }
+    this._transportChanged(link, link.name);
+  }
+
+  _retry(reason) {
+    if (this.state === "closed") return;
+    this._setState("reconnecting");
+    const ceiling = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** this._attempt++);
+    const delay = Math.random() * ceiling; // full jitter: a crowd of clients does not come back in step
+    this.reconnects += 1;
+    this._emit("reconnect", { attempt: this.reconnects, delay, reason });
+    this._timer = setTimeout(() => this._dial(), delay);
+  }
+
+  _linkLost(link, reason) {
+    if (link !== this._link) return; // an older connection, already replaced
+    this._link = null;
+    if (this.state === "closed") return;
+    if (this._closeFrame?.reconnect === false) {
+      this._shutdown(new GatewayError("closed_by_server", `the gateway closed the session: ${this._closeFrame.reason}`));
+      return;
+    }
+    this._closeFrame = null;
+    this._retry(reason);
+  }
+
+  /** The resume was refused: the session is gone. Start another; what it missed is a gap. */
+  _sessionLost(reason) {
+    const gaps = [...this._rooms].map((room) => ({ room, after: this._offsets.get(room) ?? null }));
+    this._lost = { reason, gaps };
+    this.sid = null;
+    this._cursor = null;
+    // The new session must be in the rooms before anything queued is published to them.
+    const rejoin = [...this._rooms].filter((room) => !this._ordered.some((e) => e.kind === "join" && e.body.room === room));
+    this._ordered.unshift(...rejoin.map((room) => this._entry("join", { room }, true, () => {}, () => {})));
+  }
+
+  _shutdown(error) {
+    clearTimeout(this._timer);
+    globalThis.removeEventListener?.("online", this._online);
+    this._setState("closed");
+    for (const entry of [...this._ordered, ...this._free]) this._settle(entry, undefined, error);
+    this._ready.reject(error);
+  }
+
+  _transportChanged(link, name) {
+    if (link !== this._link || !name || name === this.transport) return;
+    this.transport = name;
+    this._emit("transport", name);
+  }
+
+  // -- frames from the server ------------------------------------------------------
+
+  _malformed(what) {
+    this.stats.malformed += 1;
+    this._emit("error", new GatewayError("malformed_frame", `ignored a malformed frame from the gateway: ${what}`));
+  }
+
+  _frame(link, event, data) {
+    if (link !== this._link) return;
+    if (CONTROL.has(event) && event !== "call" && !isObject(data)) {
+      this._malformed(`"${event}" must carry a JSON object, got ${JSON.stringify(data)}`);
+      if (event === "open") link.drop();
+      return;
+    }
+    switch (event) {
+      case "open":
+        return this._opened(link, data);
+      case "joined":
+        if (typeof data.room !== "string" || typeof data.offset !== "string" || !OFFSET.test(data.offset)) {
+          return this._malformed(`joined ${JSON.stringify(data)}`);
+        }
+        return this._advance(data.room, data.offset);
+      case "left":
+        return;
+      case "recovery":
+        return this._recovered(data);
+      case "close":
+        this._closeFrame = data;
+        return;
+      case "call":
+        if (!isObject(data) || typeof data.ackId !== "string" || typeof data.event !== "string") {
+          return this._malformed(`call ${JSON.stringify(data)}`);
+        }
+        return this._call(data.event, data.data, (result) => link.answer(data.ackId, result));
+      default:
+        return this._deliver(event, data);
+    }
+  }
+
+  _opened(link, info) {
+    if (typeof info.sid !== "string" || !Number.isFinite(info.pingInterval) || !Number.isFinite(info.pingTimeout)) {
+      this._malformed(`open ${JSON.stringify(info)}`);
+      link.drop(); // nothing works without a session: try again
+      return;
+    }
+    this.sid = info.sid;
+    this.info = info;
+    this._attempt = 0;
+    link.opened(info);
+    this._transportChanged(link, link.name);
+    this._setState("open");
+    this._ready.resolve(this);
+    if (this._lost) {
+      const { reason, gaps } = this._lost;
+      this._lost = null;
+      this._recovered({ recovered: false, complete: gaps.length === 0, replayed: 0, gaps, reason: reason.code });
+    }
+    this._pump();
+  }
+
+  _recovered(data) {
+    const gaps = Array.isArray(data.gaps) ? data.gaps : [];
+    const report = { recovered: data.recovered !== false, complete: data.complete === true, replayed: data.replayed ?? 0, gaps };
+    if (data.reason) report.reason = data.reason;
+    this.stats.replayed += report.replayed;
+    this.stats.gaps += gaps.length;
+    this._emit("recovery", report);
+    for (const gap of gaps) this._emit("gap", gap);
+  }
+
+  _advance(room, offset) {
+    if (typeof offset !== "string" || !OFFSET.test(offset)) return;
+    const last = this._offsets.get(room);
+    if (last === undefined || compareOffsets(offset, last) > 0) this._offsets.set(room, offset);
+  }
+
+  _deliver(event, envelope) {
+    const problem = envelopeProblem(envelope);
+    if (problem) return this._malformed(`"${event}": ${problem}`);
+    const last = this._offsets.get(envelope.room);
+    if (last !== undefined && compareOffsets(envelope.offset, last) <= 0) {
+      this.stats.duplicates += 1; // at-least-once: a replay overlapping what we have
+      return;
+    }
+    this._offsets.set(envelope.room, envelope.offset);
+    this.stats.delivered += 1;
+    this._emit(envelope.event, envelope);
+    this._emit("*", envelope);
+  }
+
+  _call(event, data, reply) {
+    const handler = this._callHandlers.get(event);
+    if (!handler) {
+      this._emit("error", new GatewayError("no_call_handler", `the gateway called "${event}" and nothing answers it (onCall); it will time out`));
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(data))
+      .then(reply)
+      .catch((err) => this._emit("error", err instanceof GatewayError ? err : new GatewayError("call_failed", `answering "${event}" failed: ${err.message}`)));
+  }
+
+  // -- the outbox ------------------------------------------------------------------
+
+  _entry(kind, body, silent, resolve, reject) {
+    return { kind, body, silent, resolve, reject, sentOn: 0, attempts: 0, done: false };
+  }
+
+  _enqueue(kind, body, ordered, silent = false) {
+    if (this.state === "closed") return Promise.reject(new GatewayError("client_closed", "the client is closed"));
+    return new Promise((resolve, reject) => {
+      const entry = this._entry(kind, body, silent, resolve, reject);
+      if (ordered) this._ordered.push(entry);
+      else this._free.add(entry);
+      if (!silent) this._emit("pending", this._describe(entry));
+      this._pump();
+    });
+  }
+
+  _describe(entry) {
+    const { kind, body } = entry;
+    return { kind, clientEventId: body.clientEventId, room: body.room, event: body.event, data: body.data };
+  }
+
+  /** Send what has not been sent on the current connection: every emit, the head of the ordered lane. */
+  _pump() {
+    const link = this._link;
+    if (this.state !== "open" || !link) return;
+    for (const entry of this._free) if (entry.sentOn !== link.seq) this._send(link, entry);
+    const head = this._ordered[0];
+    if (head && head.sentOn !== link.seq) this._send(link, head);
+  }
+
+  _send(link, entry) {
+    entry.sentOn = link.seq;
+    if (entry.attempts++ > 0) this.stats.retransmits += 1;
+    link.request(entry.kind, entry.body).then(
+      (result) => this._settle(entry, result),
+      (error) => {
+        if (entry.kind === "leave" && error.code === "not_joined" && entry.attempts > 1) {
+          return this._settle(entry, { room: entry.body.room }); // the first attempt did it
+        }
+        if (!retryable(error)) return this._settle(entry, undefined, error);
+        // Unanswered: it stays pending and goes again on the next connection, or in a
+        // moment on this one if it is still up (the gateway deduplicates either way).
+        if (SESSION_LOST.has(error.code)) link.drop();
+        if (entry.sentOn === link.seq) entry.sentOn = 0;
+        setTimeout(() => this._pump(), Math.min(this.options.maxDelay, this.options.minDelay * 4));
+      },
+    );
+  }
+
+  _settle(entry, result, error) {
+    if (entry.done) return;
+    entry.done = true;
+    const at = this._ordered.indexOf(entry);
+    if (at >= 0) this._ordered.splice(at, 1);
+    this._free.delete(entry);
+    if (error) entry.reject(error);
+    else entry.resolve(result);
+    if (!entry.silent) this._emit(error ? "failed" : "acked", { ...this._describe(entry), result, error });
+    this._pump();
+  }
+
+  _emit(event, value) {
+    const listeners = this._listeners.get(event);
+    if (!listeners?.size) {
+      if (event === "error") console.warn("rtgateway:", value.message);
+      return;
+    }
+    for (const fn of [...listeners]) {
+      try {
+        fn(value);
+      } catch (err) {
+        console.error(`rtgateway: a "${event}" listener threw`, err);
+      }
+    }
+  }
+}
