@@ -48,5 +48,8 @@ class Settings(BaseSettings):
     # Socket.IO over WebSocket: permessage-deflate costs CPU and memory per connection.
     websocket_compression: bool = False
 
+    # Browser origins allowed to call the gateway (both transports); "*" for any.
+    cors_origins: list[str] = ["*"]
+
     log_level: str = "WARNING"
     log_json: bool = True

@@ -136,3 +136,18 @@ async def test_health_ready_and_metrics(server: ThreadedGateway):
         assert (await http.get("/readyz")).json()["status"] == "ready"
         metrics = (await http.get("/metrics")).text
     assert "gateway_published_total" in metrics and "gateway_connects_total" in metrics
+
+
+async def test_extra_query_parameters_reach_the_middleware(server: ThreadedGateway):
+    c = SseDriver(server.url)
+    await c.connect("/chat", params={"name": "Ada"})
+    assert (await c.emit("whoami"))["name"] == "Ada"
+    await c.close()
+
+
+async def test_cors_preflight_allows_browsers(server: ThreadedGateway):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        r = await http.options("/sse/sessions/x/publish", headers={
+            "Origin": "http://example.test", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] in ("*", "http://example.test")

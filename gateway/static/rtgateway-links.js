@@ -59,8 +59,9 @@ export class SseLink {
   }
 
   async open({ sid, cursor }) {
-    const { url, namespace, token, connectTimeout } = this.options;
+    const { url, namespace, token, name, connectTimeout } = this.options;
     const query = new URLSearchParams({ namespace });
+    if (name) query.set("name", name); // extra query parameters reach the namespace's middleware
     const headers = { Accept: "text/event-stream" };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (cursor) headers["Last-Event-ID"] = cursor;

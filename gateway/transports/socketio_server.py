@@ -69,7 +69,7 @@ class SocketIOTransport:
         self.gateway = gateway
         self.server = socketio.AsyncServer(
             async_mode="asgi",
-            cors_allowed_origins="*",
+            cors_allowed_origins=s.cors_origins if s.cors_origins != ["*"] else "*",
             ping_interval=s.ping_interval,
             ping_timeout=s.ping_timeout,
             max_http_buffer_size=s.max_payload,

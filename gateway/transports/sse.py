@@ -101,10 +101,18 @@ class SseTransport(ChannelFanout):
     name = NAME
 
 
-def _auth(token: str | None, authorization: str | None) -> dict[str, Any]:
+_CONNECT_PARAMS = frozenset({"namespace", "token", "sid", "lastEventId"})
+
+
+def _auth(request: Request, token: str | None, authorization: str | None) -> dict[str, Any]:
+    """The middleware's auth payload, as Socket.IO's ``auth``: the token (query or Bearer)
+    plus every other query parameter (``?name=Ada`` -> ``{"name": "Ada"}``)."""
+    auth: dict[str, Any] = {k: v for k, v in request.query_params.items() if k not in _CONNECT_PARAMS}
     if token is None and authorization and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
-    return {} if token is None else {"token": token}
+    if token is not None:
+        auth["token"] = token
+    return auth
 
 
 async def _read(request: Request, model: type[Body], limit: int) -> Any:
@@ -147,6 +155,7 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
         summary="Open (or resume) a session and receive its events",
     )
     async def connect(
+        request: Request,
         namespace: str = Query("/", description="Namespace to connect to, e.g. /chat"),
         token: str | None = Query(None, description="Credential for the namespace's middleware"),
         sid: str | None = Query(None, description="Session to resume"),
@@ -163,7 +172,7 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
             sid = cursor_sid
         channel = SseChannel(gateway)
         session = await gateway.connect(
-            namespace, channel, _auth(token, authorization), resume_sid=sid, positions=positions
+            namespace, channel, _auth(request, token, authorization), resume_sid=sid, positions=positions
         )
         channel.session = session
         streams.add(channel)
