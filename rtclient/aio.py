@@ -251,20 +251,34 @@ class _Client:
 
 
 class SseClient(_Client):
-    """SSE down, POST up. ``SseClient(url, "/chat", token=...)``; ``await client.connect()``."""
+    """SSE down, POST up. ``SseClient(url, "/chat", token=...)``; ``await client.connect()``.
+
+    ``mode``: ``"stream"`` keeps one long response open; ``"poll"`` asks the gateway to end
+    each response after a batch of events and resumes at once (for proxies that buffer
+    responses); ``"auto"`` (default) streams, and falls back to polling when the response
+    headers arrive but the ``open`` frame does not within ``buffer_timeout`` seconds —
+    the mark of a buffering proxy.
+    """
 
     transport_name = "sse"
 
-    def __init__(self, url: str, namespace: str = "/", **options: Any) -> None:
+    def __init__(
+        self, url: str, namespace: str = "/", *, mode: str = "auto", buffer_timeout: float = 3.0,
+        **options: Any,
+    ) -> None:
         super().__init__(url, namespace, **options)
+        if mode not in ("auto", "stream", "poll"):
+            raise ValueError(f"mode must be auto, stream or poll, not {mode!r}")
+        self.mode = mode
+        self.polling = mode == "poll"
+        self.buffer_timeout = buffer_timeout
         self.http = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(self.request_timeout))
         self._reader: asyncio.Task[None] | None = None
         self._opened: asyncio.Future[Opened] | None = None
 
-    async def _open_connection(self, resume: bool) -> Opened:
-        params = {"namespace": self.state.namespace}
-        if "token" in self.auth:
-            params["token"] = self.auth["token"]
+    async def _get(self, resume: bool) -> httpx.Response:
+        params = {"namespace": self.state.namespace, **({"mode": "poll"} if self.polling else {})}
+        params.update({k: v for k, v in self.auth.items() if isinstance(v, str)})
         headers = {"Last-Event-ID": self.state.cursor} if resume and self.state.cursor else {}
         request = self.http.build_request("GET", "/sse/connect", params=params, headers=headers)
         try:
@@ -275,18 +289,54 @@ class SseClient(_Client):
             body = await response.aread()
             await response.aclose()
             raise error_from_body(body)
+        return response
+
+    async def _open_connection(self, resume: bool) -> Opened:
+        response = await self._get(resume)
         self._opened = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(response), name="rtclient-sse")
-        return await asyncio.wait_for(asyncio.shield(self._opened), self.request_timeout)
+        detect = self.mode == "auto" and not self.polling
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(self._opened), self.buffer_timeout if detect else self.request_timeout
+            )
+        except TimeoutError:
+            await self._stop_reader()
+            if not detect:
+                raise ConnectionLost("no open frame in time") from None
+            # Headers came, the first frame did not: something holds the bytes back.
+            log.warning("the SSE stream looks buffered by a proxy; polling instead")
+            self.polling = True
+            return await self._open_connection(resume)
 
     async def _read(self, response: httpx.Response) -> None:
+        me = asyncio.current_task()
+        try:
+            while True:
+                await self._consume(response)
+                if not self.polling or self._closing:
+                    return
+                response = await self._get(resume=True)  # the next poll, at once
+        except (GatewayError, ConnectionLost, httpx.HTTPError, asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            if self._reader is me:  # not stopped on purpose: the connection is lost
+                if self._opened is not None and not self._opened.done():
+                    self._opened.set_exception(ConnectionLost("stream ended before open"))
+                self._lost.set()
+
+    async def _consume(self, response: httpx.Response) -> None:
+        """Parse one response until it ends; raises ``TimeoutError`` on silence."""
         parser = SseParser()
         chunks = response.aiter_raw()
         try:
             while True:
                 # Pings are comment lines: any bytes at all prove the stream is alive.
                 silence = self.state.ping_interval + self.state.ping_timeout
-                chunk = await asyncio.wait_for(chunks.__anext__(), silence)
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), silence)
+                except StopAsyncIteration:
+                    return
                 for frame in parser.feed(chunk):
                     try:
                         events = self.state.handle_raw(frame.event, frame.data)
@@ -297,13 +347,15 @@ class SseClient(_Client):
                         if isinstance(event, Opened) and self._opened and not self._opened.done():
                             self._opened.set_result(event)
                     self._deliver(events)
-        except (StopAsyncIteration, httpx.HTTPError, asyncio.TimeoutError, OSError):
-            pass
         finally:
             await response.aclose()
-            if self._opened is not None and not self._opened.done():
-                self._opened.set_exception(ConnectionLost("stream ended before open"))
-            self._lost.set()
+
+    async def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
 
     async def _send(self, kind: str, body: dict[str, Any]) -> Any:
         if self.state.sid is None:
@@ -320,11 +372,7 @@ class SseClient(_Client):
         if goodbye and self.state.sid is not None:
             with contextlib.suppress(httpx.HTTPError):
                 await self.http.delete(f"/sse/sessions/{self.state.sid}")
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader
-            self._reader = None
+        await self._stop_reader()
         if goodbye:
             await self.http.aclose()
 

@@ -128,3 +128,26 @@ async def test_malformed_frame_is_refused_and_connection_kept(server: ThreadedGa
     assert c.state.stats.malformed == 2
     assert await c.emit("echo", "still usable") == "still usable"
     await c.close()
+
+
+async def test_buffering_proxy_sse_falls_back_to_polling(server: ThreadedGateway):
+    from comparison.proxy import ProxyProcess
+
+    from rtclient import ConnectionLost
+
+    with ProxyProcess(server.url, "buffering", "--buffer-kib", "64") as proxy:
+        naive = SseClient(proxy.url, "/chat", mode="stream", request_timeout=2)
+        with pytest.raises((ConnectionLost, TimeoutError)):
+            await naive.connect()  # the open frame sits in the proxy's buffer
+        sub = SseClient(proxy.url, "/chat", buffer_timeout=1.0)
+        pub = SseClient(server.url, "/chat")
+        await sub.connect(), await pub.connect()
+        assert sub.polling  # detected the buffering, switched modes
+        room = f"b-{uuid.uuid4().hex[:8]}"
+        await sub.join(room), await pub.join(room)
+        for i in range(5):
+            await pub.publish(room, i)
+        got = await room_events(sub, 5)
+        assert [e.data for e in got] == list(range(5)) and sub.state.stats.duplicates == 0
+        await sub.close(), await pub.close()
+        await naive.http.aclose()

@@ -6,8 +6,9 @@ Wire format: ``docs/protocol.md``. This module only translates HTTP to hub calls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
@@ -32,18 +33,20 @@ class SseChannel:
     """One event stream. Frames are bytes, queued in a bounded queue the response drains."""
 
     transport = NAME
-    __slots__ = ("queue", "session", "cut", "_gateway")
+    __slots__ = ("queue", "session", "cut", "payloads", "_gateway")
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(gateway.settings.session_queue_size)
         self.session: Session | None = None
         self.cut: str | None = None
+        self.payloads = 0  # room events and calls queued: what a poll waits for
 
     def _id_line(self, session: Session) -> bytes:
         return b"id: " + format_cursor(session.sid, session.positions).encode() + b"\n"
 
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
+        self.payloads += 1
         session.positions[envelope.room] = envelope.offset
         self._put(self._id_line(session) + b"event: " + envelope.event.encode() + b"\ndata: " + wire + b"\n\n")
 
@@ -55,6 +58,7 @@ class SseChannel:
         self._put(head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
 
     def call(self, ack_id: str, event: str, data: Any) -> None:
+        self.payloads += 1
         self.send("call", {"ackId": ack_id, "event": event, "data": data})
 
     def close(self, reason: str) -> None:
@@ -146,7 +150,6 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
     gateway.add_transport(transport)
     api = APIRouter(prefix="/sse", tags=["SSE + POST"])
     limit = gateway.settings.max_payload
-    streams: set[SseChannel] = set()
 
     @api.get(
         "/connect",
@@ -162,6 +165,11 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
         last_event_id_query: str | None = Query(None, alias="lastEventId", description="Resume cursor on a first connect"),
         last_event_id: str | None = Header(None, alias="Last-Event-ID"),
         authorization: str | None = Header(None),
+        mode: Literal["stream", "poll"] = Query(
+            "stream",
+            description="poll: end the response after the first batch of events (or pingInterval "
+            "without any); for proxies that buffer responses. Resume each poll with Last-Event-ID.",
+        ),
     ) -> EventSourceResponse:
         cursor = last_event_id or last_event_id_query
         positions: dict[str, str] | None = None
@@ -175,15 +183,24 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
             namespace, channel, _auth(request, token, authorization), resume_sid=sid, positions=positions
         )
         channel.session = session
-        streams.add(channel)
+        fresh = sid is None
+        wait = gateway.settings.ping_interval
 
         async def stream() -> AsyncIterator[bytes]:
             try:
                 gateway.activate(session)
-                async for chunk in channel.frames():
+                frames = channel.frames()
+                async for chunk in frames:
                     yield chunk
+                    if mode == "poll":
+                        # A buffering proxy flushes a response only when it ends: end it
+                        # as soon as there is something to hand over (a new session's
+                        # handshake counts), else after one ping interval.
+                        if not fresh and channel.payloads == 0:
+                            with contextlib.suppress(TimeoutError, StopAsyncIteration):
+                                yield await asyncio.wait_for(anext(frames), wait)
+                        return
             finally:
-                streams.discard(channel)
                 gateway.detach(session, channel, channel.cut or "stream closed")
 
         return EventSourceResponse(
