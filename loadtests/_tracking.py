@@ -12,6 +12,7 @@ Verdict = Literal["ok", "duplicate", "out-of-order"]
 class SenderTrack:
     last: int = -1
     seen: set[int] = field(default_factory=set)
+    abandoned: int = 0  # the sender's count of publishes it gave up on, as last reported
 
 
 @dataclass(slots=True)
@@ -23,15 +24,19 @@ class SequenceTracker:
     duplicates: int = 0
     out_of_order: int = 0
 
-    def see(self, sender: str, seq: int, first_expected: int | None = None) -> tuple[Verdict, int]:
+    def see(self, sender: str, seq: int, abandoned: int = 0, first_expected: int | None = None) -> tuple[Verdict, int]:
         """Record one delivery; returns its verdict and how many sequence numbers it shows lost.
 
         The first delivery from a sender starts its track (a receiver that joined late
         did not miss what came before), unless ``first_expected`` says where it starts.
+        ``abandoned`` is the sender's running count of publishes that failed (reported
+        as publish failures): their numbers never existed, so they are not lost.
         """
         track = self.senders.get(sender)
         if track is None:
-            track = self.senders[sender] = SenderTrack(last=(seq - 1) if first_expected is None else first_expected - 1)
+            track = self.senders[sender] = SenderTrack(
+                last=(seq - 1) if first_expected is None else first_expected - 1, abandoned=abandoned
+            )
         if seq in track.seen:
             self.duplicates += 1
             return "duplicate", 0
@@ -44,7 +49,9 @@ class SequenceTracker:
             # it had been counted lost when a later one arrived first
             self.lost -= 1
             return "out-of-order", 0
-        missing = seq - track.last - 1
+        excused = max(0, abandoned - track.abandoned)
+        track.abandoned = max(track.abandoned, abandoned)
+        missing = max(0, seq - track.last - 1 - excused)
         track.last = seq
         self.lost += missing
         return "ok", missing

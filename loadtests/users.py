@@ -46,6 +46,8 @@ def _arguments(parser: Any) -> None:
                        help="connect to --host directly, or through --proxy-url")
     group.add_argument("--proxy-url", default="http://127.0.0.1:8080", help="the proxy in front of the gateway")
     group.add_argument("--namespace", default="/chat")
+    group.add_argument("--sse-mode", choices=["auto", "stream", "poll"], default="auto",
+                       help="SSE: stream, poll (for buffering proxies), or auto (stream, polling if buffered)")
 
 
 @events.init.add_listener
@@ -74,6 +76,7 @@ class GatewayUser(User):
         self.url = options.proxy_url if options.target == "proxy" else self.host
         self.tracker = SequenceTracker()
         self.seq = 0
+        self.abandoned = 0
         self.pad = "x" * options.payload_bytes
         self.interval = 1.0 / options.publish_rate if options.publish_rate > 0 else None
         self.next_at = time.time()
@@ -83,7 +86,7 @@ class GatewayUser(User):
     def _connect(self) -> None:
         started = time.perf_counter()
         client = BlockingClient(self.url, self.options.namespace, transport=self.transport,
-                                on_event=self._on_event, request_timeout=10)
+                                mode=self.options.sse_mode, on_event=self._on_event, request_timeout=10)
         try:
             client.connect()
             client.join(self.room)
@@ -124,10 +127,11 @@ class GatewayUser(User):
         due = self.next_at
         started = time.perf_counter()
         self.seq += 1
-        body = {"sender": self.client.sid, "seq": self.seq, "t": due, "pad": self.pad}
+        body = {"sender": self.client.sid, "seq": self.seq, "abandoned": self.abandoned, "t": due, "pad": self.pad}
         try:
             self.client.publish(self.room, body)
         except Exception as exc:
+            self.abandoned += 1  # receivers will not count this number as lost
             self._fire("publish", self.transport_label, started, exc)
             return
         self._fire("publish", self.transport_label, started)
@@ -143,7 +147,7 @@ class GatewayUser(User):
         latency_ms = max(0.001, (time.time() - float(data["t"])) * 1000)
         events.request.fire(request_type="deliver", name=self.transport_label, response_time=latency_ms,
                             response_length=len(data.get("pad", "")), exception=None, context={})
-        verdict, _missing = self.tracker.see(str(data["sender"]), int(data["seq"]))
+        verdict, _missing = self.tracker.see(str(data["sender"]), int(data["seq"]), int(data.get("abandoned", 0)))
         if verdict != "ok":
             self._fire("delivery", verdict, time.perf_counter(), RuntimeError(f"{verdict} delivery"))
 

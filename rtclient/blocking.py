@@ -44,6 +44,8 @@ class BlockingClient:
     """``BlockingClient(url, "/chat", transport="sse" | "socketio" | "websocket" | "polling")``.
 
     Events reach ``on_event`` from a background thread (greenlet), once each, in order.
+    ``mode`` is the SSE mode, as for ``rtclient.SseClient`` (``auto`` falls back to polling
+    behind a buffering proxy).
     """
 
     def __init__(
@@ -52,6 +54,8 @@ class BlockingClient:
         namespace: str = "/",
         *,
         transport: str = "sse",
+        mode: str = "auto",
+        buffer_timeout: float = 3.0,
         token: str | None = None,
         on_event: Listener | None = None,
         request_timeout: float = 30.0,
@@ -59,6 +63,10 @@ class BlockingClient:
     ) -> None:
         if transport not in ("sse", "socketio", "websocket", "polling"):
             raise ValueError(f"unknown transport {transport!r}")
+        if mode not in ("auto", "stream", "poll"):
+            raise ValueError(f"mode must be auto, stream or poll, not {mode!r}")
+        self.mode = mode
+        self.buffer_timeout = buffer_timeout
         self.url = url.rstrip("/")
         self.transport = transport
         self.auth = {"token": token} if token is not None else {}
@@ -167,9 +175,14 @@ class BlockingClient:
         self._lost.clear()
         self._opened.clear()
         self._io.open(resume)
-        if not self._opened.wait(self.request_timeout):
+        detect = self._io.detects_buffering()
+        if not self._opened.wait(self.buffer_timeout if detect else self.request_timeout):
             self._io.close(goodbye=False)
-            raise ConnectionLost("no open frame")
+            if not detect:
+                raise ConnectionLost("no open frame")
+            log.warning("the SSE stream looks buffered by a proxy; polling instead")
+            self._io.polling = True
+            return self._open(resume)
         self._connected.set()
 
     def _supervise(self) -> None:
@@ -209,13 +222,22 @@ class _SseIO:
         self.c = client
         self.http = httpx.Client(base_url=client.url, timeout=client.request_timeout)
         self._response: httpx.Response | None = None
+        self.polling = client.mode == "poll"
 
     def name(self) -> str:
-        return "sse"
+        return "sse-poll" if self.polling else "sse"
+
+    def detects_buffering(self) -> bool:
+        return self.c.mode == "auto" and not self.polling
 
     def open(self, resume: bool) -> None:
+        response = self._get(resume)
+        self._response = response
+        threading.Thread(target=self._read, args=(response,), daemon=True, name="rtclient-sse").start()
+
+    def _get(self, resume: bool) -> httpx.Response:
         c = self.c
-        params = {"namespace": c.state.namespace, **c.auth}
+        params = {"namespace": c.state.namespace, **c.auth, **({"mode": "poll"} if self.polling else {})}
         headers = {"Last-Event-ID": c.state.cursor} if resume and c.state.cursor else {}
         silence = c.state.ping_interval + c.state.ping_timeout
         request = self.http.build_request(
@@ -230,10 +252,23 @@ class _SseIO:
             body = response.read()
             response.close()
             raise error_from_body(body)
-        self._response = response
-        threading.Thread(target=self._read, args=(response,), daemon=True, name="rtclient-sse").start()
+        return response
 
     def _read(self, response: httpx.Response) -> None:
+        try:
+            while True:
+                self._consume(response)
+                if not self.polling or self._response is not response:
+                    break
+                response = self._response = self._get(resume=True)  # the next poll, at once
+        except (httpx.HTTPError, OSError, GatewayError, ConnectionLost):
+            pass
+        finally:
+            response.close()
+            if self._response is response:
+                self.c._lost.set()
+
+    def _consume(self, response: httpx.Response) -> None:
         parser = SseParser()
         try:
             for chunk in response.iter_raw():
@@ -242,12 +277,8 @@ class _SseIO:
                         self.c._frame(frame.event, _json(frame.data))
                     except ProtocolError as exc:
                         log.warning("%s", exc)
-        except (httpx.HTTPError, OSError):
-            pass
         finally:
             response.close()
-            if self._response is response:
-                self.c._lost.set()
 
     def send(self, kind: str, body: dict[str, Any]) -> Any:
         sid = self.c.state.sid
@@ -292,6 +323,9 @@ class _SocketIOIO:
 
     def name(self) -> str:
         return self.sio.transport() if self.sio is not None and self.sio.connected else "?"
+
+    def detects_buffering(self) -> bool:
+        return False
 
     def open(self, resume: bool) -> None:
         import engineio.payload

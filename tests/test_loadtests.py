@@ -84,14 +84,21 @@ async def test_drop_profile_recovers_without_loss(gateway, tmp_path):
     assert sum(c.cuts_drop for c in stats.classes.values()) > 0  # connections really were cut
     assert count(result, "deliver", "sse") > 0 and count(result, "deliver", "sio-polling") > 0
     lost_or_doubled = [f for f in delivery_failures(result) if f[1] in ("lost", "duplicate", "out-of-order")]
-    assert lost_or_doubled == []
+    assert lost_or_doubled == [], result["failures"]
 
 
-async def test_buffering_proxy_shows_what_breaks(gateway, tmp_path):
+@pytest.mark.parametrize("sse_mode", ["stream", "auto"])
+async def test_buffering_proxy_shows_what_breaks_and_the_fallback(gateway, tmp_path, sse_mode):
     with ProxyProcess(gateway.url, "buffering", "--buffer-kib", "64") as proxy:
         result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url,
-                              "--transport-mix", "sse=1,sio-polling=2", users=3, seconds=4)
+                              "--transport-mix", "sse=2,sio-polling=2", "--sse-mode", sse_mode,
+                              users=4, seconds=6)
     # Socket.IO polling ends every response, so a buffering proxy flushes it; an SSE
-    # stream never ends, so its small events sit in the buffer.
+    # stream never ends, so its small events sit in the buffer -- unless the client
+    # notices and switches to poll mode, where the gateway ends each response.
     assert count(result, "deliver", "sio-polling") > 0
-    assert count(result, "deliver", "sse") == 0
+    if sse_mode == "stream":
+        assert count(result, "deliver", "sse") == 0
+    else:
+        assert count(result, "deliver", "sse") > 0
+        assert [f for f in delivery_failures(result) if f[1] in ("lost", "duplicate", "out-of-order")] == []
