@@ -492,16 +492,25 @@ class SocketIOClient(_Client):
             return
         if goodbye:
             await sio.disconnect()
-            return
-        eio = sio.eio  # lose the transport without a goodbye packet
-        if eio.current_transport == "websocket" and eio.ws is not None:
-            await eio.ws.close()
         else:
-            eio.state = "disconnected"
-            if eio.http is not None:
-                await eio.http.close()
-        for task in (eio.read_loop_task, eio.write_loop_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            await abandon(sio)
+
+
+async def abandon(sio: socketio.AsyncClient) -> None:
+    """Lose a python-socketio connection without a goodbye packet, as a network failure would.
+
+    Polling has no socket to close: the client just stops talking, and the server
+    notices after ``pingInterval + pingTimeout``.
+    """
+    eio = sio.eio
+    if eio.current_transport == "websocket" and eio.ws is not None:
+        await eio.ws.close()
+    else:
+        eio.state = "disconnected"
+        if eio.http is not None:
+            await eio.http.close()
+    for task in (eio.read_loop_task, eio.write_loop_task):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

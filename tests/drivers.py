@@ -19,6 +19,7 @@ import socketio
 from httpx_sse import EventSource
 
 from gateway.errors import GatewayError, error_from_wire
+from rtclient.aio import abandon
 
 from .servers import timeout
 
@@ -166,23 +167,9 @@ class SocketIODriver(Driver):
 
     async def drop(self) -> None:
         """Lose the connection without saying goodbye (what a network failure looks like)."""
-        client = self.client
-        if client is None:
-            return
-        eio = client.eio
-        if eio.current_transport == "websocket" and eio.ws is not None:
-            await eio.ws.close()
-        else:
-            # Polling: stop talking. The server notices after pingInterval + pingTimeout.
-            eio.state = "disconnected"
-            if eio.http is not None:
-                await eio.http.close()
-        for task in (eio.read_loop_task, eio.write_loop_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        self.client = None
+        if self.client is not None:
+            await abandon(self.client)
+            self.client = None
 
     async def close(self) -> None:
         if self.client is not None:
