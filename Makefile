@@ -24,7 +24,7 @@ node_modules/.installed: package.json package-lock.json
 	else echo "npm not found: Socket.IO options of the demo page and the Node tests are unavailable"; fi
 
 serve: setup
-	$(VENV)/bin/uvicorn gateway.main:app --host $(HOST) --port $(PORT)
+	$(PY) -m gateway --host $(HOST) --port $(PORT) --log-level info
 
 # Chromium, nginx and a Redis server for the browser, proxy and scale-out tests (as root, from Debian).
 system-deps:
