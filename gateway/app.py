@@ -107,7 +107,7 @@ def create_app(
 
     @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:
-        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(gateway.metrics_text(), media_type="text/plain; version=0.0.4")
 
     @api.post(
         "/api/publish",

@@ -590,6 +590,15 @@ class Gateway:
             if session.state is SessionState.DETACHED and session.detached_at < deadline:
                 self.close(session, "expired", expired=True)
 
+    def metrics_text(self) -> bytes:
+        """Prometheus exposition, with the session gauges counted at scrape time."""
+        counts = dict.fromkeys(SessionState, 0)
+        for session in self.sessions.values():
+            counts[session.state] += 1
+        for state, count in counts.items():
+            self.metrics.sessions.labels(state.value).set(count)
+        return self.metrics.render()
+
 
 _REQUESTS: dict[str, Any] = {
     "join": JoinRequest, "leave": LeaveRequest, "publish": PublishRequest,

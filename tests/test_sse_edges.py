@@ -136,6 +136,8 @@ async def test_health_ready_and_metrics(server: ThreadedGateway):
         assert (await http.get("/readyz")).json()["status"] == "ready"
         metrics = (await http.get("/metrics")).text
     assert "gateway_published_total" in metrics and "gateway_connects_total" in metrics
+    connected = [line for line in metrics.splitlines() if line.startswith('gateway_sessions{state="connected"}')]
+    assert connected and float(connected[0].split()[-1]) >= 1  # this test's own session, at least
 
 
 async def test_extra_query_parameters_reach_the_middleware(server: ThreadedGateway):
