@@ -130,7 +130,7 @@ async def test_openapi_documents_the_sse_api(server: ThreadedGateway):
     assert {"room", "event", "data", "clientEventId", "includeSelf"} <= set(schema["properties"])
 
 
-async def test_health_ready_and_metrics(server: ThreadedGateway):
+async def test_health_ready_and_metrics(sse: SseDriver, server: ThreadedGateway):
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/readyz")).json()["status"] == "ready"
