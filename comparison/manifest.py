@@ -90,7 +90,8 @@ def git_revision() -> dict[str, Any]:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Untracked files count: code not yet committed may be what ran.
+    status = git("status", "--porcelain")
     return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
             "dirty": bool(status) if status is not None else None}
 
