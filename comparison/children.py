@@ -1,0 +1,148 @@
+"""The processes a run starts: the gateway (uvicorn) and Locust; port checks before anything starts.
+
+Every child is started in its own session (``start_new_session``), so a Ctrl-C in the
+terminal reaches only the runner, which then stops each child by its process id: SIGTERM,
+then SIGKILL after a grace period. The proxy is ``comparison.proxy.ProxyProcess``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Final
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+HOST: Final = "127.0.0.1"
+
+# The gateway as the comparison runs it: uvloop and httptools, quiet logs.
+UVICORN_OPTIONS: Final = ("--loop", "uvloop", "--http", "httptools", "--log-level", "warning")
+
+# Loopback control requests never go through an HTTP proxy named in the environment.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class PortInUse(RuntimeError):
+    """A port the run was told to use is taken; ``str()`` names it."""
+
+
+class ChildStartError(RuntimeError):
+    """A child process exited or never became ready; ``str()`` ends with the tail of its log."""
+
+
+def check_port_free(port: int, host: str = HOST) -> None:
+    """Raise ``PortInUse`` if something listens on ``host:port``.
+
+    SO_REUSEADDR, as uvicorn binds: a port left in TIME_WAIT by an earlier run is free to
+    reuse, a port with a listener is not.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(f"port {port} on {host} is already in use ({exc.strerror}); "
+                                f"stop what listens there or pick another port") from None
+            raise
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def child_env() -> dict[str, str]:
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=pythonpath)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
+    """SIGTERM by pid, then SIGKILL after ``grace`` seconds. Returns the exit code."""
+    if process.poll() is None:
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(grace)
+        except ProcessLookupError:
+            pass
+    return process.returncode
+
+
+def tail(path: Path, size: int = 2000) -> str:
+    try:
+        return path.read_bytes()[-size:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class GatewayProcess:
+    """``uvicorn gateway.main:app`` with ``UVICORN_OPTIONS`` on 127.0.0.1, logging to ``log``."""
+
+    def __init__(self, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.log = log
+        self.argv = [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", HOST,
+                     "--port", str(port), *UVICORN_OPTIONS]
+        self._env = env if env is not None else child_env()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, within: float = 20.0) -> GatewayProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log.open("wb")
+        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self._env, stdin=subprocess.DEVNULL,
+                                         stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._await_ready(within)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _await_ready(self, within: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + within
+        while True:
+            if self.process.poll() is not None:
+                raise ChildStartError(f"the gateway exited with {self.process.returncode} on port {self.port}: "
+                                      f"{tail(self.log)}")
+            try:
+                with _direct.open(f"{self.url}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise ChildStartError(f"the gateway was not ready on {self.url} within {within} s: {tail(self.log)}")
+            time.sleep(0.05)
+
+    def metrics(self) -> str:
+        with _direct.open(f"{self.url}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int | None:
+        code = stop_process(self.process) if self.process is not None else None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return code

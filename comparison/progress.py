@@ -1,0 +1,96 @@
+"""A small progress bar for a plain terminal: which cell, elapsed, time left.
+
+On a terminal it redraws one line in place; otherwise (output to a file, CI) it prints a
+line whenever the step changes, so a log shows the same information without control codes.
+The time left is the planned load seconds of the steps still to run plus, per step, the
+overhead measured so far (starting processes, Locust's own start and stop).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+INITIAL_OVERHEAD = 9.0  # seconds a repeat costs beyond its load, before any was measured
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    minutes, s = divmod(seconds, 60)
+    return f"{minutes}m{s:02d}s" if minutes else f"{s}s"
+
+
+@dataclass(slots=True)
+class Progress:
+    """``steps`` are the planned load seconds of each repeat, in the order they run."""
+
+    steps: list[float]
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+    label: str = ""
+    step_started: float = field(default_factory=time.monotonic)
+    overheads: list[float] = field(default_factory=list)
+    _last_line: str = ""
+
+    @property
+    def tty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def begin(self, label: str) -> None:
+        self.label = label
+        self.step_started = time.monotonic()
+        self.draw(force=True)
+
+    def end(self) -> None:
+        if self.done < len(self.steps):
+            spent = time.monotonic() - self.step_started
+            self.overheads.append(max(0.0, spent - self.steps[self.done]))
+            self.done += 1
+        self.label = "done" if self.done >= len(self.steps) else "next"
+        self.draw(force=True)
+
+    def remaining(self) -> float:
+        overhead = sum(self.overheads) / len(self.overheads) if self.overheads else INITIAL_OVERHEAD
+        left = sum(s + overhead for s in self.steps[self.done:])
+        if self.done < len(self.steps):
+            left -= min(time.monotonic() - self.step_started, self.steps[self.done] + overhead)
+        return max(0.0, left)
+
+    def line(self) -> str:
+        total = len(self.steps)
+        elapsed = time.monotonic() - self.started
+        left = self.remaining()
+        fraction = elapsed / (elapsed + left) if elapsed + left > 0 else 1.0
+        width = 24
+        filled = int(round(fraction * width))
+        bar = "#" * filled + "-" * (width - filled)
+        step = min(self.done + 1, total)
+        return (f"[{bar}] {fraction * 100:3.0f}% {step}/{total} {self.label}"
+                f" | {clock(elapsed)} elapsed, ~{clock(left)} left")
+
+    def draw(self, force: bool = False) -> None:
+        text = self.line()
+        if self.tty:
+            columns = shutil.get_terminal_size((100, 20)).columns
+            self.stream.write("\r" + text[: columns - 1].ljust(columns - 1))
+            self.stream.flush()
+        elif force and text.split(" | ")[0] != self._last_line:
+            self._last_line = text.split(" | ")[0]
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def note(self, message: str) -> None:
+        """A line above the bar (a failed repeat, a flag)."""
+        if self.tty:
+            self.stream.write("\r" + " " * (shutil.get_terminal_size((100, 20)).columns - 1) + "\r")
+        self.stream.write(message + "\n")
+        self.draw(force=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.flush()

@@ -1,0 +1,166 @@
+"""The report's tables as rows of display strings, shared by the HTML and Markdown renderings.
+
+A measured value is shown as its median across repeats, with ``[min-max]`` when the repeats
+differ. A cell without numbers shows its status instead of every value, never a zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from .results import CellView, Results
+from .sentences import fmt
+
+DASH: Final = "–"
+
+
+@dataclass(slots=True)
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    note: str = ""
+    # Row indexes whose cell has no numbers (status shown in the first value column).
+    muted: set[int] = field(default_factory=set)
+    numeric: bool = True  # values right-aligned
+
+
+def spread(cell: CellView, metric: str, digits_style: str = "num") -> str:
+    med = cell.get(metric)
+    if med is None:
+        return DASH
+    lo, hi = cell.get(metric, "min"), cell.get(metric, "max")
+    text = fmt(med.value, digits_style)  # type: ignore[arg-type]
+    if lo is not None and hi is not None:
+        low, high = fmt(lo.value, digits_style), fmt(hi.value, digits_style)  # type: ignore[arg-type]
+        if low != high:
+            text += f" [{low}{DASH}{high}]"
+    return text
+
+
+def total(cell: CellView, metric: str) -> str:
+    traced = cell.get(metric, "total")
+    return DASH if traced is None else fmt(traced.value, "int")
+
+
+def _status_row(cell: CellView, width: int) -> list[str]:
+    why = f"{cell.status}" + (f": {cell.error}" if cell.error else "")
+    return [why] + [""] * (width - 1)
+
+
+FLAG: Final = " ⚠"
+
+
+def flagged(cell: CellView) -> bool:
+    """A repeat of this cell saturated the load generator, ran on a busy machine, or failed."""
+    totals = ((cell.data or {}).get("summary") or {}).get("totals") or {}
+    return bool(totals.get("repeats_saturated") or totals.get("repeats_busy_machine")) or cell.status == "partial"
+
+
+def _rows(results: Results, table: Table, values: list[tuple[str, object]]) -> Table:
+    if any(flagged(c) for c in results.cells):
+        table.note += f" {FLAG.strip()}: a repeat of this cell is flagged (see Caveats and the Cells table)."
+    for cell in results.cells:
+        head = [cell.id + (FLAG if flagged(cell) else ""), str(cell.users or DASH)]
+        if not cell.usable:
+            table.muted.add(len(table.rows))
+            table.rows.append(head + _status_row(cell, len(values)))
+            continue
+        row = list(head)
+        for _, getter in values:
+            row.append(getter(cell))  # type: ignore[operator]
+        table.rows.append(row)
+    return table
+
+
+def cells_table(results: Results) -> Table:
+    table = Table("Cells", ["cell", "transport", "proxy profile", "users", "status", "repeats ok", "notes"],
+                  numeric=False)
+    for cell in results.cells:
+        totals = (cell.data or {}).get("summary", {}) or {}
+        totals = totals.get("totals", {}) if isinstance(totals, dict) else {}
+        ok = f"{totals.get('repeats_ok', DASH)}/{totals.get('repeats', DASH)}" if totals else DASH
+        notes = list(cell.flags)
+        if cell.error and cell.status not in ("ok",):
+            notes.insert(0, cell.error)
+        if cell.status == "missing":
+            notes = ["no results file: the cell did not run or its file was removed"]
+        table.rows.append([cell.id, cell.label.split(", ")[0], cell.profile_label, str(cell.users or DASH),
+                           cell.status, ok, "; ".join(dict.fromkeys(notes)) or ""])
+        if not cell.usable:
+            table.muted.add(len(table.rows) - 1)
+    return table
+
+
+def latency_table(results: Results) -> Table:
+    values = [
+        ("delivery p50", lambda c: spread(c, "deliver_p50_ms")),
+        ("delivery p95", lambda c: spread(c, "deliver_p95_ms")),
+        ("delivery p99", lambda c: spread(c, "deliver_p99_ms")),
+        ("ack p50", lambda c: spread(c, "publish_p50_ms")),
+        ("ack p99", lambda c: spread(c, "publish_p99_ms")),
+        ("connect p50", lambda c: spread(c, "connect_p50_ms")),
+        ("connect p99", lambda c: spread(c, "connect_p99_ms")),
+        ("deliveries/s", lambda c: spread(c, "deliveries_per_s")),
+    ]
+    table = Table("Latency (ms) and throughput", ["cell", "users", *[v[0] for v in values]],
+                  note="Delivery: publish to receipt at each receiver, from the scheduled send time carried in the "
+                       "message. Ack: publish to acknowledgement (the event is in the delivery log). Connect: "
+                       "handshake until joined. Median across repeats [min–max].")
+    return _rows(results, table, values)
+
+
+def _bytes(cell: CellView) -> str:
+    if cell.data is not None and not cell.data.get("uses_proxy", True):
+        return "not measured (no proxy)"
+    whole = spread(cell, "bytes_per_delivery")
+    down, up = cell.get("bytes_down_per_delivery"), cell.get("bytes_up_per_delivery")
+    if down is None or up is None:
+        return whole
+    return f"{whole} ({fmt(down.value)} down + {fmt(up.value)} up)"
+
+
+def cost_table(results: Results) -> Table:
+    values = [
+        ("gateway CPU s / 1000 deliveries", lambda c: spread(c, "gateway_cpu_s_per_1000_deliveries")),
+        ("gateway CPU % of a core", lambda c: spread(c, "gateway_cpu_pct_mean")),
+        ("gateway RSS MB (peak)", lambda c: spread(c, "gateway_rss_mb_max")),
+        ("proxy CPU s / 1000 deliveries", lambda c: spread(c, "proxy_cpu_s_per_1000_deliveries")),
+        ("bytes / delivery", _bytes),
+        ("requests / delivery", lambda c: spread(c, "requests_per_delivery")),
+        ("Locust CPU % of a core", lambda c: spread(c, "locust_cpu_pct_mean")),
+        ("other processes, cores", lambda c: spread(c, "other_cores_mean")),
+    ]
+    table = Table("Cost", ["cell", "users", *[v[0] for v in values]],
+                  note="CPU: user + system seconds of the process from Locust's start to its exit, per 1,000 "
+                       "deliveries; % of a core: mean of half-second samples while the load ran. Bytes and requests: "
+                       "the proxy's counters (HTTP bodies and WebSocket payloads both ways, headers not counted) per "
+                       "delivered message. Locust and other processes: how busy the load generator and the rest of "
+                       "the machine were.")
+    return _rows(results, table, values)
+
+
+def reliability_table(results: Results) -> Table:
+    values = [
+        ("deliveries", lambda c: total(c, "deliveries")),
+        ("lost", lambda c: total(c, "lost")),
+        ("duplicated", lambda c: total(c, "duplicate")),
+        ("out of order", lambda c: total(c, "out_of_order")),
+        ("recovery gaps", lambda c: total(c, "recovery_gap")),
+        ("connect failures", lambda c: total(c, "connect_failures")),
+        ("publish failures", lambda c: total(c, "publish_failures")),
+        ("proxy cuts", lambda c: total(c, "proxy_cuts")),
+        ("sessions resumed", lambda c: total(c, "gateway_resumes")),
+        ("events replayed", lambda c: total(c, "gateway_replayed")),
+        ("gateway drops", lambda c: total(c, "gateway_dropped")),
+    ]
+    table = Table("Reliability", ["cell", "users", *[v[0] for v in values]],
+                  note="Sums over the repeats that succeeded. Lost / duplicated / out of order: per-sender sequence "
+                       "numbers checked at every receiver. Recovery gaps: resumes the gateway could not fill from its "
+                       "log. Resumed, replayed and drops: the gateway's own counters (/metrics).")
+    return _rows(results, table, values)
+
+
+def all_tables(results: Results) -> list[Table]:
+    return [cells_table(results), latency_table(results), cost_table(results), reliability_table(results)]

@@ -1,0 +1,370 @@
+"""The verdict: the report's sentences, computed from the results (``sentences`` makes them traceable).
+
+Which way a comparison goes (lower, higher, who wins, even) is decided from the numbers;
+where a comparison has no numbers (a cell failed or is missing), the sentence says so.
+The heaviest load comes first: that is where the transports differ most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .questions import questions
+from .results import CellView, Results
+from .sentences import SIMILAR, Builder, Sentence, check, compare, fmt, put_metrics, transport_of, usable, users_of
+
+__all__ = ["SECTIONS", "Sentence", "build", "check", "fmt"]
+
+# -- the sections ------------------------------------------------------------------------
+
+
+def blocked(results: Results, users: int) -> list[Sentence]:
+    sse, sio = results.cell("sse-block", users), results.cell("sio-polling-block", users)
+    if not usable(sse, sio):
+        return _not_compared(f"blocked-u{users}", "verdict", "behind the WebSocket-blocking proxy", sse, sio)
+    assert sse is not None and sio is not None
+    out: list[Sentence] = []
+    b = Builder(f"blocked-latency-u{users}", "verdict")
+    u = b.put("users", users_of(sse), "int")
+    put_metrics(b, sse, "sse", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
+    put_metrics(b, sio, "sio", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
+    text = (f"Behind a WebSocket-blocking proxy at {u} users, SSE + POST delivered p99 in {{sse_p99}} ms vs "
+            f"{{sio_p99}} ms for Socket.IO's polling fallback ({compare(b, 'p99_ratio', 'sse_p99', 'sio_p99')}), ")
+    if b.value("sio_cpu") > 0:
+        text += (f"at {b.derive('cpu_pct', 'percent', ['sse_cpu', 'sio_cpu'], 'pct')}% of its gateway CPU per delivery "
+                 "({sse_cpu} vs {sio_cpu} CPU-seconds per thousand deliveries)")
+    bytes_ok = put_metrics(b, sse, "sse", [("bytes_per_delivery", "bytes"), ("requests_per_delivery", "req")]) and \
+        put_metrics(b, sio, "sio", [("bytes_per_delivery", "bytes"), ("requests_per_delivery", "req")])
+    if bytes_ok and b.value("sio_bytes") > 0:
+        text += (f", with {b.derive('bytes_pct', 'percent', ['sse_bytes', 'sio_bytes'], 'pct')}% of its bytes on the "
+                 "wire per delivered message ({sse_bytes} vs {sio_bytes} B of bodies and payloads) and {sse_req} vs "
+                 "{sio_req} HTTP requests per delivered message, each of which also carries headers not counted here.")
+    else:
+        text += "; bytes on the wire were not measured for these cells."
+    out.append(b.done(text))
+
+    b = Builder(f"blocked-ack-u{users}", "verdict")
+    u = b.put("users", users_of(sse), "int")
+    acks = [("publish_p50_ms", "ack50"), ("publish_p99_ms", "ack99"), ("connect_p50_ms", "conn")]
+    if put_metrics(b, sse, "sse", acks) and put_metrics(b, sio, "sio", acks):
+        text = (f"At {u} users behind the same proxy, a publish was acknowledged in p50 {{sse_ack50}} ms "
+                "(p99 {sse_ack99}) over SSE + POST vs {sio_ack50} ms (p99 {sio_ack99}) over Socket.IO polling; "
+                "connecting took p50 {sse_conn} vs {sio_conn} ms")
+        setup = results.manifest_value("load_generator.sse_client_setup_ms")
+        if setup is not None:
+            text += (f" (the SSE figure includes the load generator building one HTTP client per user, "
+                     f"{b.put('setup', setup)} ms each on this machine)")
+        out.append(b.done(text + "."))
+    return out
+
+
+def direct(results: Results, users: int) -> list[Sentence]:
+    ws, sse = results.cell("sio-websocket-direct", users), results.cell("sse-direct", users)
+    if not usable(ws, sse):
+        return _not_compared(f"direct-u{users}", "verdict", "with WebSocket allowed", ws, sse)
+    assert ws is not None and sse is not None
+    b = Builder(f"direct-u{users}", "verdict")
+    u = b.put("users", users_of(ws), "int")
+    put_metrics(b, ws, "ws", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
+    put_metrics(b, sse, "sse", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
+    text = (f"With WebSocket allowed at {u} users, Socket.IO over WebSocket delivered p99 in {{ws_p99}} ms vs "
+            f"{{sse_p99}} ms for SSE + POST ({compare(b, 'p99_ratio', 'ws_p99', 'sse_p99')}), ")
+    if b.value("sse_cpu") > 0:
+        text += (f"at {b.derive('cpu_pct', 'percent', ['ws_cpu', 'sse_cpu'], 'pct')}% of SSE + POST's gateway CPU per "
+                 "delivery ({ws_cpu} vs {sse_cpu} CPU-seconds per thousand deliveries)")
+    if put_metrics(b, ws, "ws", [("bytes_per_delivery", "bytes")]) and \
+            put_metrics(b, sse, "sse", [("bytes_per_delivery", "bytes")]):
+        text += " and {ws_bytes} vs {sse_bytes} bytes on the wire per delivered message."
+    else:
+        text += "."
+    return [b.done(text)]
+
+
+def fallback(results: Results, users: int) -> list[Sentence]:
+    ws, poll = results.cell("sio-websocket-direct", users), results.cell("sio-polling-block", users)
+    if not usable(ws, poll):
+        return []
+    assert ws is not None and poll is not None
+    b = Builder(f"fallback-u{users}", "verdict")
+    u = b.put("users", users_of(ws), "int")
+    pairs = [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")]
+    put_metrics(b, ws, "ws", pairs)
+    put_metrics(b, poll, "poll", pairs)
+    if b.value("ws_p99") <= 0 or b.value("ws_cpu") <= 0:
+        return []
+    text = (f"Falling back to polling cost Socket.IO at {u} users: p99 from {{ws_p99}} ms over WebSocket to "
+            "{poll_p99} ms "
+            f"({b.derive('p99_x', 'ratio', ['poll_p99', 'ws_p99'])}× the WebSocket figure), gateway CPU per thousand "
+            f"deliveries from {{ws_cpu}} to {{poll_cpu}} s ({b.derive('cpu_x', 'ratio', ['poll_cpu', 'ws_cpu'])}×)")
+    if put_metrics(b, ws, "ws", [("bytes_per_delivery", "bytes")]) and \
+            put_metrics(b, poll, "poll", [("bytes_per_delivery", "bytes")]) and b.value("ws_bytes") > 0:
+        text += (f", bytes per delivered message from {{ws_bytes}} to {{poll_bytes}} "
+                 f"({b.derive('bytes_x', 'ratio', ['poll_bytes', 'ws_bytes'])}×)")
+    return [b.done(text + ".")]
+
+
+def winners(results: Results) -> list[Sentence]:
+    """Per load, which cell was best on each axis, and the rule each scenario follows."""
+    out: list[Sentence] = []
+    axes = [("deliver_p99_ms", "the lowest p99 delivery latency", "ms"),
+            ("gateway_cpu_s_per_1000_deliveries", "the least gateway CPU per delivery", "CPU-seconds per thousand"),
+            ("bytes_per_delivery", "the fewest bytes per delivered message", "B")]
+    for users in results.loads:
+        cells = [c for c in results.cells if c.users == users and not c.fault and c.usable]
+        if len(cells) < 2:
+            continue
+        b = Builder(f"best-u{users}", "conditions")
+        u = b.put("users", users_of(cells[0]), "int")
+        parts = []
+        for i, (metric, words, unit) in enumerate(axes):
+            ranked = [(t.value, c, t) for c in cells if (t := c.get(metric)) is not None]
+            if not ranked:
+                continue
+            _, best, traced = min(ranked, key=lambda item: item[0])
+            parts.append(f"{words}: {best.label} ({b.put(f'best{i}', traced)} {unit})")
+        if parts:
+            out.append(b.done(f"At {u} users, " + "; ".join(parts) + "."))
+    out += _rule(results, "Where WebSocket passes", "sio-websocket-direct", "sse-direct")
+    out += _rule(results, "Where a proxy blocks WebSocket", "sse-block", "sio-polling-block")
+    return out
+
+
+def _rule(results: Results, scenario: str, a_key: str, b_key: str) -> list[Sentence]:
+    """Who wins on latency and on CPU in one scenario: at every load measured, or at which loads.
+
+    Two values less than ``SIMILAR`` apart are even: a difference that small is within what
+    repeats of one cell vary by on a shared machine.
+    """
+    b = Builder(f"rule-{a_key}-{b_key}", "conditions")
+    clauses = []
+    for metric, what, unit in (("deliver_p99_ms", "p99 latency", "ms"),
+                               ("gateway_cpu_s_per_1000_deliveries", "gateway CPU", "CPU-seconds per thousand")):
+        verdicts: list[tuple[str, str]] = []  # (winner label or "even", "at N users (x vs y unit)")
+        for users in results.loads:
+            a, c = results.cell(a_key, users), results.cell(b_key, users)
+            if not usable(a, c):
+                continue
+            assert a is not None and c is not None
+            ta, tc = a.get(metric), c.get(metric)
+            if ta is None or tc is None or min(ta.value, tc.value) <= 0:
+                continue
+            tag = f"{metric}_{users}"
+            b.put(f"{tag}_a", ta)
+            b.put(f"{tag}_b", tc)
+            u = b.put(f"{tag}_users", users_of(a), "int")
+            winner, loser = (a, c) if ta.value <= tc.value else (c, a)
+            w, l_ = (f"{tag}_a", f"{tag}_b") if winner is a else (f"{tag}_b", f"{tag}_a")
+            ratio = b.derive(f"{tag}_x", "ratio", [l_, w])
+            name = "even" if b.value(f"{tag}_x") < SIMILAR else transport_of(winner)
+            verdicts.append((name, f"at {u} users ({{{w}}} vs {{{l_}}} {unit}, {ratio}×)"))
+        if not verdicts:
+            continue
+        names = {name for name, _ in verdicts}
+        where = "; ".join(detail for _, detail in verdicts)
+        if names == {"even"}:
+            clauses.append(f"on {what} the two are even ({where})")
+        elif len(names) == 1:
+            clauses.append(f"{verdicts[0][0]} wins on {what} at every load measured ({where})")
+        else:
+            clauses.append(f"on {what}, " + "; ".join(
+                f"{'neither wins' if name == 'even' else name + ' wins'} {detail}" for name, detail in verdicts))
+    if not clauses:
+        return []
+    return [b.done(f"{scenario}: " + ", and ".join(clauses) + ".")]
+
+
+def scaling(results: Results) -> list[Sentence]:
+    out: list[Sentence] = []
+    loads = results.loads
+    if len(loads) < 2:
+        return out
+    low, high = loads[0], loads[-1]
+    seen: list[str] = []
+    for cell in results.cells:
+        if cell.fault or cell.key in seen:
+            continue
+        seen.append(cell.key)
+        a, c = results.cell(cell.key, low), results.cell(cell.key, high)
+        if not usable(a, c):
+            continue
+        assert a is not None and c is not None
+        b = Builder(f"scaling-{cell.key}", "load")
+        ta, tc = a.get("deliver_p99_ms"), c.get("deliver_p99_ms")
+        ra, rc = a.get("deliveries_per_s"), c.get("deliveries_per_s")
+        if ta is None or tc is None or ta.value <= 0:
+            continue
+        ul = b.put("low", users_of(a), "int")
+        uh = b.put("high", users_of(c), "int")
+        text = (f"{a.label}: from {ul} to {uh} users, p99 went from {b.put('p99_low', ta)} to "
+                f"{b.put('p99_high', tc)} ms "
+                f"({b.derive('p99_x', 'ratio', ['p99_high', 'p99_low'])}×)")
+        if ra is not None and rc is not None:
+            text += f" while deliveries per second went from {b.put('rate_low', ra)} to {b.put('rate_high', rc)}"
+        cpu_a, cpu_c = a.get("gateway_cpu_pct_mean"), c.get("gateway_cpu_pct_mean")
+        if cpu_a is not None and cpu_c is not None:
+            text += f"; the gateway used {b.put('cpu_low', cpu_a)}% then {b.put('cpu_high', cpu_c)}% of a core"
+        out.append(b.done(text + "."))
+    return out
+
+
+RELIABILITY = (("lost", "lost"), ("duplicate", "duplicated"), ("out_of_order", "out-of-order"))
+
+
+def reliability(results: Results) -> list[Sentence]:
+    out: list[Sentence] = []
+    metrics = ("deliveries", "lost", "duplicate", "out_of_order", "recovery_gap")
+    clean = [c for c in results.cells if not c.fault and c.usable and all(c.get(m, "total") for m in metrics)]
+    if clean:
+        b = Builder("reliability-clean", "reliability")
+        for i, cell in enumerate(clean):
+            for metric in metrics:
+                traced = cell.get(metric, "total")
+                assert traced is not None
+                b.put(f"{metric}_{i}", traced, "int")
+        total = {m: b.derive(f"total_{m}", "sum", [f"{m}_{i}" for i in range(len(clean))], "int") for m in metrics}
+        text = (f"Across the clean cells ({total['deliveries']} deliveries measured), receivers saw "
+                f"{total['lost']} lost, "
+                f"{total['duplicate']} duplicated and {total['out_of_order']} out-of-order deliveries and "
+                f"{total['recovery_gap']} recovery gaps")
+        bad = [c.id for i, c in enumerate(clean) if any(b.value(f"{m}_{i}") > 0 for m in metrics[1:])]
+        text += (" (nonzero in " + ", ".join(bad) + ")") if bad else ""
+        out.append(b.done(text + "."))
+    for cell in results.cells:
+        if not cell.fault:
+            continue
+        if not cell.usable:
+            out += _not_compared(f"fault-{cell.id}", "reliability", "under the drop profile", cell)
+            continue
+        b = Builder(f"fault-{cell.id}", "reliability")
+        text = f"{cell.label} at {b.put('users', users_of(cell), 'int')} users"
+        cuts = cell.get("proxy_cuts", "total")
+        text += (f", the proxy cutting {b.put('cuts', cuts, 'int')} connections" if cuts is not None else "")
+        resumes, replayed = cell.get("gateway_resumes", "total"), cell.get("gateway_replayed", "total")
+        if resumes is not None and replayed is not None:
+            text += (f": {b.put('resumes', resumes, 'int')} sessions resumed and {b.put('replayed', replayed, 'int')} "
+                     "events were replayed from the delivery log")
+        counts = []
+        for metric, words in (*RELIABILITY, ("recovery_gap", "recovery gaps")):
+            traced = cell.get(metric, "total")
+            if traced is not None:
+                counts.append(f"{b.put(metric, traced, 'int')} {words}")
+        deliveries = cell.get("deliveries", "total")
+        if deliveries is not None:
+            text += f"; over {b.put('deliveries', deliveries, 'int')} deliveries the load test counted " + \
+                ", ".join(counts)
+        dropped = cell.get("gateway_dropped", "total")
+        if dropped is not None:
+            text += f", and the gateway dropped {b.put('dropped', dropped, 'int')} events"
+        p99 = cell.get("deliver_p99_ms")
+        if p99 is not None:
+            text += f"; p99 delivery {b.put('p99', p99)} ms"
+        out.append(b.done(text + "."))
+    return out
+
+
+def caveats(results: Results) -> list[Sentence]:
+    out: list[Sentence] = []
+    out += _flagged(results, "saturated", "repeats_saturated", "locust_cpu_pct_mean",
+                    "load_generator_saturated_pct",
+                    "The load generator saturated (Locust above {limit}% of a core on average) in ", "%",
+                    ": their latencies include the load generator's own queueing, not only the gateway's.")
+    out += _flagged(results, "busy", "repeats_busy_machine", "other_cores_mean", "busy_machine_cores",
+                    "Other processes kept the machine busy (above {limit} cores on average while the load ran) in ",
+                    " cores",
+                    ": this machine is shared, so their latencies and CPU shares carry that noise.")
+    out += _unexplained_losses(results)
+    broken = [c for c in results.cells if not c.usable]
+    if broken:
+        b = Builder("not-measured", "caveats")
+        out.append(b.done("No numbers for: " + ", ".join(f"{c.id} ({c.status})" for c in broken)
+                          + "; the cell table says why."))
+    partial = [c for c in results.cells if c.status == "partial"]
+    if partial:
+        b = Builder("partial", "caveats")
+        out.append(b.done("Some repeats failed in " + ", ".join(c.id for c in partial)
+                          + "; their numbers come from the repeats that succeeded."))
+    return out
+
+
+def _flagged(results: Results, name: str, count: str, metric: str, threshold: str, head: str, unit: str,
+             tail: str) -> list[Sentence]:
+    """One sentence listing the cells with flagged repeats: how many, and the median measure that flagged them."""
+    b = Builder(f"flagged-{name}", "caveats")
+    parts = []
+    for i, cell in enumerate(results.cells):
+        flagged, repeats, measure = cell.get(count, "total"), cell.get("repeats_ok", "total"), cell.get(metric)
+        if flagged is None or flagged.value <= 0 or repeats is None or measure is None:
+            continue
+        parts.append(f"{cell.id} ({b.put(f'k{i}', flagged, 'int')} of {b.put(f'n{i}', repeats, 'int')} repeats, "
+                     f"median {b.put(f'm{i}', measure)}{unit})")
+    limit = results.manifest_value(f"thresholds.{threshold}")
+    if not parts or limit is None:
+        return []
+    return [b.done(head.replace("{limit}", b.put("limit", limit)) + ", ".join(parts) + tail)]
+
+
+def _unexplained_losses(results: Results) -> list[Sentence]:
+    """Deliveries the load test counted lost where the gateway reported no gap and dropped nothing."""
+    b = Builder("losses-without-gaps", "caveats")
+    cells = []
+    for i, cell in enumerate(c for c in results.cells if c.usable):
+        lost, gaps, dropped = (cell.get("lost", "total"), cell.get("gateway_recovery_gaps", "total"),
+                               cell.get("gateway_dropped", "total"))
+        if lost is None or gaps is None or dropped is None or lost.value <= 0 or gaps.value or dropped.value:
+            continue
+        cells.append(f"{cell.id} ({b.put(f'lost{i}', lost, 'int')})")
+        b.put(f"gaps{i}", gaps, "int")
+        b.put(f"dropped{i}", dropped, "int")
+    if not cells:
+        return []
+    names = [n for n in b.sentence.values if n.startswith("gaps")] + \
+        [n for n in b.sentence.values if n.startswith("dropped")]
+    total = b.derive("gateway_total", "sum", names, "int")
+    return [b.done(
+        "The load test counted deliveries as lost in " + ", ".join(cells) + f" while the gateway reported "
+        f"{total} recovery gaps and drops there. When this report was written, such counts came from the load "
+        "test, not from the gateway: after a resume the gateway replays the session's own events too (its live "
+        "fan-out skips them, since includeSelf is false), loadtests/users.py tracks those like another sender's "
+        "events, and the sequence numbers between two of its own replayed events count as lost. Read these counts "
+        "as an upper bound until the load test ignores its own events."
+    )]
+
+
+def _not_compared(sentence_id: str, section: str, where: str, *cells: CellView | None) -> list[Sentence]:
+    """Why a comparison has no numbers; nothing when none of its cells was part of the run."""
+    if all(c is None for c in cells):
+        return []
+    states = [f"{c.id} is {c.status}" for c in cells if c is not None and not c.usable]
+    if any(c is None for c in cells):
+        states.append("the other cell was not part of this run")
+    return [Builder(sentence_id, section).done(f"No comparison {where}: {', '.join(states)}.")]
+
+
+# -- all of it -------------------------------------------------------------------------
+
+SECTIONS: dict[str, str] = {
+    "verdict": "Verdict",
+    "conditions": "When each transport wins",
+    "load": "Under more load",
+    "reliability": "Reliability",
+    "q1": "When to leave Socket.IO for a native transport?",
+    "q2": "How is at-least-once built on acknowledgements here?",
+    "q3": "When does a namespace beat a separate server?",
+    "caveats": "Caveats",
+}
+
+
+def build(results: Results) -> list[Sentence]:
+    sentences: list[Sentence] = []
+    steps: list[Callable[[Results, int], list[Sentence]]] = [blocked, direct, fallback]
+    for users in reversed(results.loads):  # the heaviest load first: that is where transports differ
+        for step in steps:
+            sentences += step(results, users)
+    sentences += winners(results)
+    sentences += scaling(results)
+    sentences += reliability(results)
+    sentences += caveats(results)
+    sentences += questions(results)
+    return sentences
+
+

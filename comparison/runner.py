@@ -1,0 +1,214 @@
+"""``python -m comparison run``: the matrix of cells, each repeated on a fresh gateway and proxy.
+
+For every repeat of every cell:
+
+1. start the gateway (``uvicorn gateway.main:app``, uvloop + httptools) on a free port, and
+   the proxy with the cell's profile in front of it;
+2. warm up: a short Locust run of the same transport in the ``/`` namespace (what it leaves
+   behind, such as polling sessions the server has not yet timed out, never receives the
+   measured run's ``/chat`` events);
+3. zero the proxy's counters, read the gateway's ``/metrics`` and CPU time, then run Locust
+   for the cell's duration while sampling CPU and memory every half second;
+4. read everything back, stop Locust, the proxy and the gateway by their pids, and write
+   ``cells/<cell>.json`` (rewritten after each repeat, so an interrupted run keeps what it had).
+
+A fresh gateway per repeat keeps repeats independent: Socket.IO polling clients that stop
+are only noticed by the server after its ping timeout (45 s by default), and they would
+otherwise still be sent the next repeat's events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import manifest as manifest_mod
+from . import signals
+from .children import ROOT, PortInUse, check_port_free, child_env
+from .matrix import KINDS_BY_KEY, PRESETS, Cell, MatrixError, build_matrix, parse_cells
+from .progress import Progress, clock
+from .records import SCHEMA, cell_flags, cell_status, summarise
+from .repeat import Repeat
+from .signals import deferred_signals
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m comparison run",
+        description="Run the transport comparison: transports x proxy profiles x load levels, each repeated.",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="the short matrix: 2 loads, 1 repeat, 5 s (about 2 min)")
+    size.add_argument("--full", action="store_true",
+                      help="the full matrix (default): 2 loads, 3 repeats, 25 s (about 21 min)")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default: results/<date-time>)")
+    p.add_argument("--repeats", type=int, default=None, help="repeats per cell (quick 1, full 3)")
+    p.add_argument("--users", type=_int_list, default=None, metavar="N[,N...]",
+                   help="load levels in users (quick 10,40; full 20,100); fault cells run at the lowest")
+    p.add_argument("--cells", default=None, metavar="CELL[,CELL...]",
+                   help=f"which cells (default: the preset's): {', '.join(KINDS_BY_KEY)}")
+    p.add_argument("--duration", type=float, default=None, help="seconds of load per repeat (quick 5, full 25)")
+    p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up before each repeat (quick 1, full 3)")
+    p.add_argument("--room-size", type=int, default=10, help="users per room (10)")
+    p.add_argument("--publish-rate", type=float, default=2.0, help="messages per second per user (2)")
+    p.add_argument("--payload-bytes", type=int, default=64, help="padding in every message (64)")
+    p.add_argument("--spawn-rate", type=float, default=10.0, help="users started per second (10)")
+    p.add_argument("--direct-via", choices=("passthrough", "none"), default="passthrough",
+                   help="direct cells through the passthrough proxy (bytes counted; default) or straight "
+                        "to the gateway (bytes not measured)")
+    p.add_argument("--gateway-port", type=int, default=0, help="gateway port (default: a free one)")
+    p.add_argument("--proxy-port", type=int, default=0, help="proxy port (default: a free one)")
+    return p
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {value!r}") from None
+    if not numbers:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return numbers
+
+
+# -- the run ------------------------------------------------------------------------
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+class Runner:
+    def __init__(self, cells: list[Cell], out: Path, args: argparse.Namespace, argv: list[str]) -> None:
+        self.cells = cells
+        self.out = out
+        self.args = args
+        self.env = child_env()
+        steps = [c.timing.warmup + c.timing.duration for c in cells for _ in range(c.timing.repeats)]
+        self.progress = Progress(steps)
+        plan = {"preset": "quick" if args.quick else "full",
+                "cells": [self.cell_header(c) for c in cells]}
+        self.manifest = manifest_mod.build(argv, self.env, plan)
+        self.statuses: dict[str, str] = {}
+
+    def rel(self, path: Path) -> str:
+        return str(path.relative_to(self.out))
+
+    @staticmethod
+    def cell_header(cell: Cell) -> dict[str, Any]:
+        return {"cell": cell.id, "file": f"cells/{cell.id}.json", "kind": asdict(cell.kind), "load": asdict(cell.load),
+                "timing": asdict(cell.timing), "direct_via": cell.direct_via, "uses_proxy": cell.uses_proxy}
+
+    def run(self) -> int:
+        write_json(self.out / "manifest.json", self.manifest)
+        code = 0
+        try:
+            for cell in self.cells:
+                self.run_cell(cell)
+            self.manifest["completed"] = True
+        except KeyboardInterrupt as exc:
+            self.manifest["interrupted"] = True
+            self.progress.note(f"interrupted{f' by {exc}' if str(exc) else ''}: children stopped, partial results kept")
+            code = 130
+        finally:
+            with deferred_signals():
+                self.manifest["ended_at"] = manifest_mod.now_iso()
+                self.manifest["elapsed_s"] = round(time.monotonic() - self.progress.started, 1)
+                self.manifest["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+                self.manifest["statuses"] = self.statuses
+                write_json(self.out / "manifest.json", self.manifest)
+                self.progress.close()
+        failed = [c for c, s in self.statuses.items() if s == "failed"]
+        print(f"results in {self.out} ({clock(self.manifest['elapsed_s'])}); "
+              f"report: python -m comparison report {self.out}", file=sys.stderr)
+        if failed:
+            print(f"failed cells: {', '.join(failed)}", file=sys.stderr)
+            code = code or 1
+        return code
+
+    def run_cell(self, cell: Cell) -> None:
+        document: dict[str, Any] = {"schema": SCHEMA, **self.cell_header(cell), "status": "running",
+                                    "error": None, "flags": [], "repeats": [], "summary": None}
+        path = self.out / "cells" / f"{cell.id}.json"
+        interrupted = False
+        try:
+            for number in range(1, cell.timing.repeats + 1):
+                record = self.run_repeat(cell, number)
+                document["repeats"].append(record)
+                if record["status"] == "interrupted":
+                    interrupted = True
+                    raise KeyboardInterrupt
+                if record["status"] != "ok":
+                    self.progress.note(f"{cell.id} repeat {number} failed: {record['error']}")
+                self.finish(document, cell, interrupted=False, final=False)
+                write_json(path, document)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            with deferred_signals():
+                self.finish(document, cell, interrupted=interrupted, final=True)
+                write_json(path, document)
+                self.statuses[cell.id] = document["status"]
+
+    def finish(self, document: dict[str, Any], cell: Cell, interrupted: bool, final: bool) -> None:
+        repeats = document["repeats"]
+        document["summary"] = summarise(repeats)
+        document["flags"] = cell_flags(document["summary"], repeats)
+        status = cell_status(repeats, cell.timing.repeats, interrupted)
+        document["status"] = status if final else "running"
+        if final:
+            if status == "failed":
+                errors = [r.get("error") for r in repeats if r.get("error")]
+                document["error"] = errors[0] if errors else "no repeat ran"
+
+    def run_repeat(self, cell: Cell, number: int) -> dict[str, Any]:
+        label = f"{cell.id} r{number}/{cell.timing.repeats}"
+        repeat = Repeat(cell, number, self.out, self.env, gateway_port=self.args.gateway_port,
+                        proxy_port=self.args.proxy_port, phase=lambda what: self.progress.begin(f"{label} {what}"),
+                        tick=self.progress.draw)
+        try:
+            return repeat.run()
+        finally:
+            self.progress.end()
+
+
+def main(argv: list[str]) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    preset = PRESETS["quick" if args.quick else "full"]
+    try:
+        cells = build_matrix(preset, cells=parse_cells(args.cells), users=args.users, repeats=args.repeats,
+                             duration=args.duration, warmup=args.warmup, room_size=args.room_size,
+                             publish_rate=args.publish_rate, payload_bytes=args.payload_bytes,
+                             spawn_rate=args.spawn_rate, direct_via=args.direct_via)
+    except MatrixError as exc:
+        p.error(str(exc))
+    for option, port in (("--gateway-port", args.gateway_port), ("--proxy-port", args.proxy_port)):
+        if port:
+            try:
+                check_port_free(port)
+            except PortInUse as exc:
+                p.error(f"{option}: {exc}")
+    if args.gateway_port and args.gateway_port == args.proxy_port:
+        p.error("--gateway-port and --proxy-port must differ")
+    out: Path = args.out or ROOT / "results" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if (out / "manifest.json").exists():
+        p.error(f"{out} already holds results (manifest.json); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    signals.install()
+    total = sum(c.seconds for c in cells)
+    print(f"{len(cells)} cells, {sum(c.timing.repeats for c in cells)} runs, {total / 60:.1f} min of load "
+          f"plus start-up; results in {out}", file=sys.stderr)
+    return Runner(cells, out, args, ["run", *argv]).run()

@@ -1,0 +1,221 @@
+"""``python -m comparison run`` and ``report`` end to end, on a tiny matrix, and on bad input.
+
+The tiny matrix (two cells behind the WebSocket-blocking proxy, one three-second repeat
+each) runs once for the module as a real subprocess; the report is then checked against
+its own results: every number in the verdict is looked up in the JSON it names (or
+recomputed from the values it was derived from), and the HTML opens in Chromium cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import shutil
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .servers import ROOT, timeout
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TINY = ["--quick", "--cells", "sse-block,sio-polling-block", "--users", "6", "--repeats", "1",
+        "--duration", "3", "--warmup", "1"]
+CELLS = ("sse-block-u6", "sio-polling-block-u6")
+
+
+async def comparison(*args: str, within: float = 60) -> tuple[int, str]:
+    """``python -m comparison ARGS`` from the repository root: (exit code, stdout + stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "comparison", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout(within))
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return int(proc.returncode or 0), out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+async def results(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
+    folder = tmp_path_factory.mktemp("comparison") / "results"
+    code, out = await comparison("run", *TINY, "--out", str(folder), within=90)
+    assert code == 0, out[-3000:]
+    yield folder
+
+
+@pytest.fixture(scope="module")
+async def report(results: Path) -> Path:
+    code, out = await comparison("report", str(results))
+    assert code == 0, out[-3000:]
+    return results
+
+
+def read(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def walk(data: Any, dotted: str) -> Any:
+    for step in dotted.split("."):
+        data = data[int(step)] if isinstance(data, list) else data[step]
+    return data
+
+
+def recompute(op: str, inputs: list[float]) -> float:
+    if op == "sum":
+        return sum(inputs)
+    a, b = inputs
+    return a / b if op == "ratio" else 100 * a / b
+
+
+async def test_tiny_matrix_writes_every_result(results: Path):
+    manifest = read(results / "manifest.json")
+    assert manifest["completed"] is True and manifest["interrupted"] is False
+    assert manifest["machine"]["cores_logical"] >= 1 and manifest["machine"]["cpu_model"]
+    assert manifest["versions"]["python-socketio"] and manifest["versions"]["sse-starlette"]
+    assert manifest["versions"]["locust"] and manifest["versions"]["uvicorn"] and manifest["versions"]["fastapi"]
+    assert manifest["gateway"]["settings"]["ping_interval"] > 0
+    assert manifest["command"].startswith("python -m comparison run --quick --cells sse-block,sio-polling-block")
+    assert [c["cell"] for c in manifest["plan"]["cells"]] == list(CELLS)
+    for cell_id in CELLS:
+        cell = read(results / "cells" / f"{cell_id}.json")
+        assert cell["status"] == "ok", cell
+        repeat = cell["repeats"][0]
+        assert repeat["requests"]["deliver"]["count"] > 0 and repeat["requests"]["deliver"]["p99_ms"] > 0
+        assert repeat["cpu"]["gateway_s"] > 0 and repeat["cpu"]["locust_s"] > 0
+        assert repeat["proxy"]["totals"]["requests"] > 0 and repeat["derived"]["bytes_per_delivery"] > 0
+        assert repeat["reliability"]["lost"] == 0 and repeat["reliability"]["duplicate"] == 0
+        assert "load_generator_saturated" in repeat["flags"]
+        assert cell["summary"]["deliver_p99_ms"]["median"] == repeat["requests"]["deliver"]["p99_ms"]
+        for name in ("json", "stats_csv", "failures_csv"):
+            assert (results / repeat["files"][name]).exists(), name
+    polling = read(results / "cells" / "sio-polling-block-u6.json")["repeats"][0]
+    # Socket.IO's default client tried to upgrade, the proxy refused, it stayed on polling.
+    assert polling["proxy"]["totals"]["upgrades_refused"] > 0 and polling["requests"]["upgrade_websocket"] == 0
+    assert polling["proxy"]["classes"]["socketio-websocket"]["bytes_to_client"] == 0
+
+
+async def test_every_number_in_the_verdict_is_traceable(report: Path):
+    verdict = read(report / "verdict.json")
+    sentences = verdict["sentences"]
+    assert any(s["id"].startswith("blocked-latency-") for s in sentences), [s["text"] for s in sentences]
+    sourced = 0
+    for sentence in sentences:
+        values = sentence["values"]
+        for name, value in values.items():
+            if "source" in value:
+                found = walk(read(report / value["source"]["file"]), value["source"]["key"])
+                assert math.isclose(found, value["value"], rel_tol=1e-9), (sentence["id"], name, found)
+                sourced += 1
+            else:
+                derived = value["derived"]
+                inputs = [values[n]["value"] for n in derived["of"]]
+                again = recompute(derived["op"], inputs)
+                assert math.isclose(again, value["value"], rel_tol=1e-9), (sentence["id"], name)
+        text = sentence["template"].format(**{n: v["display"] for n, v in values.items()})
+        assert text == sentence["text"], sentence["id"]
+        # No number of the template's own: only p50/p99-style names and cell ids carry digits.
+        own = re.sub(r"\{[a-z0-9_]+\}|\bp\d\d\b|\b[a-z-]+-u\d+\b", "", sentence["template"])
+        assert not re.search(r"\d", own), (sentence["id"], own)
+        # Every value is shown, or is an input of one that is shown.
+        needed = set(re.findall(r"\{([a-z0-9_]+)\}", sentence["template"]))
+        for name in list(needed):
+            needed |= set(values[name].get("derived", {}).get("of", []))
+        assert needed == set(values), (sentence["id"], set(values) - needed)
+    assert sourced >= 10
+    md = (report / "report.md").read_text()
+    for sentence in sentences:
+        assert sentence["text"] in md
+    for chart in ("latency_by_transport.png", "latency_vs_load.png", "cpu_per_delivery.png", "bytes_per_delivery.png"):
+        assert (report / chart).stat().st_size > 1000 and f"]({chart})" in md
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+async def test_html_report_opens_in_chromium_without_errors(report: Path):
+    from playwright.async_api import async_playwright
+
+    errors: list[str] = []
+    requests: list[str] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            await page.goto((report / "report.html").as_uri(), timeout=timeout(10) * 1000)
+            images = await page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth > 0)")
+            heading = await page.text_content("h1")
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        finally:
+            await browser.close()
+    assert errors == []
+    assert images and all(images), images  # four charts, all decoded from the page itself
+    assert all(url.startswith("file:") or url.startswith("data:") for url in requests), requests  # works offline
+    assert heading and "SSE + POST" in heading
+
+
+async def test_missing_and_failed_cells_are_reported_as_such(results: Path, tmp_path: Path):
+    broken = tmp_path / "broken"
+    shutil.copytree(results, broken,
+                    ignore=shutil.ignore_patterns("locust", "logs", "report.*", "*.png", "verdict.json"))
+    (broken / "cells" / "sse-block-u6.json").unlink()
+    failed = read(broken / "cells" / "sio-polling-block-u6.json")
+    failed["status"], failed["error"] = "failed", "the gateway died during the run"
+    for repeat in failed["repeats"]:
+        repeat["status"], repeat["error"] = "failed", "the gateway died during the run"
+    (broken / "cells" / "sio-polling-block-u6.json").write_text(json.dumps(failed))
+    code, out = await comparison("report", str(broken))
+    assert code == 0, out
+    md = (broken / "report.md").read_text()
+    html = (broken / "report.html").read_text()
+    assert re.search(r"sse-block-u6 \| SSE \+ POST \| block-websocket \| 6 \| missing", md)
+    assert re.search(r"<td>sse-block-u6</td>.*?<td[^>]*>missing</td>", html, re.S)
+    for document in (md, html):
+        assert "failed: the gateway died during the run" in document
+    verdict = read(broken / "verdict.json")
+    for sentence in verdict["sentences"]:
+        for value in sentence["values"].values():
+            source = value.get("source", {}).get("file")
+            assert source not in ("cells/sse-block-u6.json", "cells/sio-polling-block-u6.json")
+    texts = " ".join(s["text"] for s in verdict["sentences"])
+    assert "No comparison behind the WebSocket-blocking proxy" in texts
+    assert "sse-block-u6 (missing)" in texts and "sio-polling-block-u6 (failed)" in texts
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run", "--cells", "sse-nowhere"], "unknown cell(s) sse-nowhere"),
+    (["report", "/nonexistent/results"], "is not a folder"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+async def test_bad_command_lines_fail_clearly(args: list[str], message: str):
+    code, out = await comparison(*args, within=30)
+    assert code == 2, out
+    assert message in out, out
+
+
+async def test_a_port_in_use_is_detected_before_anything_starts(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for option in ("--gateway-port", "--proxy-port"):
+            out_dir = tmp_path / option.strip("-")
+            code, out = await comparison("run", *TINY, option, str(port), "--out", str(out_dir), within=30)
+            assert code == 2, out
+            assert f"port {port} on 127.0.0.1 is already in use" in out and option in out, out
+            assert not out_dir.exists()  # nothing ran, nothing was written
