@@ -58,7 +58,7 @@ class MemoryBroker:
         log = self._log(draft.namespace, draft.room)
         envelope = Envelope(
             draft.namespace, draft.room, draft.event, draft.data, log.next_offset(),
-            draft.sender, draft.client_event_id, _now_ms(),
+            draft.sender, draft.client_event_id, _now_ms(), draft.echo,
         )
         log.append(envelope, envelope.ts)
         if dedup is not None:

@@ -381,7 +381,7 @@ class RedisBroker:
         )
         return Envelope(
             draft.namespace, draft.room, draft.event, draft.data, _text(offset),
-            draft.sender, draft.client_event_id, int(ts),
+            draft.sender, draft.client_event_id, int(ts), draft.echo,
         )
 
     async def position(self, namespace: str, room: str) -> str:

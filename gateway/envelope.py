@@ -49,6 +49,9 @@ class Envelope:
     sender: str | None
     client_event_id: str | None
     ts: int  # server time, milliseconds since the epoch
+    # The sender asked for its own copy (includeSelf). Not on the wire: it decides
+    # whether a replay to the sender includes the event, as the live fan-out did.
+    echo: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object clients receive (the namespace is implied by the connection)."""
@@ -67,7 +70,10 @@ class Envelope:
 
     def to_record(self) -> dict[str, Any]:
         """What a broker stores and ships between nodes (the namespace included)."""
-        return {"ns": self.namespace, **self.to_wire()}
+        record = {"ns": self.namespace, **self.to_wire()}
+        if self.echo:
+            record["echo"] = True
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Envelope:
@@ -80,6 +86,7 @@ class Envelope:
             sender=record.get("sender"),
             client_event_id=record.get("clientEventId"),
             ts=int(record["ts"]),
+            echo=bool(record.get("echo", False)),
         )
 
 

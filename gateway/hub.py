@@ -184,9 +184,11 @@ class Gateway:
             replayed, gaps = 0, []
             for room, replay in resume.replays.items():
                 for envelope in replay.events:
+                    if envelope.sender == session.sid and not envelope.echo:
+                        continue  # its own event: the live fan-out skipped it too
                     channel.deliver(session, envelope, envelope.encode())
                     session.positions[room] = envelope.offset
-                replayed += len(replay.events)
+                    replayed += 1
                 if not replay.complete:
                     gaps.append({"room": room, "after": session.rooms.get(room)})
             self.metrics.replayed.inc(replayed)
@@ -387,7 +389,7 @@ class Gateway:
         async def publish(dedup: Dedup | None) -> dict[str, Any]:
             draft = Envelope(
                 session.namespace, request.room, request.event, request.data, "",
-                session.sid, request.client_event_id, 0,
+                session.sid, request.client_event_id, 0, request.include_self,
             )
             logged = await self.broker.publish(draft, request.include_self, dedup)
             return {"room": logged.room, "offset": logged.offset}

@@ -144,6 +144,8 @@ class GatewayUser(User):
         if not isinstance(event, RoomEvent) or not isinstance(event.data, dict):
             return
         data = event.data
+        if self.client is not None and data.get("sender") == self.client.sid:
+            return  # its own message (never delivered back; the tracker follows others)
         latency_ms = max(0.001, (time.time() - float(data["t"])) * 1000)
         events.request.fire(request_type="deliver", name=self.transport_label, response_time=latency_ms,
                             response_length=len(data.get("pad", "")), exception=None, context={})

@@ -342,3 +342,24 @@ async def test_cross_transport_same_envelope(clients, transport, sender):
     assert got["event"] == "chat" and got["data"] == {"n": 1} and got["room"] == r
     assert got["offset"] == ack["offset"] and got["sender"] == a.sid and got["clientEventId"] == "x-1"
     assert isinstance(got["ts"], int)
+
+
+async def test_resume_replays_own_events_only_if_asked(clients, transport):
+    r = room()
+    a, b = clients(transport), clients("sse-post")
+    await a.connect("/chat"), await b.connect("/chat")
+    await a.join(r), await b.join(r)
+    await a.drop()
+    await b.publish(r, "from b")
+    # a publishes while away (SSE + POST can; the session outlives the stream)
+    c = clients("sse-post")
+    c.sid = a.sid
+    if transport == "sse-post":
+        await c.publish(r, "mine, quiet")
+        await c.publish(r, "mine, echoed", includeSelf=True)
+    await a.connect("/chat", resume=True)
+    await a.until(lambda: bool(a.control("recovery")), what="recovery")
+    await b.publish(r, "after")
+    await a.until(lambda: any(e["data"] == "after" for e in a.room_events(r)), what="live")
+    expected = ["from b", "mine, echoed", "after"] if transport == "sse-post" else ["from b", "after"]
+    assert [e["data"] for e in a.room_events(r)] == expected
