@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
                    help="uvicorn --ws for the Python servers (default: uvicorn's own, websockets-sansio)")
     p.add_argument("--quiet-wait", type=float, default=None,
                    help="before each run, wait up to this many seconds for the rest of the machine to go "
-                        "idle (default 60; --quick 0)")
+                        "idle (default 20; --quick 0)")
     p.add_argument("--phases", default="open,closed", help="open, closed, both, or none (idle memory only)")
     p.add_argument("--quick", action="store_true", help="CI smoke: N=50, about 2 s per phase")
     p.add_argument("--out", type=Path, default=None,
@@ -77,7 +77,7 @@ def config_from(args: argparse.Namespace) -> Config:
         server_cpu=args.server_cpu,
         generator_cpu=args.generator_cpu,
         uvicorn_ws=args.uvicorn_ws,
-        quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 60.0),
+        quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 20.0),
         open_loop="open" in phases,
         closed_loop="closed" in phases,
     )

@@ -42,6 +42,13 @@ class SseStream(Conn):
             if not data:
                 return
         body = data if self.identity else self.decode.feed(data)  # type: ignore[union-attr]
+        if not self.tail and body.endswith(b"\n\n") and self.sid is not None:
+            # Fast path: the read ended on a frame boundary, as a server's write does.
+            if self.track is not None:
+                found = SAMPLE.findall(body)
+                if found:
+                    self.track.add(found, time.monotonic_ns())
+            return
         buf = self.tail + body if self.tail else body
         end = buf.rfind(b"\n\n")
         if end < 0:

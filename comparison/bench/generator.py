@@ -312,7 +312,7 @@ class Run:
                 except TimeoutError:
                     waits += 1
             elif behind >= lag_limit or pub.backlog:
-                await asyncio.sleep(0.0005)
+                await asyncio.sleep(0.001)  # the loop's timers tick in whole milliseconds
             elif not pub.publish(time.monotonic_ns()):
                 await asyncio.sleep(0.001)
         sustained = steady.read() if steady is not None else meter.read()

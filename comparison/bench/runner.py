@@ -25,7 +25,7 @@ import psutil
 from . import report
 from .generator import Spec
 from .machine import machine_info
-from .servers import CHILDREN, ROOT, SERVERS, ServerProcess, ServerStartError, node_available
+from .servers import CHILDREN, ROOT, SERVERS, ServerProcess, ServerStartError, die_with_parent, node_available
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Config:
     uvicorn_ws: str | None = None
     open_loop: bool = True
     closed_loop: bool = True
-    quiet_wait: float = 60.0  # seconds to wait, before each run, for other load to go away
+    quiet_wait: float = 20.0  # seconds to wait, before each run, for other load to go away
     quiet_cores: float = 0.15  # "quiet": the rest of the machine uses less than this many cores
 
 
@@ -101,16 +101,17 @@ def run_one(config: Config, name: str, n: int) -> dict[str, Any]:
             generator = subprocess.Popen(
                 ["taskset", "-c", str(config.generator_cpu), sys.executable, "-m", "comparison.bench.generator"],
                 cwd=ROOT, env={**os.environ, "PYTHONPATH": server.env["PYTHONPATH"]},
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=die_with_parent,
             )
             CHILDREN[generator.pid] = generator
             try:
                 out, _ = generator.communicate(json.dumps(request).encode(), timeout=budget(spec, config))
             except subprocess.TimeoutExpired:
-                generator.kill()
-                generator.wait(5)
                 out = b""
-            finally:
+            finally:  # also on Ctrl-C or SIGTERM: the generator never outlives its run
+                if generator.poll() is None:
+                    generator.kill()
+                    generator.wait(5)
                 CHILDREN.pop(generator.pid, None)
             lines = out.decode(errors="replace").strip().splitlines()
             if generator.returncode == 0 and lines:
@@ -132,6 +133,7 @@ def run(config: Config, argv: list[str], out: Path) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "command": shlex.join(["python", "-m", "comparison.bench", *argv]),
         "cwd": str(ROOT),
+        "python_executable": sys.executable,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "config": asdict(config),

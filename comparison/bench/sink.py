@@ -20,23 +20,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-MAX_SAMPLES: Final = 20_000_000  # per phase (160 MB); beyond that deliveries are counted only
 MAX_GAP: Final = 1_000_000  # a seq jump larger than this is a protocol bug, not a loss to list
 
 
 @dataclass(slots=True)
 class Phase:
-    """The deliveries of one measurement phase: ``seq`` in ``[first_seq, ...)``."""
+    """The deliveries of one measurement phase: ``seq`` in ``[first_seq, ...)``.
+
+    One sample per delivery, 8 bytes each: a phase is bounded in time, so in size
+    (ten seconds at 200,000 deliveries/s is 16 MB).
+    """
 
     name: str
     first_seq: int
     latencies: array = field(default_factory=lambda: array("q"))  # ns
-    deliveries: int = 0
 
-    def add(self, latency_ns: int) -> None:
-        self.deliveries += 1
-        if len(self.latencies) < MAX_SAMPLES:
-            self.latencies.append(latency_ns)
+    @property
+    def deliveries(self) -> int:
+        return len(self.latencies)
 
 
 class Sink:
@@ -82,30 +83,36 @@ class Track:
         self.closed: str | None = None  # why the connection ended early, if it did
 
     def add(self, found: Iterable[tuple[bytes, bytes]], now: int) -> None:
+        # The generator's hot path: one call per read, locals only, one append per delivery.
         sink = self.sink
         phase = sink.phases[-1]
         first = phase.first_seq
+        record = phase.latencies.append
+        expected = self.expected
+        counted = 0
         for t, s in found:
             seq = int(s)
-            if seq == self.expected:
-                self.expected = seq + 1
-            elif seq > self.expected:
-                if seq - self.expected > MAX_GAP:
-                    raise ValueError(f"seq jumped from {self.expected} to {seq}")
-                self.missing.update(range(self.expected, seq))
-                self.expected = seq + 1
+            if seq == expected:
+                expected = seq + 1
+            elif seq > expected:
+                if seq - expected > MAX_GAP:
+                    raise ValueError(f"seq jumped from {expected} to {seq}")
+                self.missing.update(range(expected, seq))
+                expected = seq + 1
             elif seq in self.missing:
                 self.missing.discard(seq)
             else:
                 self.duplicates += 1
                 sink.duplicates += 1
                 continue
-            self.deliveries += 1
-            sink.delivered += 1
+            counted += 1
             if seq >= first:
-                phase.add(now - int(t))
+                record(now - int(t))
             else:
-                sink.phase_of(seq).add(now - int(t))
+                sink.phase_of(seq).latencies.append(now - int(t))
+        self.expected = expected
+        self.deliveries += counted
+        sink.delivered += counted
 
     def lost(self, expected_seqs: Sequence[int]) -> int:
         """How many of ``expected_seqs`` (sorted: the acknowledged publishes) never arrived."""

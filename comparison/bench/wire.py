@@ -97,6 +97,16 @@ class ChunkedDecoder:
         self.rest = b""
 
     def feed(self, data: bytes) -> bytes:
+        if not (self._head or self._left or self._crlf):
+            # Fast path: exactly one whole chunk.
+            eol = data.find(b"\r\n", 0, 18)
+            if eol > 0:
+                try:
+                    end = eol + 2 + int(data[:eol], 16)
+                except ValueError:
+                    end = -1  # a chunk extension: the general case below
+                if end + 2 == len(data) and end > eol + 2:
+                    return data[eol + 2 : end]
         buf = self._head + data if self._head else data
         self._head = b""
         out: list[bytes] = []
@@ -240,6 +250,17 @@ class WsReader:
 
     def feed(self, data: bytes) -> tuple[bytes, int, list[tuple[int, bytes]]]:
         """Returns ``(buf, end, frames)``; the caller scans ``buf[:end]``."""
+        if not self.buf and len(data) > 4 and data[0] == 0x81:
+            # Fast path: exactly one whole, final text frame that is a delivery.
+            length = data[1]
+            if length == 126:
+                length = (data[2] << 8) | data[3]
+                start = 4
+            else:
+                start = 2
+            if length < 126 or start == 4:
+                if start + length == len(data) and length > self.short:
+                    return data, len(data), []
         buf = self.buf + data if self.buf else data
         pos, n = 0, len(buf)
         frames: list[tuple[int, bytes]] = []

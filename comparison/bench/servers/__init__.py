@@ -9,6 +9,7 @@ registry of live children for its signal handlers.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -73,6 +74,15 @@ DEFAULT_SERVERS: Final = (
 )
 
 
+def die_with_parent() -> None:
+    """In a child, before exec: Linux sends it SIGTERM when the benchmark process dies, even
+    by SIGKILL, so no server or generator outlives the run that started it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: kill_all() at exit is all there is
+
+
 def node_available() -> bool:
     """Node and the socket.io package, resolvable from the server script's directory."""
     return any((d / "node_modules" / "socket.io" / "package.json").is_file() for d in HERE.parents) and _which("node")
@@ -117,7 +127,8 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         # taskset execs the server, so the child's pid is the server's pid.
         self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=self._stderr)
+                                        stdout=subprocess.DEVNULL, stderr=self._stderr,
+                                        preexec_fn=die_with_parent)
         CHILDREN[self.process.pid] = self.process
         try:
             self._await_ready()
