@@ -82,22 +82,27 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def busy_seconds(cpus: tuple[int, ...]) -> float:
-    """CPU time the machine spent on anything but idle, on ``cpus`` (steal included)."""
+def core_seconds(cpus: tuple[int, ...]) -> tuple[float, float, float]:
+    """On ``cpus``: seconds busy (anything but idle), in interrupts (irq + softirq: on
+    loopback, mostly the kernel moving the benchmark's own packets) and stolen by the
+    hypervisor."""
     per_cpu = psutil.cpu_times(percpu=True)
-    total = 0.0
+    busy = irq = steal = 0.0
     for cpu in cpus:
         t = per_cpu[cpu]
-        total += sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-    return total
+        busy += sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+        irq += getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        steal += getattr(t, "steal", 0.0)
+    return busy, irq, steal
 
 
 class Meter:
     """Server and generator CPU, wall time and deliveries between two points of a run.
 
-    ``other_cpu_util`` is what the two cores did besides the server and the generator
-    (other processes, the kernel, the hypervisor's steal), in cores: a benchmark sharing
-    its machine shows it there instead of in unexplained figures.
+    The two cores' time is split too: ``irq_util`` (interrupts and softirqs, which on
+    loopback is mostly the kernel carrying the benchmark's own traffic), ``steal_util``
+    (the hypervisor) and ``other_cpu_util``, what other processes used (in cores): a
+    benchmark sharing its machine shows it there instead of in unexplained figures.
     """
 
     def __init__(self, server: psutil.Process, me: psutil.Process, sink: Sink, phase: Phase | None = None) -> None:
@@ -105,7 +110,7 @@ class Meter:
         self.cpus = tuple(sorted({*server.cpu_affinity(), *me.cpu_affinity()}))
         self.server_cpu = cpu_seconds(server)
         self.my_cpu = cpu_seconds(me)
-        self.busy = busy_seconds(self.cpus)
+        self.cores = core_seconds(self.cpus)
         self.wall = time.monotonic()
         self.deliveries = phase.deliveries if phase is not None else sink.delivered
 
@@ -114,7 +119,8 @@ class Meter:
         deliveries = (self.phase.deliveries if self.phase is not None else self.sink.delivered) - self.deliveries
         server_cpu = cpu_seconds(self.server) - self.server_cpu
         my_cpu = cpu_seconds(self.me) - self.my_cpu
-        other = max(0.0, busy_seconds(self.cpus) - self.busy - server_cpu - my_cpu)
+        busy, irq, steal = (now - before for now, before in zip(core_seconds(self.cpus), self.cores))
+        other = max(0.0, busy - irq - steal - server_cpu - my_cpu)
         return {
             "wall_s": wall,
             "deliveries": deliveries,
@@ -124,6 +130,8 @@ class Meter:
             "server_cpu_ms_per_1k": server_cpu * 1e6 / deliveries if deliveries else None,
             "generator_cpu_util": my_cpu / wall if wall > 0 else 0.0,
             "other_cpu_util": other / wall if wall > 0 else 0.0,
+            "irq_util": irq / wall if wall > 0 else 0.0,
+            "steal_util": steal / wall if wall > 0 else 0.0,
         }
 
 
@@ -220,6 +228,10 @@ class Run:
         late_max = late_sum = 0
         sent = 0
         refused = False
+        # A server this far behind has saturated: stop adding to its backlog (which the
+        # next phase would otherwise inherit) and call the phase what it is.
+        give_up = rate * 2 * spec.saturated_p99_ms / 1000
+        behind = 0.0
         for i in range(count):
             scheduled = start + int(i * interval)
             now = time.monotonic_ns()
@@ -236,7 +248,8 @@ class Run:
                 refused = True
                 break
             sent += 1
-            if now > hard_end:
+            behind = sent - phase.deliveries / max(1, receivers)
+            if now > hard_end or behind > give_up:
                 break
         publishing = meter.read()
         drained = await self.drain(phase, acked_before, receivers)
@@ -244,6 +257,8 @@ class Run:
         lat = percentiles(phase.latencies)
         acked = len(pub.acked) - acked_before
         saturated = not drained or refused or sent < count or (lat.get("p99", 0.0) > spec.saturated_p99_ms)
+        if not drained:
+            await self.quiesce()
         result = {
             "kind": "open",
             "rate": rate,
@@ -260,19 +275,34 @@ class Run:
             "latency_ms": lat,
             "samples": len(phase.latencies),
             "publisher_late_ms": {"max": late_max / 1e6, "mean": late_sum / max(1, sent) / 1e6},
+            "gave_up_behind_publishes": behind if behind > give_up else None,
             "publishing": publishing,
             "total": total,
             "server_cpu_ms_per_1k": total["server_cpu_ms_per_1k"],
             "generator_cpu_util": publishing["generator_cpu_util"],
             "generator_saturated": publishing["generator_cpu_util"] > GENERATOR_SATURATED,
-            "other_cpu_util": total["other_cpu_util"],
-            "noisy": total["other_cpu_util"] > NOISY,
+            "other_cpu_util": total["other_cpu_util"] + total["steal_util"],
+            "noisy": total["other_cpu_util"] + total["steal_util"] > NOISY,
         }
         log(spec, f"open {rate:g}/s ({rate * receivers:,.0f} deliveries/s): p50 {lat.get('p50', 0):.2f} ms "
                   f"p99 {lat.get('p99', 0):.2f} ms, {phase.deliveries}/{acked * receivers} delivered, "
                   f"server CPU {total['server_cpu_util']:.0%}, generator {publishing['generator_cpu_util']:.0%}, "
-                  f"other {total['other_cpu_util']:.0%}" + (" SATURATED" if saturated else ""))
+                  f"irq {total['irq_util']:.0%}, other {total['other_cpu_util']:.0%}" + (" SATURATED" if saturated else ""))
         return result
+
+    async def quiesce(self, quiet: float = 0.5, limit: float = 60.0) -> bool:
+        """After a phase that did not drain: wait until deliveries stop (the server has worked
+        off its backlog, or given up on it), so the next phase starts from an idle server."""
+        deadline = time.monotonic() + limit
+        last, still = self.sink.delivered, time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if self.sink.delivered != last:
+                last, still = self.sink.delivered, time.monotonic()
+            elif time.monotonic() - still >= quiet and self.publisher.inflight == 0:
+                return True
+        log(self.spec, f"the server was still delivering a backlog after {limit:g} s")
+        return False
 
     async def drain(self, phase: Phase, acked_before: int, receivers: int) -> bool:
         """Wait until every acked publish of ``phase`` reached every live subscriber."""
@@ -339,14 +369,14 @@ class Run:
             "server_cpu_ms_per_1k": sustained["server_cpu_ms_per_1k"],
             "generator_cpu_util": sustained["generator_cpu_util"],
             "generator_saturated": sustained["generator_cpu_util"] > GENERATOR_SATURATED,
-            "other_cpu_util": sustained["other_cpu_util"],
-            "noisy": sustained["other_cpu_util"] > NOISY,
+            "other_cpu_util": sustained["other_cpu_util"] + sustained["steal_util"],
+            "noisy": sustained["other_cpu_util"] + sustained["steal_util"] > NOISY,
             "ack_wait_timeouts": waits,
         }
         log(spec, f"closed loop: {sustained['deliveries_per_s']:,.0f} deliveries/s "
                   f"({published / spec.saturation_seconds:,.0f} publishes/s), p99 {lat.get('p99', 0):.1f} ms, "
                   f"server CPU {sustained['server_cpu_util']:.0%}, generator {sustained['generator_cpu_util']:.0%}, "
-                  f"other {sustained['other_cpu_util']:.0%}")
+                  f"irq {sustained['irq_util']:.0%}, other {sustained['other_cpu_util']:.0%}")
         return result
 
     # -- 5: losses -----------------------------------------------------------------------

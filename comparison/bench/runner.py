@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from . import report
-from .generator import Spec
+from .generator import NOISY, Spec
 from .machine import machine_info
 from .servers import CHILDREN, ROOT, SERVERS, ServerProcess, ServerStartError, die_with_parent, node_available
 
@@ -47,6 +47,7 @@ class Config:
     uvicorn_ws: str | None = None
     open_loop: bool = True
     closed_loop: bool = True
+    retry_noisy: int = 1  # runs the machine disturbed are run again this many times; the quietest is kept
     quiet_wait: float = 20.0  # seconds to wait, before each run, for other load to go away
     quiet_cores: float = 0.15  # "quiet": the rest of the machine uses less than this many cores
 
@@ -129,6 +130,25 @@ def run_one(config: Config, name: str, n: int) -> dict[str, Any]:
         return {"status": "error", "server": {"name": name}, "n": n, "error": str(exc)}
 
 
+def noise(result: dict[str, Any]) -> float:
+    """The most the rest of the machine used the two cores during any phase, in cores."""
+    return max((p.get("other_cpu_util", 0.0) for p in result.get("phases", []) if not p.get("skipped")), default=0.0)
+
+
+def run_quietest(config: Config, name: str, n: int) -> dict[str, Any]:
+    """``run_one``, again up to ``retry_noisy`` times while other load disturbed it."""
+    result = run_one(config, name, n)
+    attempts = [round(noise(result), 2)]
+    while result.get("status") == "ok" and noise(result) > NOISY and len(attempts) <= config.retry_noisy:
+        print(f"  noisy run (other load up to {noise(result):.2f} cores): once more", file=sys.stderr)
+        again = run_one(config, name, n)
+        attempts.append(round(noise(again), 2))
+        if again.get("status") == "ok" and noise(again) < noise(result):
+            result = again
+    result["noise_by_attempt"] = attempts
+    return result
+
+
 def run(config: Config, argv: list[str], out: Path) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "command": shlex.join(["python", "-m", "comparison.bench", *argv]),
@@ -142,7 +162,7 @@ def run(config: Config, argv: list[str], out: Path) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     for n in config.ns:
         for name in config.servers:
-            doc["runs"].append(run_one(config, name, n))
+            doc["runs"].append(run_quietest(config, name, n))
             doc["targets"] = report.targets(doc)
             out.write_text(json.dumps(doc, indent=1))
     doc["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
