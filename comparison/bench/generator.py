@@ -361,6 +361,10 @@ class Run:
             "deliveries": phase.deliveries,
             "drained": drained,
             "max_deliveries_per_s": sustained["deliveries_per_s"],
+            # The same figure per second of server CPU: what the server would sustain with its
+            # core to itself, less sensitive to a machine shared with other work.
+            "deliveries_per_server_cpu_s": (sustained["deliveries"] / sustained["server_cpu_s"]
+                                            if sustained["server_cpu_s"] > 0 else None),
             "publishes_per_s": published / spec.saturation_seconds,
             "latency_ms": lat,
             "samples": len(phase.latencies),

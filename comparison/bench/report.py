@@ -59,7 +59,8 @@ def headline_cpu(run: dict[str, Any], targets: list[float]) -> tuple[float | Non
 def results_table(doc: dict[str, Any]) -> str:
     targets: list[float] = doc["config"]["deliveries_per_s"]
     head = ["N", "server"] + [f"p50 / p99 ms @ {t / 1000:g}k/s" for t in targets] + [
-        "max deliveries/s", "CPU ms / 1k deliveries", "RSS / idle conn", "lost", "dup", "gen CPU max", "notes"]
+        "max deliveries/s", "per server CPU-s", "CPU ms / 1k deliveries", "RSS / idle conn", "lost", "dup",
+        "gen CPU max", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in doc["runs"]:
         spec = run.get("spec", {})
@@ -94,6 +95,7 @@ def results_table(doc: dict[str, Any]) -> str:
         cells += [_latency_cell(_phase(run, t)) for t in targets]
         cells += [
             _fmt(closed["max_deliveries_per_s"]) + (" ⚠gen" if closed.get("generator_saturated") else "") if closed else "–",
+            _fmt(closed.get("deliveries_per_server_cpu_s")) if closed else "–",
             f"{cpu:.1f} ({where})" if cpu is not None else "–",
             f"{per_conn / 1024:.1f} KB" if per_conn is not None else "–",
             _fmt(loss.get("lost"), "d"), _fmt(loss.get("duplicates"), "d"),
@@ -118,15 +120,16 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     n = TARGET_N if TARGET_N in ns else ns[-1]
     rows: list[dict[str, Any]] = []
 
-    def maxrate(server: str) -> float | None:
+    def closed(server: str) -> dict[str, Any]:
         run = _find(doc, server, n)
-        closed = _closed(run) if run else None
-        return closed["max_deliveries_per_s"] if closed else None
+        return (_closed(run) if run else None) or {}
 
     def ratio_row(what: str, a: str, b: str, at_least: float) -> None:
-        x, y = maxrate(a), maxrate(b)
+        x, y = closed(a).get("max_deliveries_per_s"), closed(b).get("max_deliveries_per_s")
         ratio = x / y if x is not None and y else None
-        rows.append({"target": what, "measured": f"{_fmt(x)} vs {_fmt(y)} deliveries/s",
+        cx, cy = closed(a).get("deliveries_per_server_cpu_s"), closed(b).get("deliveries_per_server_cpu_s")
+        per_cpu = f"; per server CPU-s {cx / cy:.2f}×" if cx and cy else ""
+        rows.append({"target": what, "measured": f"{_fmt(x)} vs {_fmt(y)} deliveries/s{per_cpu}",
                      "ratio": ratio, "goal": f"≥ {at_least:g}×",
                      "met": None if ratio is None else ratio >= at_least})
 
@@ -174,8 +177,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "Latency is from the payload's scheduled send time to its read by the subscriber (open loop, "
         "fixed schedule); `sat.` = the server could not keep up (no drain within "
         f"{config['drain_timeout']:g} s or p99 over {config['saturated_p99_ms']:g} ms), higher rates skipped. "
-        "Max deliveries/s: closed loop after warm-up. CPU per 1,000 deliveries: server user+system, at the "
-        "rate in brackets. ⚠gen: the generator used over 85% of its core in that phase.",
+        "Max deliveries/s: closed loop after warm-up; per server CPU-s: the same divided by the server's CPU "
+        "use (what it would sustain with its core to itself). CPU per 1,000 deliveries: server user+system, "
+        "at the rate in brackets. ⚠gen: the generator used over 85% of its core in that phase; noisy: other "
+        "processes used the two cores (figures suspect).",
         "",
         results_table(doc),
         "",

@@ -47,7 +47,7 @@ class Config:
     uvicorn_ws: str | None = None
     open_loop: bool = True
     closed_loop: bool = True
-    retry_noisy: int = 1  # runs the machine disturbed are run again this many times; the quietest is kept
+    retry_noisy: int = 0  # runs the machine disturbed are run again this many times; the quietest is kept
     quiet_wait: float = 20.0  # seconds to wait, before each run, for other load to go away
     quiet_cores: float = 0.15  # "quiet": the rest of the machine uses less than this many cores
 
