@@ -83,7 +83,8 @@ def wait_quiet(config: Config) -> dict[str, float]:
             break
     waited = time.monotonic() - started
     if quiet_for < 2.0 and config.quiet_wait > 0:
-        print(f"  the machine is busy ({load:.2f} cores in use by others); measuring anyway", file=sys.stderr)
+        print(f"  the machine was not idle for 2 s in a row within {config.quiet_wait:g} s "
+              f"(last: {load:.2f} cores busy); measuring anyway", file=sys.stderr)
     return {"waited_s": round(waited, 1), "load_cores": round(load, 2), "quiet": quiet_for >= 2.0}
 
 
