@@ -1,0 +1,161 @@
+"""The gateway's SSE + POST transport, as the generator speaks it.
+
+A subscriber is one ``GET /sse/connect`` stream plus a ``POST /sse/sessions/{sid}/join``
+through a shared keep-alive pool. On the stream it de-chunks, cuts at the last complete
+SSE frame (``\\n\\n``) and scans that region for payloads with ``SAMPLE``; it never splits
+frames, reads ``id:`` lines or decodes JSON after the ``open`` event.
+
+The publisher is a subscriber-less session of its own (stream held open, room joined)
+that POSTs ``/publish`` through a pool of keep-alive connections, one request each.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from .connection import Conn, HttpPool, connect
+from .publisher import Publisher
+from .sink import Track
+from .wire import SAMPLE, ChunkedDecoder, ProtocolError, Response, http_request, parse_head, payload
+
+_OPEN = b"event: open\ndata: "
+_MAX_TAIL = 1 << 20
+
+
+class SseStream(Conn):
+    """One event stream. ``track`` receives the payloads found (None: the publisher's own stream)."""
+
+    def __init__(self, track: Track | None) -> None:
+        super().__init__()
+        self.track = track
+        self.head = b""
+        self.decode: ChunkedDecoder | None = None
+        self.identity = False  # a stream without chunking (read until close)
+        self.tail = b""
+        self.sid: str | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.decode is None and not self.identity:
+            data = self._head(data)
+            if not data:
+                return
+        body = data if self.identity else self.decode.feed(data)  # type: ignore[union-attr]
+        if not self.tail and body.endswith(b"\n\n") and self.sid is not None:
+            # Fast path: the read ended on a frame boundary, as a server's write does.
+            if self.track is not None:
+                found = SAMPLE.findall(body)
+                if found:
+                    self.track.add(found, time.monotonic_ns())
+            return
+        buf = self.tail + body if self.tail else body
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self.tail = buf
+            if len(buf) > _MAX_TAIL:
+                self.fail("an SSE frame over 1 MiB")
+            return
+        self.tail = buf[end + 2 :]
+        if self.sid is None:
+            self._open(buf[:end])
+        if self.track is not None:
+            found = SAMPLE.findall(buf, 0, end)
+            if found:
+                self.track.add(found, time.monotonic_ns())
+
+    def _head(self, data: bytes) -> bytes:
+        self.head += data
+        try:
+            parsed = parse_head(self.head)
+        except ProtocolError as exc:
+            self.fail(str(exc))
+            return b""
+        if parsed is None:
+            return b""
+        head, used = parsed
+        if head.status != 200:
+            self.fail(f"GET /sse/connect answered {head.status}: {self.head[used:used + 200]!r}")
+            return b""
+        if head.chunked:
+            self.decode = ChunkedDecoder()
+        else:
+            self.identity = True
+        rest, self.head = self.head[used:], b""
+        return rest
+
+    def _open(self, frames: bytes) -> None:
+        i = frames.find(_OPEN)
+        if i < 0:
+            return
+        line_end = frames.find(b"\n", i + len(_OPEN))
+        data = frames[i + len(_OPEN) : line_end if line_end >= 0 else len(frames)]
+        try:
+            self.sid = str(orjson.loads(data)["sid"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.fail(f"an open event without a sid: {data[:200]!r}")
+            return
+        self.push(self.sid)
+
+
+async def open_session(
+    host: str, port: int, namespace: str, room: str, join_pool: HttpPool, track: Track | None
+) -> SseStream:
+    """Open a stream, wait for ``open``, join ``room``: the caller bounds the time."""
+    stream = await connect(lambda: SseStream(track), host, port)
+    assert isinstance(stream, SseStream)
+    try:
+        stream.write(http_request(
+            "GET", f"/sse/connect?namespace={namespace}", f"{host}:{port}",
+            headers="Accept: text/event-stream\r\n",
+        ))
+        sid = await stream.next()
+        response = await join_pool.request(
+            join_pool.post(f"/sse/sessions/{sid}/join", b'{"room":"%s"}' % room.encode())
+        )
+        if response.status != 200:
+            raise ConnectionError(f"join answered {response.status}: {response.body[:200]!r}")
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+class SsePublisher(Publisher):
+    def __init__(self, host: str, port: int, namespace: str, room: str, pool_size: int) -> None:
+        super().__init__()
+        self.host, self.port, self.namespace, self.room = host, port, namespace, room
+        self.pool = HttpPool(host, port, pool_size)
+        self.stream: SseStream | None = None
+        self._path = ""
+
+    async def open(self) -> None:
+        await self.pool.open()
+        self.stream = await open_session(self.host, self.port, self.namespace, self.room, self.pool, None)
+        self._path = f"/sse/sessions/{self.stream.sid}/publish"
+
+    def _send(self, seq: int, t_ns: int) -> bool:
+        return self.pool.submit(self.pool.post(self._path, payload(t_ns, seq, self.room.encode())), seq, self._answered)
+
+    def _answered(self, seq: int, response: Response | None) -> None:
+        if response is None:
+            self.settle(seq, "connection lost")
+        elif response.status != 200:
+            self.settle(seq, f"HTTP {response.status}: {response.body[:120]!r}")
+        else:
+            self.settle(seq, None)
+
+    @property
+    def backlog(self) -> int:
+        return len(self.pool.backlog)
+
+    def close(self) -> None:
+        self.pool.close()
+        if self.stream is not None:
+            self.stream.close()
+
+
+async def open_subscribers_pool(host: str, port: int, size: int) -> HttpPool:
+    """The keep-alive pool subscribers join through (closed once they all have)."""
+    return await HttpPool(host, port, size).open()
+
