@@ -51,5 +51,8 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the gateway (both transports); "*" for any.
     cors_origins: list[str] = ["*"]
 
+    # Allocations between young-generation collections (CPython's default is 700).
+    gc_threshold: int = Field(100_000, gt=0)
+
     log_level: str = "WARNING"
     log_json: bool = True

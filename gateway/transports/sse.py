@@ -33,7 +33,7 @@ class SseChannel:
     """One event stream. Frames are bytes, queued in a bounded queue the response drains."""
 
     transport = NAME
-    __slots__ = ("queue", "session", "cut", "payloads", "_gateway")
+    __slots__ = ("queue", "session", "cut", "payloads", "_gateway", "_rest", "_rest_key")
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -41,16 +41,30 @@ class SseChannel:
         self.session: Session | None = None
         self.cut: str | None = None
         self.payloads = 0  # room events and calls queued: what a poll waits for
+        # The cursor minus one room's position, kept between deliveries to that room:
+        # a busy room then costs one concatenation per delivery, not a rebuilt cursor.
+        self._rest = b""
+        self._rest_key: tuple[str, int, int] | None = None
 
     def _id_line(self, session: Session) -> bytes:
         return b"id: " + format_cursor(session.sid, session.positions).encode() + b"\n"
 
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
         self.payloads += 1
-        session.positions[envelope.room] = envelope.offset
-        self._put(self._id_line(session) + b"event: " + envelope.event.encode() + b"\ndata: " + wire + b"\n\n")
+        room, positions = envelope.room, session.positions
+        positions[room] = envelope.offset
+        key = (room, id(positions), len(positions))
+        if key != self._rest_key:
+            others = {r: o for r, o in positions.items() if r != room}
+            self._rest = b"id: " + format_cursor(session.sid, others).encode() + (b"," if others else b"")
+            self._rest_key = key
+        self._put(
+            self._rest + room.encode() + b"=" + envelope.offset.encode()
+            + b"\nevent: " + envelope.event.encode() + b"\ndata: " + wire + b"\n\n"
+        )
 
     def send(self, event: str, data: Any) -> None:
+        self._rest_key = None  # joined/left change the room set
         # open and joined move the cursor, so they carry an id a reconnect can resume from.
         head = self._id_line(self.session) if self.session and event in ("open", "joined", "left") else b""
         if event == "open":
