@@ -12,6 +12,8 @@ import logging
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet
 
 from ..envelope import Envelope
 from ..errors import GatewayError, UnknownNamespace, ValidationFailed
@@ -127,7 +129,7 @@ class SocketIOTransport:
 
             try:
                 if kind == "room":
-                    await server.emit(event, data, room=target, namespace=namespace, skip_sid=extra[0])
+                    await self._room_emit(event, data, target, namespace, extra[0])
                 elif kind == "to":
                     await server.emit(event, data, to=target, namespace=namespace)
                 elif kind == "enter":
@@ -143,6 +145,26 @@ class SocketIOTransport:
                     await server.disconnect(target, namespace=namespace)
             except Exception:  # one bad socket must not stop the outbox
                 log.exception("socket.io send failed", extra={"kind": kind, "event": event})
+
+    async def _room_emit(self, event: str, data: Any, room: str, namespace: str, skip: str | None) -> None:
+        """One room broadcast: encoded once, handed to each socket in turn.
+
+        python-socketio's ``emit`` does the same but creates one task per recipient;
+        at a thousand recipients that is a thousand tasks per event (and the garbage
+        collector's time with them). ``send_packet`` only queues for the socket's
+        writer, so a plain loop is enough.
+        """
+        server = self.server
+        encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, data]).encode()
+        packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])]
+        for sid, eio_sid in list(server.manager.get_participants(namespace, room)):
+            if sid == skip:
+                continue
+            try:
+                for one in packets:
+                    await server.eio.send_packet(eio_sid, one)
+            except Exception:  # a socket closing under us must not cost the others their copy
+                self.gateway.metrics.dropped.labels("socket_closed").inc()
 
     def _ack_callback(self, sio_sid: str, namespace: str, ack_id: str) -> Any:
         async def acked(*args: Any) -> None:
