@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import json
 import resource
 import sys
@@ -32,6 +33,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -71,13 +73,40 @@ class Spec:
     namespace: str = "/chat"
     room: str = "bench"
     label: str = ""
+    # Scale-out variants: subscribers connect round-robin to these ports (default: [port]; the
+    # publisher always uses ``port``); CPU and RSS are summed over these pids (default: [server_pid]);
+    # the broker's CPU (a system redis-server, not pinned) is read separately.
+    sub_ports: list[int] = field(default_factory=list)
+    server_pids: list[int] = field(default_factory=list)
+    redis_pid: int | None = None
 
 
 def log(spec: Spec, message: str) -> None:
     print(f"  [{spec.label or spec.client} N={spec.n}] {message}", file=sys.stderr, flush=True)
 
 
-def cpu_seconds(process: psutil.Process) -> float:
+class Nodes:
+    """The server's processes (one, or every node of a scale-out variant) as one: the few
+    ``psutil.Process`` methods the generator uses, summed (CPU, RSS) or merged (affinity)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.procs = [psutil.Process(pid) for pid in pids]
+
+    def cpu_times(self) -> SimpleNamespace:
+        times = [p.cpu_times() for p in self.procs]
+        return SimpleNamespace(user=sum(t.user for t in times), system=sum(t.system for t in times))
+
+    def memory_info(self) -> SimpleNamespace:
+        return SimpleNamespace(rss=sum(p.memory_info().rss for p in self.procs))
+
+    def cpu_affinity(self) -> list[int]:
+        return sorted({cpu for p in self.procs for cpu in p.cpu_affinity()})
+
+    def is_running(self) -> bool:
+        return all(p.is_running() for p in self.procs)
+
+
+def cpu_seconds(process: psutil.Process | Nodes) -> float:
     times = process.cpu_times()
     return times.user + times.system
 
@@ -105,22 +134,33 @@ class Meter:
     benchmark sharing its machine shows it there instead of in unexplained figures.
     """
 
-    def __init__(self, server: psutil.Process, me: psutil.Process, sink: Sink, phase: Phase | None = None) -> None:
-        self.server, self.me, self.sink, self.phase = server, me, sink, phase
+    def __init__(self, server: Nodes, me: psutil.Process, sink: Sink, phase: Phase | None = None,
+                 broker: psutil.Process | None = None) -> None:
+        self.server, self.me, self.sink, self.phase, self.broker = server, me, sink, phase, broker
         self.cpus = tuple(sorted({*server.cpu_affinity(), *me.cpu_affinity()}))
+        self.broker_cpu = self._broker_seconds()
         self.server_cpu = cpu_seconds(server)
         self.my_cpu = cpu_seconds(me)
         self.cores = core_seconds(self.cpus)
         self.wall = time.monotonic()
         self.deliveries = phase.deliveries if phase is not None else sink.delivered
 
-    def read(self) -> dict[str, float]:
+    def _broker_seconds(self) -> float:
+        try:
+            return cpu_seconds(self.broker) if self.broker is not None else 0.0
+        except psutil.Error:
+            return 0.0
+
+    def read(self) -> dict[str, float | None]:
         wall = time.monotonic() - self.wall
         deliveries = (self.phase.deliveries if self.phase is not None else self.sink.delivered) - self.deliveries
         server_cpu = cpu_seconds(self.server) - self.server_cpu
         my_cpu = cpu_seconds(self.me) - self.my_cpu
         busy, irq, steal = (now - before for now, before in zip(core_seconds(self.cpus), self.cores))
-        other = max(0.0, busy - irq - steal - server_cpu - my_cpu)
+        # redis-server is not pinned: on a two-core machine it runs on the two cores, so it is
+        # taken out of "other load" and reported on its own.
+        broker_cpu = self._broker_seconds() - self.broker_cpu
+        other = max(0.0, busy - irq - steal - server_cpu - my_cpu - broker_cpu)
         return {
             "wall_s": wall,
             "deliveries": deliveries,
@@ -129,6 +169,8 @@ class Meter:
             "server_cpu_util": server_cpu / wall if wall > 0 else 0.0,
             "server_cpu_ms_per_1k": server_cpu * 1e6 / deliveries if deliveries else None,
             "generator_cpu_util": my_cpu / wall if wall > 0 else 0.0,
+            "redis_cpu_util": broker_cpu / wall if wall > 0 and self.broker is not None else None,
+            "redis_cpu_ms_per_1k": broker_cpu * 1e6 / deliveries if deliveries and self.broker is not None else None,
             "other_cpu_util": other / wall if wall > 0 else 0.0,
             "irq_util": irq / wall if wall > 0 else 0.0,
             "steal_util": steal / wall if wall > 0 else 0.0,
@@ -139,7 +181,8 @@ class Run:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.sink = Sink()
-        self.server = psutil.Process(spec.server_pid)
+        self.server = Nodes(spec.server_pids or [spec.server_pid])
+        self.broker = psutil.Process(spec.redis_pid) if spec.redis_pid else None
         self.me = psutil.Process()
         self.subscribers: list[tuple[Conn, Track]] = []
         self.publisher: Publisher = (
@@ -160,7 +203,7 @@ class Run:
             await self.publisher.open()
         await asyncio.sleep(spec.settle_seconds)
         rss0 = self.server.memory_info().rss
-        opener, pool = await self._opener()
+        opener, pools = await self._opener()
         errors: collections.Counter[str] = collections.Counter()
         started = time.monotonic()
         try:
@@ -171,7 +214,7 @@ class Run:
                 batch = range(first, min(spec.n, first + spec.connect_concurrency))
                 await asyncio.gather(*(self._connect_one(opener, errors) for _ in batch))
         finally:
-            if pool is not None:
+            for pool in pools:
                 pool.close()
         took = time.monotonic() - started
         log(spec, f"{len(self.subscribers)}/{spec.n} subscribers in {took:.1f} s"
@@ -194,14 +237,22 @@ class Run:
         if not connected:
             raise ConnectionError(f"no subscriber could connect: {dict(errors.most_common(3))}")
 
-    async def _opener(self) -> tuple[Callable[[Track], Awaitable[Conn]], HttpPool | None]:
+    async def _opener(self) -> tuple[Callable[[Track], Awaitable[Conn]], list[HttpPool]]:
+        """Subscribers connect to ``sub_ports`` in turn (an even split over the nodes)."""
         s = self.spec
+        ports = s.sub_ports or [s.port]
+        turn = itertools.cycle(ports)
         if s.client == "sse":
-            pool = await HttpPool(s.host, s.port, min(32, s.connect_concurrency)).open()
-            return (lambda track: open_session(s.host, s.port, s.namespace, s.room, pool, track)), pool
+            pools = {p: await HttpPool(s.host, p, min(32, s.connect_concurrency)).open() for p in ports}
+
+            def sse(track: Track) -> Awaitable[Conn]:
+                port = next(turn)
+                return open_session(s.host, port, s.namespace, s.room, pools[port], track)
+
+            return sse, list(pools.values())
         if s.client == "sio-ws":
-            return (lambda track: open_ws(s.host, s.port, s.namespace, s.room, track)), None
-        return (lambda track: open_polling(s.host, s.port, s.namespace, s.room, track)), None
+            return (lambda track: open_ws(s.host, next(turn), s.namespace, s.room, track)), []
+        return (lambda track: open_polling(s.host, next(turn), s.namespace, s.room, track)), []
 
     async def _connect_one(self, opener: Callable[[Track], Awaitable[Conn]], errors: collections.Counter[str]) -> None:
         track = Track(self.sink)
@@ -221,7 +272,7 @@ class Run:
         receivers = self.receivers()
         phase = self.sink.begin(f"open {rate:g}/s", pub.next_seq)
         acked_before, failed_before = len(pub.acked), len(pub.failed)
-        meter = Meter(self.server, self.me, self.sink, phase)
+        meter = Meter(self.server, self.me, self.sink, phase, self.broker)
         interval = 1e9 / rate
         start = time.monotonic_ns() + 2_000_000
         hard_end = start + int(2e9 * count / rate) + 5_000_000_000
@@ -279,6 +330,7 @@ class Run:
             "publishing": publishing,
             "total": total,
             "server_cpu_ms_per_1k": total["server_cpu_ms_per_1k"],
+            "redis_cpu_ms_per_1k": total["redis_cpu_ms_per_1k"],
             "generator_cpu_util": publishing["generator_cpu_util"],
             "generator_saturated": publishing["generator_cpu_util"] > GENERATOR_SATURATED,
             "other_cpu_util": total["other_cpu_util"] + total["steal_util"],
@@ -324,7 +376,7 @@ class Run:
         lag_limit = max(4.0, spec.max_outstanding / max(1, receivers))  # in publishes
         phase = self.sink.begin("closed", pub.next_seq)
         acked_before, failed_before, first = len(pub.acked), len(pub.failed), pub.next_seq
-        meter = Meter(self.server, self.me, self.sink, phase)
+        meter = Meter(self.server, self.me, self.sink, phase, self.broker)
         start = time.monotonic()
         end = start + spec.saturation_seconds
         warm_at = start + min(1.0, spec.saturation_seconds / 4)
@@ -332,7 +384,7 @@ class Run:
         waits = 0
         while (now := time.monotonic()) < end:
             if steady is None and now >= warm_at:
-                steady = Meter(self.server, self.me, self.sink, phase)
+                steady = Meter(self.server, self.me, self.sink, phase, self.broker)
             behind = (pub.next_seq - first) - phase.deliveries / max(1, receivers)
             if pub.inflight >= spec.window:
                 pub.progress.clear()
@@ -371,6 +423,7 @@ class Run:
             "steady": sustained,
             "total": total,
             "server_cpu_ms_per_1k": sustained["server_cpu_ms_per_1k"],
+            "redis_cpu_ms_per_1k": sustained["redis_cpu_ms_per_1k"],
             "generator_cpu_util": sustained["generator_cpu_util"],
             "generator_saturated": sustained["generator_cpu_util"] > GENERATOR_SATURATED,
             "other_cpu_util": sustained["other_cpu_util"] + sustained["steal_util"],

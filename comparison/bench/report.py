@@ -42,17 +42,17 @@ def _fmt(value: float | None, spec: str = ",.0f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def headline_cpu(run: dict[str, Any], targets: list[float]) -> tuple[float | None, str]:
+def headline_cpu(run: dict[str, Any], targets: list[float], key: str = "server_cpu_ms_per_1k") -> tuple[float | None, str]:
     """CPU ms per 1,000 deliveries: at 20k deliveries/s if that phase kept up, else the
     highest unsaturated open-loop rate, else the closed loop."""
     preferred = [t for t in targets if t == 20_000] + sorted(targets, reverse=True)
     for target in preferred:
         phase = _phase(run, target)
-        if phase and not phase.get("skipped") and not phase.get("saturated") and phase.get("server_cpu_ms_per_1k"):
-            return phase["server_cpu_ms_per_1k"], f"{target / 1000:g}k/s"
+        if phase and not phase.get("skipped") and not phase.get("saturated") and phase.get(key):
+            return phase[key], f"{target / 1000:g}k/s"
     closed = _closed(run)
-    if closed and closed.get("server_cpu_ms_per_1k"):
-        return closed["server_cpu_ms_per_1k"], "sat."
+    if closed and closed.get(key):
+        return closed[key], "sat."
     return None, ""
 
 
@@ -90,6 +90,12 @@ def results_table(doc: dict[str, Any]) -> str:
             notes.append(f"noisy: other load up to {other:.2f} cores")
         if closed and not closed.get("drained"):
             notes.append("closed loop did not drain")
+        nodes = len(run["server"].get("nodes") or [None])
+        if nodes > 1:
+            notes.append(f"{nodes} nodes, CPU and RSS summed")
+        redis_cpu, redis_where = headline_cpu(run, targets, "redis_cpu_ms_per_1k")
+        if redis_cpu is not None:
+            notes.append(f"redis-server +{redis_cpu:.1f} CPU ms / 1k ({redis_where})")
         per_conn = idle.get("rss_per_connection_bytes")
         cells = [str(spec.get("n", run.get("n"))), run["server"]["name"]]
         cells += [_latency_cell(_phase(run, t)) for t in targets]
@@ -170,7 +176,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"## Fan-out benchmark, {doc['started']}",
         "",
         f"Machine: {describe(doc['machine'])}. Servers on CPU {config['server_cpu']}, "
-        f"generator on CPU {config['generator_cpu']} (`taskset`).",
+        f"generator on CPU {config['generator_cpu']} (`taskset`); scale-out variants put every gateway node "
+        f"on CPU {config['server_cpu']}; redis-server is a system service, not pinned, its CPU noted apart.",
         "",
         f"Command: `{doc['command']}`",
         "",

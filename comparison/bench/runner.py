@@ -9,9 +9,11 @@ interrupted benchmark keeps what it measured.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -25,7 +27,10 @@ import psutil
 from . import report
 from .generator import NOISY, Spec
 from .machine import machine_info
-from .servers import CHILDREN, ROOT, SERVERS, ServerProcess, ServerStartError, die_with_parent, node_available
+from .servers import (
+    CHILDREN, REDIS_URL, ROOT, SERVERS, ServerProcess, ServerStartError, die_with_parent, node_available,
+    redis_cleanup, redis_server_pid,
+)
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,12 @@ class Config:
     quiet_cores: float = 0.15  # "quiet": the rest of the machine uses less than this many cores
 
 
-def generator_spec(config: Config, client: str, port: int, pid: int, n: int, label: str) -> Spec:
+def generator_spec(config: Config, client: str, port: int, pid: int, n: int, label: str,
+                   sub_ports: list[int] | None = None, server_pids: list[int] | None = None,
+                   redis_pid: int | None = None) -> Spec:
     return Spec(
         client=client, port=port, server_pid=pid, n=n,
+        sub_ports=sub_ports or [], server_pids=server_pids or [], redis_pid=redis_pid,
         rates=[d / n for d in config.deliveries_per_s],
         phase_seconds=config.phase_seconds, min_messages=config.min_messages,
         saturation_seconds=config.saturation_seconds, window=config.window,
@@ -95,10 +103,23 @@ def run_one(config: Config, name: str, n: int) -> dict[str, Any]:
                 "reason": "node or node_modules/socket.io not found"}
     print(f"{name} N={n}", file=sys.stderr, flush=True)
     quiet = wait_quiet(config) if config.quiet_wait > 0 else {}
+    env: dict[str, str] = {"GATEWAY_BROKER": "memory"} if kind.family == "gateway" else {}
+    prefix = None
+    if kind.broker == "redis":  # a prefix of its own per run: no state shared with other runs or nodes
+        prefix = f"rtgwbench-{secrets.token_hex(4)}"
+        env = {"GATEWAY_BROKER": REDIS_URL, "GATEWAY_REDIS_PREFIX": prefix}
     try:
-        server_cm = ServerProcess(kind, config.server_cpu, config.uvicorn_ws)
-        with server_cm as server:
-            spec = generator_spec(config, kind.client, server.port, server.pid, n, name)
+        with contextlib.ExitStack() as stack:
+            # Every node on the server core; the publisher uses the first, subscribers go round-robin.
+            nodes = [stack.enter_context(ServerProcess(kind, config.server_cpu, config.uvicorn_ws, env=env))
+                     for _ in range(kind.nodes)]
+            server = nodes[0]
+            spec = generator_spec(
+                config, kind.client, server.port, server.pid, n, name,
+                sub_ports=[s.port for s in nodes] if len(nodes) > 1 else None,
+                server_pids=[s.pid for s in nodes] if len(nodes) > 1 else None,
+                redis_pid=redis_server_pid() if kind.broker == "redis" else None,
+            )
             request = {**asdict(spec), "open_loop": config.open_loop, "closed_loop": config.closed_loop}
             generator = subprocess.Popen(
                 ["taskset", "-c", str(config.generator_cpu), sys.executable, "-m", "comparison.bench.generator"],
@@ -122,13 +143,21 @@ def run_one(config: Config, name: str, n: int) -> dict[str, Any]:
                 result = {"status": "error", "spec": asdict(spec),
                           "error": f"generator exited with {generator.returncode} (killed after its time budget?)"}
             if result.get("status") != "ok":
-                result["server_stderr"] = server.errors()
+                result["server_stderr"] = "\n".join(s.errors() for s in nodes)
             result["server"] = {"name": name, "family": kind.family, "client": kind.client,
-                                "argv": server.argv, "pid": server.pid, "port": server.port}
+                                "argv": server.argv, "pid": server.pid, "port": server.port,
+                                "nodes": [{"pid": s.pid, "port": s.port} for s in nodes],
+                                "broker": kind.broker, "redis_prefix": prefix}
             result["before"] = quiet
             return result
     except ServerStartError as exc:
         return {"status": "error", "server": {"name": name}, "n": n, "error": str(exc)}
+    finally:
+        if prefix is not None:
+            try:
+                redis_cleanup(prefix)
+            except Exception as exc:  # noqa: BLE001 -- a leftover prefix is worth a line, not a failed run
+                print(f"  could not delete the {prefix}* keys: {exc}", file=sys.stderr)
 
 
 def noise(result: dict[str, Any]) -> float:

@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+import psutil
+
 ROOT: Final = Path(__file__).resolve().parents[3]
 HERE: Final = Path(__file__).resolve().parent
 HOST: Final = "127.0.0.1"
@@ -38,6 +40,8 @@ class ServerKind:
     client: str  # how the generator talks to it: sse, sio-ws, sio-polling
     ready_path: str
     needs_node: bool = False
+    nodes: int = 1  # gateway processes, one port each, on the same core (scale-out variants)
+    broker: str = "memory"  # GATEWAY_BROKER: "memory", or "redis" for REDIS_URL with a fresh prefix
 
     def argv(self, port: int, uvicorn_ws: str | None) -> list[str]:
         uvicorn = [sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port),
@@ -59,6 +63,8 @@ SERVERS: Final = {
     s.name: s
     for s in (
         ServerKind("gateway-sse", "gateway", "sse", "/readyz"),
+        ServerKind("gateway-sse-redis", "gateway", "sse", "/readyz", broker="redis"),
+        ServerKind("gateway-sse-redis-2nodes", "gateway", "sse", "/readyz", nodes=2, broker="redis"),
         ServerKind("gateway-sio-ws", "gateway", "sio-ws", "/readyz"),
         ServerKind("gateway-sio-polling", "gateway", "sio-polling", "/readyz"),
         ServerKind("python-socketio-ws", "python-socketio", "sio-ws", "/ready"),
@@ -72,6 +78,38 @@ DEFAULT_SERVERS: Final = (
     "gateway-sse", "gateway-sio-ws", "gateway-sio-polling",
     "python-socketio-ws", "python-socketio-polling", "node-socketio-ws",
 )
+
+
+#: The Redis the ``broker="redis"`` variants use (a system service: not started, not pinned here).
+REDIS_URL: Final = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_server_pid() -> int | None:
+    """The local redis-server's pid, to read its CPU use (None if not found or not ours to read)."""
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "redis-server":
+            return int(proc.pid)
+    return None
+
+
+def redis_cleanup(prefix: str) -> int:
+    """Delete every key under ``prefix`` (SCAN + DEL); returns how many."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += client.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += client.delete(*batch)
+    finally:
+        client.close()
+    return deleted
 
 
 def die_with_parent() -> None:
