@@ -107,7 +107,7 @@ def latency_by_transport(results: Results, path: Path) -> None:
 
 def latency_vs_load(results: Results, path: Path) -> None:
     kinds = _kinds(results)
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(10.5, 4.6))
     seen: list[float] = []
     for i, key in enumerate(kinds):
         for metric, style, suffix in (("deliver_p99_ms", "-o", "p99"), ("deliver_p50_ms", "--.", "p50")):
@@ -128,7 +128,8 @@ def latency_vs_load(results: Results, path: Path) -> None:
     ax.set_xticks(results.loads)
     _log_if_wide(ax, seen)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    # Beside the plot, not over it: the lines start where a legend in a corner would sit.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(CHARTS[path.name] + " (solid p99, dashed p50)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
