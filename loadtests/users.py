@@ -20,6 +20,7 @@ lands in Locust's stats, CSV and HTML as request events (type / name):
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from typing import Any
 
@@ -32,6 +33,8 @@ from rtclient.blocking import BlockingClient
 from rtclient.protocol import Gap, RoomEvent
 
 _user_numbers = itertools.count()
+# httpx logs every request at INFO, Locust's default level: every POST of the SSE users.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @events.init_command_line_parser.add_listener
