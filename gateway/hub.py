@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from .acks import AckRegistry
 from .broker import Broker, Command, Dedup, Publication
 from .broker_memory import MemoryBroker
+from .dedup import Deduplicator
 from .delivery_log import Replay
 from .envelope import Envelope, check_name
 from .errors import (
@@ -64,7 +65,7 @@ class Gateway:
         self.metrics = Metrics()
         self._replaying: dict[str, set[Session]] = {}
         self._resumes: dict[str, _Resume] = {}
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self.dedup = Deduplicator(self.broker, self.settings.dedup_window, self.metrics)
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self.closing = False
@@ -394,59 +395,28 @@ class Gateway:
             logged = await self.broker.publish(draft, request.include_self, dedup)
             return {"room": logged.room, "offset": logged.offset}
 
-        return await self._once(session, request.client_event_id, publish, logs_itself=True)
+        return await self.dedup.once(
+            self._dedup_key(session, request.client_event_id), publish, logs_itself=True
+        )
 
     async def emit_event(self, session: Session, request: EmitRequest) -> Any:
         """Run the namespace's handler; its return value is the ack."""
         handler = self.namespaces[session.namespace].handlers.get(request.event)
         if handler is None:
             raise UnknownEvent(f"no handler for event {request.event!r}", event=request.event)
-        return await self._once(session, request.client_event_id, lambda _: handler(session, request.data))
+        return await self.dedup.once(
+            self._dedup_key(session, request.client_event_id), lambda _: handler(session, request.data)
+        )
 
     async def resolve_ack(self, session: Session, request: AckRequest) -> None:
         ack = self.acks.resolve(request.ack_id, session.sid, request.result)
         if ack.waiter is not None and not ack.waiter.done():
             ack.waiter.set_result(request.result)
 
-    async def _once(
-        self,
-        session: Session,
-        client_event_id: str | None,
-        work: Callable[[Dedup | None], Awaitable[Any]],
-        *,
-        logs_itself: bool = False,
-    ) -> Any:
-        """At-least-once in, exactly-once effect: a retransmission gets the first ack again.
-
-        ``logs_itself``: ``work`` stores the dedup entry atomically with its effect (a
-        publish), so a crash between the two cannot let a retransmission log it twice.
-        """
+    def _dedup_key(self, session: Session, client_event_id: str | None) -> str | None:
         if client_event_id is None:
-            return await work(None)
-        key = f"{session.namespace}|{session.user or session.sid}|{client_event_id}"
-        running = self._inflight.get(key)
-        if running is not None:
-            self.metrics.duplicates.inc()
-            return await asyncio.shield(running)
-        cached = await self.broker.dedup_get(key)
-        if cached is not None:
-            self.metrics.duplicates.inc()
-            return cached["result"]
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            dedup = Dedup(key, self.settings.dedup_window)
-            result = await work(dedup)
-            if not logs_itself:
-                await self.broker.dedup_put(key, {"result": result}, self.settings.dedup_window)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: a failure is not cached, the client may retry
-            raise
-        finally:
-            del self._inflight[key]
+            return None
+        return f"{session.namespace}|{session.user or session.sid}|{client_event_id}"
 
     # -- server-side API -----------------------------------------------------
 
