@@ -98,7 +98,11 @@ class MemoryBroker:
         return self._sessions.get(sid)
 
     async def drop_session(self, sid: str, *, expired: bool, ttl: float) -> None:
-        self._sessions.pop(sid, None)
+        record = self._sessions.pop(sid, None)
+        if record is not None:
+            # Its personal room dies with it; without this every connection ever made
+            # would leave a log behind.
+            self._logs.pop((record.namespace, sid), None)
         if expired:
             self._tombstones[sid] = time.monotonic() + ttl
             self._sweep()

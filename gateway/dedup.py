@@ -37,13 +37,16 @@ class Deduplicator:
         if running is not None:
             self._metrics.duplicates.inc()
             return await asyncio.shield(running)
-        cached = await self._broker.dedup_get(key)
-        if cached is not None:
-            self._metrics.duplicates.inc()
-            return cached["result"]
+        # In flight from here on, before the first await: a retransmission arriving
+        # during the broker lookup waits for this one instead of running too.
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
+            cached = await self._broker.dedup_get(key)
+            if cached is not None:
+                self._metrics.duplicates.inc()
+                future.set_result(cached["result"])
+                return cached["result"]
             result = await work(Dedup(key, self._window))
             if not logs_itself:
                 await self._broker.dedup_put(key, {"result": result}, self._window)

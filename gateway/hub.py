@@ -129,14 +129,22 @@ class Gateway:
         return await self._resume(resume_sid, fresh, channel, positions or {})
 
     async def _open(self, session: Session, channel: Channel) -> Session:
-        for room in (session.sid, ALL):
-            session.rooms[room] = await self.broker.position(session.namespace, room)
-        session.positions = dict(session.rooms)
         session.channel = channel
+        # Buffering from before the position reads: with an asynchronous fan-out (Redis)
+        # an event logged just after a read is then held, not missed.
+        session.rooms = dict.fromkeys((session.sid, ALL), "")
         self._begin_replay(session)
         self.sessions[session.sid] = session
+        try:
+            for room in (session.sid, ALL):
+                session.rooms[room] = await self.broker.position(session.namespace, room)
+            session.positions = dict(session.rooms)
+            await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
+        except BaseException:
+            self._end_replay(session)  # nothing stays behind a refused connect
+            self.sessions.pop(session.sid, None)
+            raise
         self._resumes[session.sid] = _Resume({})
-        await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         self.metrics.connects.labels(channel.transport, "no").inc()
         return session
 
@@ -170,7 +178,11 @@ class Gateway:
         session.positions = {room: start[room] for room in session.rooms}
         self.sessions[sid] = session
         self._resumes[sid] = _Resume(replays)
-        await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
+        try:
+            await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
+        except BaseException:
+            self.detach(session, channel, "broker unavailable")  # recoverable, as before the attempt
+            raise
         self.metrics.connects.labels(channel.transport, "yes").inc()
         return session
 
@@ -182,16 +194,17 @@ class Gateway:
             return
         channel.send("open", self.handshake(session))
         if session.state is SessionState.CONNECTED and resume.replays:
-            replayed, gaps = 0, []
+            missed, gaps = [], []
             for room, replay in resume.replays.items():
-                for envelope in replay.events:
-                    if envelope.sender == session.sid and not envelope.echo:
-                        continue  # its own event: the live fan-out skipped it too
-                    channel.deliver(session, envelope, envelope.encode())
-                    session.positions[room] = envelope.offset
-                    replayed += 1
+                # its own events stay out unless it asked for them, as in the live fan-out
+                missed += [e for e in replay.events if e.sender != session.sid or e.echo]
                 if not replay.complete:
-                    gaps.append({"room": room, "after": session.rooms.get(room)})
+                    gaps.append({"room": room, "after": session.positions.get(room)})
+            # One write: a long replay is not a slow consumer.
+            channel.replay(session, missed)
+            replayed = len(missed)
+            if session.channel is not channel:
+                return  # the connection failed under the replay; the session resumes again
             self.metrics.replayed.inc(replayed)
             self.metrics.gaps.inc(len(gaps))
             channel.send(
@@ -492,6 +505,9 @@ class Gateway:
 
     def _go_live(self, session: Session) -> None:
         channel = session.channel
+        if channel is None or session.state is not SessionState.CONNECTED:
+            self._end_replay(session)  # detached meanwhile: it must not rejoin live rooms
+            return
         for envelope in self._end_replay(session):
             seen = session.positions.get(envelope.room)
             if channel is not None and (seen is None or parse_offset(envelope.offset) > parse_offset(seen)):

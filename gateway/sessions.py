@@ -28,6 +28,9 @@ class Channel(Protocol):
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
         """Send one room event (``wire`` is the envelope, encoded once per broadcast)."""
 
+    def replay(self, session: Session, envelopes: list[Envelope]) -> None:
+        """Send a resumed session's missed room events, in order, as one batch."""
+
     def send(self, event: str, data: Any) -> None:
         """Send a gateway frame (``open``, ``recovery``, ``joined``, ...)."""
 

@@ -215,7 +215,12 @@ class _Client:
                     await self._open(resume=self.state.sid is not None)
                 except GatewayError as exc:
                     if exc.code in SESSION_GONE:
-                        await self._start_over()
+                        try:
+                            await self._start_over()
+                        except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
+                                socketio.exceptions.ConnectionError, asyncio.TimeoutError) as again:
+                            log.info("starting over failed: %r", again)
+                            continue
                         break
                     log.info("reconnect refused: %s", exc)
                     continue
@@ -229,11 +234,16 @@ class _Client:
     async def _start_over(self) -> None:
         """The gateway forgot our session: say so, open a new one, rejoin our rooms."""
         rooms = sorted(self.state.rooms)
-        self._deliver(self.state.session_lost())
+        if self.state.sid is not None:
+            self._deliver(self.state.session_lost())
+        self.state.rooms = set(rooms)  # kept until rejoined, so a failed start over retries them
         await self._open(resume=False)
         self.state.stats.reconnects += 1
         for room in rooms:
-            await self.join(room)
+            try:
+                await self.join(room)
+            except GatewayError as exc:  # e.g. no longer allowed: say so, keep the others
+                log.warning("could not rejoin %s: %s", room, exc)
 
     async def _until_lost(self) -> None:
         await self._lost.wait()

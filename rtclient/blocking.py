@@ -209,7 +209,10 @@ class BlockingClient:
                         except (GatewayError, ConnectionLost, OSError, httpx.HTTPError):
                             continue
                         for room in rooms:
-                            self.join(room)
+                            try:
+                                self.join(room)
+                            except (GatewayError, TimeoutError) as exc:  # say so, keep the others
+                                log.warning("could not rejoin %s: %s", room, exc)
                         self.state.stats.reconnects += 1
                         break
                     continue

@@ -189,7 +189,7 @@ class Outbox:
 
 
 class Backoff:
-    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**n))``."""
+    """Exponential backoff with jitter: ``uniform(base / 2, min(cap, base * 2**n))``."""
 
     def __init__(self, base: float = 0.2, cap: float = 10.0, rng: random.Random | None = None) -> None:
         self.base, self.cap = base, cap
@@ -197,7 +197,8 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next(self) -> float:
-        delay = self._rng.uniform(self.base / 2, min(self.cap, self.base * 2**self.attempt))
+        # The exponent is bounded: 2**n overflows a float after ~1,000 attempts.
+        delay = self._rng.uniform(self.base / 2, min(self.cap, self.base * 2 ** min(self.attempt, 30)))
         self.attempt += 1
         return delay
 

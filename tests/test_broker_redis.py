@@ -506,3 +506,21 @@ async def test_publish_stores_its_dedup_entry_in_the_same_step(open_broker: Open
     broker, _ = await open_broker()
     logged = await broker.publish(draft("r", "once"), False, Dedup("k1", 60))
     assert await broker.dedup_get("k1") == {"result": {"room": "r", "offset": logged.offset}}
+
+
+async def test_a_retransmission_during_the_lookup_runs_once(open_broker: Opener) -> None:
+    from gateway.dedup import Deduplicator
+    from gateway.metrics import Metrics
+
+    broker, _ = await open_broker()
+    dedup = Deduplicator(broker, 60, Metrics())
+    runs: list[int] = []
+
+    async def work(_: Any) -> int:
+        runs.append(1)
+        await asyncio.sleep(0.05)
+        return 42
+
+    results = await asyncio.gather(*(dedup.once("same-key", work) for _ in range(5)))
+    assert results == [42] * 5 and runs == [1]
+    assert await dedup.once("same-key", work) == 42 and runs == [1]  # and after, from the broker

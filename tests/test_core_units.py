@@ -176,3 +176,23 @@ def test_core_imports_no_transport_library():
                 assert root not in {"socketio", "engineio", "sse_starlette", "starlette", "fastapi"}, (
                     f"{path.name} imports {name}"
                 )
+
+
+def test_backoff_survives_a_very_long_outage():
+    from rtclient.protocol import Backoff
+
+    b = Backoff(base=0.1, cap=5.0)
+    b.attempt = 5000
+    assert 0.05 <= b.next() <= 5.0
+
+
+async def test_memory_broker_forgets_a_closed_sessions_personal_log():
+    from gateway.broker_memory import MemoryBroker
+    from gateway.sessions import SessionRecord
+    from gateway.settings import Settings
+
+    broker = MemoryBroker(Settings())
+    await broker.position("/chat", "sid-1")  # a session's personal room has a log
+    await broker.save_session(SessionRecord("sid-1", "/chat", None, {"sid-1": "0-0"}), 60)
+    await broker.drop_session("sid-1", expired=True, ttl=60)
+    assert ("/chat", "sid-1") not in broker._logs

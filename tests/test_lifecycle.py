@@ -112,3 +112,22 @@ async def test_slow_sse_consumer_is_cut_and_counted():
     dropped = gateway.metrics.dropped.labels("slow_consumer")._value.get()
     assert dropped == 1
     await gateway.stop()
+
+
+async def test_a_long_replay_is_not_a_slow_consumer():
+    gw = ThreadedGateway(session_queue_size=5, log_max_length=100).start()
+    try:
+        sub, pub = make_driver("sse-post", gw.url), make_driver("sse-post", gw.url)
+        await sub.connect("/chat"), await pub.connect("/chat")
+        await sub.join("long"), await pub.join("long")
+        await sub.drop()
+        for i in range(30):  # six times the queue bound
+            await pub.publish("long", i)
+        await sub.connect("/chat", resume=True)
+        await sub.until(lambda: bool(sub.control("recovery")), what="recovery")
+        assert sub.control("recovery")[0]["complete"] is True
+        assert [e["data"] for e in sub.room_events("long")] == list(range(30))
+        assert gw.gateway.sessions[sub.sid].state.value == "connected"
+        await sub.close(), await pub.close()
+    finally:
+        gw.stop()

@@ -53,6 +53,10 @@ class SioChannel:
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
         self._transport.outbox_put(("to", envelope.event, envelope.to_wire(), self.sio_sid, self.namespace))
 
+    def replay(self, session: Session, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            self.deliver(session, envelope, b"")
+
     def send(self, event: str, data: Any) -> None:
         self._transport.outbox_put(("to", event, data, self.sio_sid, self.namespace))
 
@@ -223,7 +227,7 @@ class _Namespace(socketio.AsyncNamespace):
         )
         return await self.gateway.emit_event(session, request)
 
-    async def _connect(self, sio_sid: str, auth: Any) -> None:
+    async def _connect(self, sio_sid: str, auth: Any) -> bool | None:
         auth = auth if isinstance(auth, dict) else {}
         channel = SioChannel(self.t, sio_sid, self.namespace)
         try:
@@ -240,6 +244,11 @@ class _Namespace(socketio.AsyncNamespace):
         except GatewayError as exc:
             self.gateway.metrics.rejected.labels(exc.code).inc()
             raise refusal(exc) from None
+        if self.server.manager.eio_sid_from_sid(sio_sid, self.namespace) not in self.server.eio.sockets:
+            # The socket went away while we awaited the hub: python-socketio will not
+            # report its disconnect (it never finished connecting), so detach it here.
+            self.gateway.detach(session, channel, "socket.io: gone during connect")
+            return False
         channel.session = session
         self.t.channels[(self.namespace, sio_sid)] = channel
         # python-socketio sends CONNECT after this handler returns; the outbox

@@ -50,6 +50,13 @@ class SseChannel:
         return b"id: " + format_cursor(session.sid, session.positions).encode() + b"\n"
 
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
+        self._put(self._frame(session, envelope, wire))
+
+    def replay(self, session: Session, envelopes: list[Envelope]) -> None:
+        if envelopes:
+            self._put(b"".join(self._frame(session, e, e.encode()) for e in envelopes))
+
+    def _frame(self, session: Session, envelope: Envelope, wire: bytes) -> bytes:
         self.payloads += 1
         room, positions = envelope.room, session.positions
         positions[room] = envelope.offset
@@ -58,7 +65,7 @@ class SseChannel:
             others = {r: o for r, o in positions.items() if r != room}
             self._rest = b"id: " + format_cursor(session.sid, others).encode() + (b"," if others else b"")
             self._rest_key = key
-        self._put(
+        return (
             self._rest + room.encode() + b"=" + envelope.offset.encode()
             + b"\nevent: " + envelope.event.encode() + b"\ndata: " + wire + b"\n\n"
         )
