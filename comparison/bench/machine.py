@@ -8,11 +8,11 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import psutil
 
+from ..manifest import cpu_model
 from .servers import ROOT
 
 PYTHON_PACKAGES = (
@@ -20,16 +20,6 @@ PYTHON_PACKAGES = (
     "fastapi", "starlette", "sse-starlette", "pydantic", "orjson", "psutil",
 )
 NODE_PACKAGES = ("socket.io", "engine.io", "ws", "socket.io-adapter", "socket.io-parser")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _run(*argv: str) -> str | None:
@@ -62,7 +52,7 @@ def machine_info() -> dict[str, Any]:
     memory = psutil.virtual_memory()
     freq = psutil.cpu_freq()
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "cpu_mhz": round(freq.current) if freq else None,
         "memory_bytes": memory.total,
