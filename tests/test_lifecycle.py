@@ -131,3 +131,23 @@ async def test_a_long_replay_is_not_a_slow_consumer():
         await sub.close(), await pub.close()
     finally:
         gw.stop()
+
+
+async def test_slow_socketio_consumer_is_cut_and_counted():
+    from rtclient.aio import abandon
+
+    gw = ThreadedGateway(session_queue_size=5).start()  # pings every 25 s: only the bound can cut it
+    try:
+        slow, pub = make_driver("socketio-polling", gw.url), make_driver("sse-post", gw.url)
+        await slow.connect("/chat"), await pub.connect("/chat")
+        await slow.join("flood"), await pub.join("flood")
+        await abandon(slow.client)  # stops polling: its server-side queue only grows
+        slow.client = None
+        session = gw.gateway.sessions[slow.sid]
+        for i in range(20):
+            await pub.publish("flood", i)
+        await wait_state(lambda: session.state.value == "detached")  # cut, and recoverable
+        assert gw.gateway.metrics.dropped.labels("slow_consumer")._value.get() >= 1
+        await pub.close()
+    finally:
+        gw.stop()

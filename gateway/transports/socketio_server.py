@@ -161,8 +161,16 @@ class SocketIOTransport:
         server = self.server
         encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, data]).encode()
         packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])]
+        bound = self.gateway.settings.session_queue_size
         for sid, eio_sid in list(server.manager.get_participants(namespace, room)):
             if sid == skip:
+                continue
+            socket = server.eio.sockets.get(eio_sid)
+            if socket is not None and socket.queue.qsize() > bound:
+                # Engine.IO's per-socket queue has no bound of its own: a client this far
+                # behind is cut, as on SSE, and resumes from the delivery log.
+                self.gateway.metrics.dropped.labels("slow_consumer").inc()
+                self.outbox_put(("close", None, None, sid, namespace))
                 continue
             try:
                 for one in packets:
