@@ -34,7 +34,6 @@ from .wire import (
     eio_open_sid,
     eio_path,
     http_request,
-    parse_head,
     payload,
     sio_ack,
     sio_connect,
@@ -59,7 +58,6 @@ class SioWs(Conn):
         self.reader = WsReader()
         self.upgraded = False
         self.live = False
-        self.head = b""
         self.track = track
         self.publisher = publisher
         self.namespace = "/chat"
@@ -92,21 +90,11 @@ class SioWs(Conn):
                 self.fail(f"WebSocket closed by the server ({frame[:2].hex() or 'no code'})")
 
     def _upgrade(self, data: bytes) -> bytes:
-        self.head += data
-        try:
-            parsed = parse_head(self.head)
-        except ProtocolError as exc:
-            self.fail(str(exc))
-            return b""
-        if parsed is None:
-            return b""
-        head, used = parsed
-        if head.status != 101:
-            self.fail(f"WebSocket upgrade answered {head.status}: {self.head[used:used + 200]!r}")
+        taken = self.take_head(data, 101, "WebSocket upgrade")
+        if taken is None:
             return b""
         self.upgraded = True
-        rest, self.head = self.head[used:], b""
-        return rest
+        return taken[1]
 
     def send_packet(self, packet: bytes) -> None:
         self.write(ws_frame(packet))

@@ -18,7 +18,7 @@ import orjson
 from .connection import Conn, HttpPool, connect
 from .publisher import Publisher
 from .sink import Track
-from .wire import SAMPLE, ChunkedDecoder, ProtocolError, Response, http_request, parse_head, payload
+from .wire import SAMPLE, ChunkedDecoder, Response, http_request, payload
 
 _OPEN = b"event: open\ndata: "
 _MAX_TAIL = 1 << 20
@@ -30,7 +30,6 @@ class SseStream(Conn):
     def __init__(self, track: Track | None) -> None:
         super().__init__()
         self.track = track
-        self.head = b""
         self.decode: ChunkedDecoder | None = None
         self.identity = False  # a stream without chunking (read until close)
         self.tail = b""
@@ -65,23 +64,14 @@ class SseStream(Conn):
                 self.track.add(found, time.monotonic_ns())
 
     def _head(self, data: bytes) -> bytes:
-        self.head += data
-        try:
-            parsed = parse_head(self.head)
-        except ProtocolError as exc:
-            self.fail(str(exc))
+        taken = self.take_head(data, 200, "GET /sse/connect")
+        if taken is None:
             return b""
-        if parsed is None:
-            return b""
-        head, used = parsed
-        if head.status != 200:
-            self.fail(f"GET /sse/connect answered {head.status}: {self.head[used:used + 200]!r}")
-            return b""
+        head, rest = taken
         if head.chunked:
             self.decode = ChunkedDecoder()
         else:
             self.identity = True
-        rest, self.head = self.head[used:], b""
         return rest
 
     def _open(self, frames: bytes) -> None:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .wire import Response, ResponseReader, http_request
+from .wire import ProtocolError, Response, ResponseHead, ResponseReader, http_request, parse_head
 
 
 class Conn(asyncio.Protocol):
@@ -25,6 +25,7 @@ class Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self.ended: str | None = None  # why the connection is over, once it is
         self.closing = False  # we closed it on purpose
+        self.head = b""  # a response head still arriving
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
@@ -33,6 +34,24 @@ class Conn(asyncio.Protocol):
         if self.ended is None:
             self.ended = "closed by us" if self.closing else f"closed by the server ({exc or 'EOF'})"
         self._wake()
+
+    def take_head(self, data: bytes, status: int, what: str) -> tuple[ResponseHead, bytes] | None:
+        """Accumulate a response head; once complete and answering ``status``, return it with
+        the bytes after it. A wrong status or a malformed head fails the connection."""
+        self.head += data
+        try:
+            parsed = parse_head(self.head)
+        except ProtocolError as exc:
+            self.fail(str(exc))
+            return None
+        if parsed is None:
+            return None
+        head, used = parsed
+        if head.status != status:
+            self.fail(f"{what} answered {head.status}: {self.head[used:used + 200]!r}")
+            return None
+        rest, self.head = self.head[used:], b""
+        return head, rest
 
     def fail(self, reason: str) -> None:
         """End the connection because the peer broke the protocol."""
