@@ -133,7 +133,7 @@ def create_app(
         offset = await gateway.emit(body.namespace, body.event, body.data, to=body.room)
         return JSONResponse({"ok": True, "result": {"room": body.room or "*", "offset": offset}})
 
-    api.include_router(sse.router(gateway, shutdown))
+    api.include_router(sse.router(gateway))
 
     # The demo page and the JavaScript client (gateway/static, socket.io-client from node_modules).
     @api.get("/", include_in_schema=False)

@@ -98,10 +98,11 @@ async def test_sigterm_sends_a_reconnect_hint_not_a_reset():
 
 async def test_slow_sse_consumer_is_cut_and_counted():
     gateway = Gateway(Settings(session_queue_size=3))
-    gateway.add_transport(SseTransport())
+    streams = SseTransport()
+    gateway.add_transport(streams)
     gateway.namespace("/chat")
     await gateway.start()
-    channel = SseChannel(gateway)
+    channel = SseChannel(gateway, streams)
     session = await gateway.connect("/chat", channel, {})
     channel.session = session
     gateway.activate(session)  # open: 1 frame queued

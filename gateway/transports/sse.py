@@ -1,62 +1,88 @@
 """SSE + POST: one ``text/event-stream`` for server->client, POSTs for client->server.
 
 Wire format: ``docs/protocol.md``. This module only translates HTTP to hub calls.
+
+The event stream is written straight from the fan-out: a room event is framed
+once per broadcast (``_tail``), each subscriber adds its own ``id:`` cursor, and
+the chunk goes to the ASGI ``send`` in the same loop (``eager.run_eagerly``). No
+task, queue or timer per connection: one pinger for all streams keeps proxies
+and client watchdogs fed, and frames wait in a bounded list only while a
+subscriber's socket is full, to leave in one write when it drains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-import anyio
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
 from ..envelope import Envelope
 from ..errors import BadLastEventId, PayloadTooLarge
 from ..hub import Gateway
 from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest, Request as Body
 from ..offsets import format_cursor, parse_cursor
+from ..rooms import Room
 from ..sessions import Session
-from ..transport import ChannelFanout
-
-import orjson
+from .eager import run_eagerly
 
 NAME = "sse"
-_CLOSE = None  # queue sentinel: end the stream
+PING = b": ping\n\n"
+
+
+def _tail(envelope: Envelope, wire: bytes) -> bytes:
+    """A room event's frame after the subscriber's part of the ``id:`` line."""
+    return (
+        envelope.room.encode() + b"=" + envelope.offset.encode()
+        + b"\nevent: " + envelope.event.encode() + b"\ndata: " + wire + b"\n\n"
+    )
 
 
 class SseChannel:
-    """One event stream. Frames are bytes, queued in a bounded queue the response drains."""
+    """One event stream: frames are written at once, or wait (bounded) while the socket is full."""
 
     transport = NAME
-    __slots__ = ("queue", "session", "cut", "payloads", "_gateway", "_rest", "_rest_key")
+    __slots__ = (
+        "session", "cut", "payloads", "ended", "last_write", "write_began", "_gateway", "_streams", "_limit",
+        "_clock", "_send", "_pending", "writing", "poll", "_rest", "_rest_key",
+    )
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(gateway.settings.session_queue_size)
+    def __init__(self, gateway: Gateway, streams: SseTransport, *, poll: bool = False) -> None:
+        self._gateway, self._streams = gateway, streams
+        self._limit = gateway.settings.session_queue_size
+        self._clock = asyncio.get_running_loop().time
         self.session: Session | None = None
         self.cut: str | None = None
-        self.payloads = 0  # room events and calls queued: what a poll waits for
+        self.payloads = 0  # room events and calls sent: what a poll waits for
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last_write = self.write_began = self._clock()
+        self._send: Send | None = None  # set once the response has started
+        self._pending: list[bytes] = []
+        self.writing = False  # a write is waiting for the socket to drain
+        self.poll = poll
         # The cursor minus one room's position, kept between deliveries to that room:
         # a busy room then costs one concatenation per delivery, not a rebuilt cursor.
         self._rest = b""
         self._rest_key: tuple[str, int, int] | None = None
 
-    def _id_line(self, session: Session) -> bytes:
-        return b"id: " + format_cursor(session.sid, session.positions).encode() + b"\n"
+    # -- what the hub calls (sessions.Channel) ------------------------------
 
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
-        self._put(self._frame(session, envelope, wire))
+        self.push(session, envelope, _tail(envelope, wire))
+
+    def push(self, session: Session, envelope: Envelope, tail: bytes) -> None:
+        """``deliver`` with the broadcast's shared part of the frame already built."""
+        self._put(self._frame(session, envelope, tail))
 
     def replay(self, session: Session, envelopes: list[Envelope]) -> None:
         if envelopes:
-            self._put(b"".join(self._frame(session, e, e.encode()) for e in envelopes))
+            self._put(b"".join(self._frame(session, e, _tail(e, e.encode())) for e in envelopes))
 
-    def _frame(self, session: Session, envelope: Envelope, wire: bytes) -> bytes:
+    def _frame(self, session: Session, envelope: Envelope, tail: bytes) -> bytes:
         self.payloads += 1
         room, positions = envelope.room, session.positions
         positions[room] = envelope.offset
@@ -65,15 +91,14 @@ class SseChannel:
             others = {r: o for r, o in positions.items() if r != room}
             self._rest = b"id: " + format_cursor(session.sid, others).encode() + (b"," if others else b"")
             self._rest_key = key
-        return (
-            self._rest + room.encode() + b"=" + envelope.offset.encode()
-            + b"\nevent: " + envelope.event.encode() + b"\ndata: " + wire + b"\n\n"
-        )
+        return self._rest + tail
 
     def send(self, event: str, data: Any) -> None:
         self._rest_key = None  # joined/left change the room set
         # open and joined move the cursor, so they carry an id a reconnect can resume from.
-        head = self._id_line(self.session) if self.session and event in ("open", "joined", "left") else b""
+        head = b""
+        if self.session is not None and event in ("open", "joined", "left"):
+            head = b"id: " + format_cursor(self.session.sid, self.session.positions).encode() + b"\n"
         if event == "open":
             head += b"retry: 1000\n"
         self._put(head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
@@ -83,47 +108,197 @@ class SseChannel:
         self.send("call", {"ackId": ack_id, "event": event, "data": data})
 
     def close(self, reason: str) -> None:
+        """End the stream once what is already queued (a ``close`` frame) is written."""
         if self.cut is None:
             self.cut = reason
-        try:
-            self.queue.put_nowait(_CLOSE)
-        except asyncio.QueueFull:
-            pass  # the stream sees ``cut`` after its next frame
+        if self._send is not None and not self.writing and not self._pending:
+            self._end()
+
+    # -- writing --------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._put(PING)
 
     def _put(self, frame: bytes) -> None:
         if self.cut is not None:
             return
+        if self._send is None or self.writing:
+            # Waiting for the response to start or the socket to drain: bounded.
+            if len(self._pending) >= self._limit:
+                self.stall()
+                return
+        elif not self._pending:
+            self._streams.flush_soon(self)
+        self._pending.append(frame)
+
+    def flush(self) -> None:
+        """Write what this loop iteration queued, as one chunk."""
+        if self._pending and self._send is not None and not self.writing:
+            chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending.clear()
+            self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        assert self._send is not None
+        self.writing = True
+        self.last_write = self.write_began = self._clock()
+        run_eagerly(self._send({"type": "http.response.body", "body": chunk, "more_body": True}), self._written)
+
+    def _written(self, _: None, error: BaseException | None) -> None:
+        self.writing = False
+        self.last_write = self._clock()
+        if error is not None:
+            self._lost("stream closed")
+        elif self._pending:
+            self.flush()
+        elif self.cut is not None or (self.poll and self.payloads):
+            self._end()
+
+    def stall(self) -> None:
+        # A subscriber this far behind is cut, not silently skipped: it resumes
+        # from the delivery log when it reconnects.
+        self._gateway.metrics.dropped.labels("slow_consumer").inc()
+        self._lost("slow_consumer")
+
+    def _lost(self, reason: str) -> None:
+        if self.cut is None or self.cut == "shutdown":
+            self.cut = reason
+        self._pending.clear()
+        self._end()
+        if self.session is not None:
+            self._gateway.detach(self.session, self, reason)
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    # -- the response's side ---------------------------------------------------
+
+    def start(self, send: Send, receive: Receive) -> None:
+        """The response has started: write what waited (one chunk) and watch for the client leaving."""
+        self._send = send
+        self._listen(receive)
+        if self._pending:
+            self.flush()
+        elif self.cut is not None:
+            self._end()
+
+    def _listen(self, receive: Receive) -> None:
+        def heard(message: dict[str, Any] | None, error: BaseException | None) -> None:
+            if error is None and message is not None and message["type"] != "http.disconnect":
+                self._listen(receive)  # the (empty) request body: wait for the next message
+            elif not self.ended.done():
+                self._lost("stream closed")
+
+        run_eagerly(receive(), heard)
+
+
+class EventStreamResponse(Response):
+    """The ``text/event-stream`` of one ``SseChannel``; the session goes live once it has started."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, gateway: Gateway, channel: SseChannel, streams: SseTransport, wait: float) -> None:
+        # No ``Response.__init__``: without a body it would declare Content-Length: 0.
+        self.status_code, self.background = 200, None
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self._gateway, self._channel, self._streams, self._wait = gateway, channel, streams, wait
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway, channel = self._gateway, self._channel
+        session = channel.session
+        assert session is not None
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        timer = None
         try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            # A subscriber this far behind is cut, not silently skipped: it resumes
-            # from the delivery log when it reconnects.
-            self._gateway.metrics.dropped.labels("slow_consumer").inc()
-            self.cut = "slow_consumer"
-            if self.session is not None:
-                self._gateway.detach(self.session, self, "slow_consumer")
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        """Drain the queue, coalescing whatever is waiting into one write."""
-        queue = self.queue
-        while True:
-            frame = await queue.get()
-            if frame is _CLOSE:
-                return
-            chunk = [frame]
-            while not queue.empty():
-                more = queue.get_nowait()
-                if more is _CLOSE:
-                    yield b"".join(chunk)
-                    return
-                chunk.append(more)
-            yield b"".join(chunk) if len(chunk) > 1 else frame
-            if self.cut is not None and self.cut != "shutdown":
-                return
+            gateway.activate(session)  # open (+ replay, recovery) waits in the channel: one write
+            channel.start(send, receive)
+            if channel.poll:
+                # A buffering proxy flushes a response only when it ends: end it as soon
+                # as there is something to hand over, else after one ping interval.
+                timer = asyncio.get_running_loop().call_later(self._wait, channel.close, "poll")
+            else:
+                self._streams.watch(channel)
+            await channel.ended
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._streams.unwatch(channel)
+            gateway.detach(session, channel, channel.cut or "stream closed")
+        if channel.cut not in ("stream closed", "slow_consumer"):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    send({"type": "http.response.body", "body": b"", "more_body": False}),
+                    gateway.settings.ping_timeout,
+                )
 
 
-class SseTransport(ChannelFanout):
+class SseTransport:
+    """Room fan-out over event streams, and the one pinger that serves them all."""
+
     name = NAME
+
+    def __init__(self) -> None:
+        self.streams: set[SseChannel] = set()
+        # Channels with frames queued in this loop iteration: written together at its
+        # end, so events published in one iteration leave in one write per stream.
+        self._dirty: list[SseChannel] = []
+        self._pinger: asyncio.Task[None] | None = None
+        self._ping_interval = self._ping_timeout = 0.0
+
+    def broadcast(
+        self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
+    ) -> None:
+        tail = _tail(envelope, wire)
+        # A copy: a subscriber cut as a slow consumer leaves ``members`` mid-loop.
+        for sid, session in list(members.items()):
+            channel = session.channel
+            if sid != skip and isinstance(channel, SseChannel):
+                channel.push(session, envelope, tail)
+
+    def attach(self, session: Session, room: str) -> None:
+        pass
+
+    def detach(self, session: Session, room: str) -> None:
+        pass
+
+    def flush_soon(self, channel: SseChannel) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(channel)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for channel in dirty:
+            channel.flush()
+
+    def configure(self, ping_interval: float, ping_timeout: float) -> None:
+        self._ping_interval, self._ping_timeout = ping_interval, ping_timeout
+
+    def watch(self, channel: SseChannel) -> None:
+        self.streams.add(channel)
+        if self._pinger is None or self._pinger.done():
+            self._pinger = asyncio.create_task(self._ping_forever(), name="sse-pinger")
+
+    def unwatch(self, channel: SseChannel) -> None:
+        self.streams.discard(channel)
+
+    async def _ping_forever(self) -> None:
+        """Ping streams quiet for a ping interval; cut those whose write has waited a ping timeout.
+
+        Ends when no stream is left, so a stopped server has no task pending.
+        """
+        period = min(1.0, self._ping_interval / 4)
+        loop = asyncio.get_running_loop()
+        while self.streams:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for channel in list(self.streams):
+                if channel.writing:
+                    if now - channel.write_began > self._ping_timeout:
+                        channel.stall()
+                elif now - channel.last_write >= self._ping_interval:
+                    channel.ping()
 
 
 _CONNECT_PARAMS = frozenset({"namespace", "token", "sid", "lastEventId"})
@@ -165,16 +340,19 @@ def _ok(result: Any) -> JSONResponse:
     return JSONResponse({"ok": True, "result": result})
 
 
-def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
-    """The SSE + POST endpoints over ``gateway``; ``shutdown`` is set when the server stops."""
+def router(gateway: Gateway) -> APIRouter:
+    """The SSE + POST endpoints over ``gateway``."""
+    settings = gateway.settings
     transport = SseTransport()
+    transport.configure(settings.ping_interval, settings.ping_timeout)
     gateway.add_transport(transport)
     api = APIRouter(prefix="/sse", tags=["SSE + POST"])
-    limit = gateway.settings.max_payload
+    limit = settings.max_payload
 
     @api.get(
         "/connect",
-        response_class=EventSourceResponse,
+        response_class=EventStreamResponse,
+        status_code=200,
         responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream"}},
         summary="Open (or resume) a session and receive its events",
     )
@@ -191,7 +369,7 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
             description="poll: end the response after the first batch of events (or pingInterval "
             "without any); for proxies that buffer responses. Resume each poll with Last-Event-ID.",
         ),
-    ) -> EventSourceResponse:
+    ) -> EventStreamResponse:
         cursor = last_event_id or last_event_id_query
         positions: dict[str, str] | None = None
         if cursor:
@@ -199,39 +377,14 @@ def router(gateway: Gateway, shutdown: anyio.Event) -> APIRouter:
             if sid is not None and sid != cursor_sid:
                 raise BadLastEventId("Last-Event-ID belongs to another session than ?sid=")
             sid = cursor_sid
-        channel = SseChannel(gateway)
+        channel = SseChannel(gateway, transport, poll=mode == "poll")
         session = await gateway.connect(
             namespace, channel, _auth(request, token, authorization), resume_sid=sid, positions=positions
         )
         channel.session = session
-        fresh = sid is None
-        wait = gateway.settings.ping_interval
-
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                gateway.activate(session)
-                frames = channel.frames()
-                async for chunk in frames:
-                    yield chunk
-                    if mode == "poll":
-                        # A buffering proxy flushes a response only when it ends: end it
-                        # as soon as there is something to hand over (a new session's
-                        # handshake counts), else after one ping interval.
-                        if not fresh and channel.payloads == 0:
-                            with contextlib.suppress(TimeoutError, StopAsyncIteration):
-                                yield await asyncio.wait_for(anext(frames), wait)
-                        return
-            finally:
-                gateway.detach(session, channel, channel.cut or "stream closed")
-
-        return EventSourceResponse(
-            stream(),
-            ping=gateway.settings.ping_interval,
-            headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
-            send_timeout=gateway.settings.ping_timeout,
-            shutdown_event=shutdown,
-            shutdown_grace_period=gateway.settings.shutdown_grace,
-        )
+        if mode == "poll" and sid is None:
+            channel.payloads += 1  # a new session's handshake is worth handing over at once
+        return EventStreamResponse(gateway, channel, transport, settings.ping_interval)
 
     @api.post("/sessions/{sid}/join", openapi_extra=_body(JoinRequest), summary="Join a room")
     async def join(sid: str, request: Request) -> JSONResponse:
