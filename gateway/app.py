@@ -146,7 +146,7 @@ def create_app(
         return FileResponse(path, media_type=media_type, headers=client_files.HEADERS)
 
     socketio_transport = SocketIOTransport(gateway)
-    app = socketio_transport.asgi_app(api)
+    app = socketio_transport.asgi_app(sse.EventStreamHost(api))
     app.fastapi = api
     app.gateway = gateway
     return app

@@ -49,10 +49,11 @@ class MemoryBroker:
     def _log(self, namespace: str, room: str) -> RoomLog:
         log = self._logs.get((namespace, room))
         if log is None:
-            log = self._logs[(namespace, room)] = RoomLog(
-                self._epoch, self._settings.log_max_length, self._settings.log_max_age
-            )
+            log = self._logs[(namespace, room)] = self._empty_log()
         return log
+
+    def _empty_log(self) -> RoomLog:
+        return RoomLog(self._epoch, self._settings.log_max_length, self._settings.log_max_age)
 
     async def publish(self, draft: Envelope, include_sender: bool, dedup: Dedup | None = None) -> Envelope:
         log = self._log(draft.namespace, draft.room)
@@ -71,10 +72,15 @@ class MemoryBroker:
         raise UnknownSession(f"no session {command.sid!r} on this node", sid=command.sid)
 
     async def position(self, namespace: str, room: str) -> str:
-        return self._log(namespace, room).last_offset
+        log = self._logs.get((namespace, room))
+        return log.last_offset if log is not None else f"{self._epoch}-0"
 
     async def replay(self, namespace: str, room: str, after: str) -> Replay:
-        log = self._log(namespace, room)
+        # A room nobody published to has no log yet (every session's personal room,
+        # mostly): asking about it must not cost each session a log.
+        log = self._logs.get((namespace, room))
+        if log is None:
+            log = self._empty_log()
         log.trim(_now_ms())
         return log.since(after)
 
