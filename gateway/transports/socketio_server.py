@@ -133,7 +133,7 @@ class SocketIOTransport:
 
             try:
                 if kind == "room":
-                    await self._room_emit(event, data, target, namespace, extra[0])
+                    self._room_emit(event, data, target, namespace, extra[0])
                 elif kind == "to":
                     await server.emit(event, data, to=target, namespace=namespace)
                 elif kind == "enter":
@@ -150,33 +150,37 @@ class SocketIOTransport:
             except Exception:  # one bad socket must not stop the outbox
                 log.exception("socket.io send failed", extra={"kind": kind, "event": event})
 
-    async def _room_emit(self, event: str, data: Any, room: str, namespace: str, skip: str | None) -> None:
-        """One room broadcast: encoded once, handed to each socket in turn.
+    def _room_emit(self, event: str, data: Any, room: str, namespace: str, skip: str | None) -> None:
+        """One room broadcast: encoded once, queued for each socket's Engine.IO writer.
 
-        python-socketio's ``emit`` does the same but creates one task per recipient;
-        at a thousand recipients that is a thousand tasks per event (and the garbage
-        collector's time with them). ``send_packet`` only queues for the socket's
-        writer, so a plain loop is enough.
+        python-socketio's ``emit`` creates one task per recipient; at a thousand
+        recipients that is a thousand tasks per event (and the garbage collector's
+        time with them). ``AsyncSocket.send`` is three coroutines per recipient around
+        an unbounded queue's ``put``; the loop does that ``put`` itself (the ping
+        check it skips is the Engine.IO ping loop's job anyway).
         """
         server = self.server
         encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, data]).encode()
         packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])]
         bound = self.gateway.settings.session_queue_size
+        sockets = server.eio.sockets
         for sid, eio_sid in list(server.manager.get_participants(namespace, room)):
             if sid == skip:
                 continue
-            socket = server.eio.sockets.get(eio_sid)
-            if socket is not None and socket.queue.qsize() > bound:
+            socket = sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                # closing under us: its session resumes from the log
+                self.gateway.metrics.dropped.labels("socket_closed").inc()
+                continue
+            queue = socket.queue
+            if queue.qsize() > bound:
                 # Engine.IO's per-socket queue has no bound of its own: a client this far
                 # behind is cut, as on SSE, and resumes from the delivery log.
                 self.gateway.metrics.dropped.labels("slow_consumer").inc()
                 self.outbox_put(("close", None, None, sid, namespace))
                 continue
-            try:
-                for one in packets:
-                    await server.eio.send_packet(eio_sid, one)
-            except Exception:  # a socket closing under us must not cost the others their copy
-                self.gateway.metrics.dropped.labels("socket_closed").inc()
+            for one in packets:
+                queue.put_nowait(one)
 
     def _ack_callback(self, sio_sid: str, namespace: str, ack_id: str) -> Any:
         async def acked(*args: Any) -> None:
