@@ -78,7 +78,7 @@ export async function problemError(response) {
 /**
  * A Server-Sent Events parser (the WHATWG algorithm): feed text, get frames back.
  * Comments come back as {comment} so a caller can see pings; the gateway ends lines with
- * "\n" and sse-starlette's pings with "\r\n", so every line ending is accepted.
+ * "\n", but proxies and other servers may use "\r\n" or "\r", so every line ending is accepted.
  */
 export class SseParser {
   constructor() {
