@@ -117,6 +117,10 @@ class NotJoined(Forbidden):
     code, title = "not_joined", "Publishing to a room the session has not joined"
 
 
+class TooManyRooms(GatewayError):
+    code, status, title = "too_many_rooms", 409, "Too many rooms for one session"
+
+
 class NotFound(GatewayError):
     code, status, title = "not_found", 404, "Not found"
 

@@ -26,6 +26,7 @@ from .errors import (
     NotJoined,
     SessionClosed,
     SessionExpired,
+    TooManyRooms,
     UnknownEvent,
     UnknownNamespace,
     UnknownSession,
@@ -351,6 +352,9 @@ class Gateway:
         room = request.room
         if room in session.rooms:
             return {"room": room, "offset": session.rooms[room]}
+        limit = self.settings.max_rooms_per_session
+        if sum(r not in (session.sid, ALL) for r in session.rooms) >= limit:
+            raise TooManyRooms(f"a session may be in {limit} rooms; leave one first", limit=limit)
         if room == ALL or await self.broker.load_session(room) is not None:
             raise ForbiddenRoom(f"{room!r} is another session's personal room", room=room)
         if not await ns.may_join(session, room):
@@ -510,10 +514,12 @@ class Gateway:
             return
         for envelope in self._end_replay(session):
             seen = session.positions.get(envelope.room)
-            if channel is not None and (seen is None or parse_offset(envelope.offset) > parse_offset(seen)):
+            if seen is None or parse_offset(envelope.offset) > parse_offset(seen):
                 channel.deliver(session, envelope, envelope.encode())
                 session.positions[envelope.room] = envelope.offset
-        for room in session.rooms:
+        for room in list(session.rooms):
+            if session.channel is not channel:
+                return  # cut meanwhile (its transport could not keep up): it resumes again
             self._add_live(session, room)
 
     def _add_live(self, session: Session, room: str) -> None:

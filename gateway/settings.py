@@ -25,10 +25,17 @@ class Settings(BaseSettings):
     # clientEventId deduplication window (seconds).
     dedup_window: float = Field(300.0, gt=0)
 
-    # Events queued for one SSE stream before the session is cut as a slow consumer.
+    # Events queued for one connection before the session is cut as a slow consumer.
     session_queue_size: int = Field(1000, gt=0)
+    # Items (broadcasts, frames, room changes) waiting for this node's Socket.IO sender;
+    # past it, their recipients are cut and resume from the delivery log.
+    socketio_outbox_size: int = Field(100_000, gt=0)
     # Default timeout of server->client calls (seconds).
     call_timeout: float = Field(10.0, gt=0)
+    # Rooms one session may be in (its personal room aside). Bounds per-session state and
+    # the SSE resume cursor, which travels as Last-Event-ID: ~30 bytes a room, and proxies
+    # cap a header line (nginx: 8 KB by default).
+    max_rooms_per_session: int = Field(100, gt=0)
     # Publishing to a room the session has not joined is refused unless this is set.
     allow_publish_unjoined: bool = False
 

@@ -152,3 +152,49 @@ async def test_slow_socketio_consumer_is_cut_and_counted():
         await pub.close()
     finally:
         gw.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_session_cannot_join_more_rooms_than_the_limit(transport):
+    gw = ThreadedGateway(max_rooms_per_session=3).start()
+    try:
+        c = make_driver(transport, gw.url)
+        await c.connect("/chat")
+        for r in ("a", "b", "c"):
+            await c.join(r)
+        await c.join("b")  # already in: not one more
+        await expect_error("too_many_rooms", c.join("d"))
+        session = gw.gateway.sessions[c.sid]
+        assert sorted(r for r in session.rooms if r not in (c.sid, "*")) == ["a", "b", "c"]  # refused: nothing changed
+        await c.leave("a")
+        await c.join("d")  # room for one again
+        await c.close()
+    finally:
+        gw.stop()
+
+
+async def test_a_full_socketio_outbox_cuts_its_recipients_who_resume_from_the_log():
+    # Room for a resume (open, replay, recovery, a room change per room) but not for the burst.
+    gw = ThreadedGateway(socketio_outbox_size=8).start()
+    try:
+        sub = make_driver("socketio-websocket", gw.url)
+        await sub.connect("/chat")
+        await sub.join("burst")
+
+        async def burst() -> None:  # twenty broadcasts before the outbox's sender gets a turn
+            for i in range(20):
+                await gw.gateway.emit("/chat", "m", i, to="burst")
+
+        gw.run(burst())
+        assert gw.gateway.metrics.dropped.labels("socketio_outbox_full")._value.get() >= 1
+        await sub.until(lambda: bool(sub.control("close")), what="the reconnect hint")
+        assert sub.control("close")[-1] == {"reason": "socketio_outbox_full", "reconnect": True}
+        await sub.until(lambda: any(e == "__disconnect__" for e, _ in sub.frames), what="the disconnect")
+        await sub.connect("/chat", resume=True)  # what the hint asks for (rtclient does it by itself)
+        await sub.until(lambda: len(sub.room_events("burst")) >= 20, what="twenty events, live or replayed")
+        assert [e["data"] for e in sub.room_events("burst")] == list(range(20))  # once each, in order
+        await sub.until(lambda: bool(sub.control("recovery")), what="a resume")
+        assert gw.gateway.sessions[sub.sid].state.value == "connected"
+        await sub.close()
+    finally:
+        gw.stop()

@@ -54,8 +54,10 @@ class SioChannel:
         self._transport.outbox_put(("to", envelope.event, envelope.to_wire(), self.sio_sid, self.namespace))
 
     def replay(self, session: Session, envelopes: list[Envelope]) -> None:
-        for envelope in envelopes:
-            self.deliver(session, envelope, b"")
+        # One outbox item however long: a long replay is not a full outbox.
+        if envelopes:
+            events = [(e.event, e.to_wire()) for e in envelopes]
+            self._transport.outbox_put(("replay", None, events, self.sio_sid, self.namespace))
 
     def send(self, event: str, data: Any) -> None:
         self._transport.outbox_put(("to", event, data, self.sio_sid, self.namespace))
@@ -86,8 +88,9 @@ class SocketIOTransport:
             namespaces="*",  # so an unknown namespace gets our error code, not a bare refusal
         )
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
-        self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=100_000)
+        self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=s.socketio_outbox_size)
         self._sender: asyncio.Task[None] | None = None
+        self._cutting: set[asyncio.Future[None]] = set()
         for name in gateway.namespaces:
             self.server.register_namespace(_Namespace(name, self))
         self.server.register_namespace(_UnknownNamespace("*", self))
@@ -121,8 +124,38 @@ class SocketIOTransport:
         try:
             self._outbox.put_nowait(item)
         except asyncio.QueueFull:
-            self.gateway.metrics.dropped.labels("socketio_outbox_full").inc()
-            log.warning("socket.io outbox full, event dropped", extra={"event": item[1]})
+            # The outbox is this node's whole Socket.IO backlog. Past its bound, whoever
+            # the item was for is cut at once (not through the full outbox) and resumes
+            # from the delivery log: nothing is lost silently.
+            kind, _, _, target, namespace, *extra = item
+            if kind == "room":
+                sids = [sid for sid, _ in self.server.manager.get_participants(namespace, target) if sid != extra[0]]
+            else:
+                sids = [target]
+            log.warning("socket.io outbox full: cutting its recipients", extra={"event": item[1], "sessions": len(sids)})
+            for sid in sids:
+                self.cut(sid, namespace, "socketio_outbox_full")
+
+    def cut(self, sio_sid: str, namespace: str, reason: str) -> None:
+        """Detach a socket's session now, tell the client to reconnect, and disconnect it (counted).
+
+        The session stays resumable: the client comes back with its offsets and gets
+        what it missed from the delivery log.
+        """
+        # Forgotten first: detaching queues room changes, which may find the outbox full too.
+        channel = self.channels.pop((namespace, sio_sid), None)
+        if channel is None:
+            return  # already cut, or not connected
+        self.gateway.metrics.dropped.labels(reason).inc()
+        if channel.session is not None:
+            self.gateway.detach(channel.session, channel, reason)
+        task = asyncio.ensure_future(self._send_away(sio_sid, namespace, reason))
+        self._cutting.add(task)
+        task.add_done_callback(self._cutting.discard)
+
+    async def _send_away(self, sio_sid: str, namespace: str, reason: str) -> None:
+        await self.server.emit("close", {"reason": reason, "reconnect": True}, to=sio_sid, namespace=namespace)
+        await self.server.disconnect(sio_sid, namespace=namespace)
 
     async def _drain(self) -> None:
         # Room membership changes go through the outbox too, so a socket enters a
@@ -136,6 +169,9 @@ class SocketIOTransport:
                     self._room_emit(event, data, target, namespace, extra[0])
                 elif kind == "to":
                     await server.emit(event, data, to=target, namespace=namespace)
+                elif kind == "replay":
+                    for name, envelope in data:
+                        await server.emit(name, envelope, to=target, namespace=namespace)
                 elif kind == "enter":
                     await server.enter_room(target, event, namespace=namespace)
                 elif kind == "leave":
@@ -176,8 +212,7 @@ class SocketIOTransport:
             if queue.qsize() > bound:
                 # Engine.IO's per-socket queue has no bound of its own: a client this far
                 # behind is cut, as on SSE, and resumes from the delivery log.
-                self.gateway.metrics.dropped.labels("slow_consumer").inc()
-                self.outbox_put(("close", None, None, sid, namespace))
+                self.cut(sid, namespace, "slow_consumer")
                 continue
             for one in packets:
                 queue.put_nowait(one)

@@ -63,7 +63,7 @@ class SseChannel:
         self._send: Send | None = None  # set once the response has started
         self._receive: Receive | None = None
         self._pending: list[bytes] = []
-        self.writing = False  # a write is waiting for the socket to drain
+        self.writing = False  # a write is under way: it only lasts past the call when the socket is full
         self.poll = poll
         # The cursor minus one room's position, kept between deliveries to that room:
         # a busy room then costs one concatenation per delivery, not a rebuilt cursor.
@@ -118,6 +118,7 @@ class SseChannel:
     # -- writing --------------------------------------------------------------
 
     def ping(self) -> None:
+        """Keep proxies and the client's dead-stream watchdog fed on a quiet stream."""
         self._put(PING)
 
     def _put(self, frame: bytes) -> None:
@@ -156,8 +157,11 @@ class SseChannel:
             self._end()
 
     def stall(self) -> None:
-        # A subscriber this far behind is cut, not silently skipped: it resumes
-        # from the delivery log when it reconnects.
+        """Cut this stream as a slow consumer (counted in ``gateway_dropped_total``).
+
+        Cut, not silently skipped: the session resumes from the delivery log when
+        the client reconnects, and learns of a gap if the log no longer holds it all.
+        """
         self._gateway.metrics.dropped.labels("slow_consumer").inc()
         self._lost("slow_consumer")
 
