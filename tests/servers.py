@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvicorn
@@ -33,6 +33,14 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 def timeout(seconds: float) -> float:
     return seconds * FACTOR
+
+
+async def wait_state(check: Callable[[], bool], seconds: float = 5, what: str = "state did not change in time") -> None:
+    """Poll server-side state (there is no event to await for 'nothing happened')."""
+    deadline = time.monotonic() + timeout(seconds)
+    while not check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
 
 
 class ThreadedGateway:
@@ -63,6 +71,15 @@ class ThreadedGateway:
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         return self
+
+    def session_state(self, sid: str) -> str | None:
+        """``connected`` / ``detached`` / ``closed``, or None for a session the hub does not hold."""
+
+        async def state() -> str | None:
+            session = self.gateway.sessions.get(sid)
+            return session.state.value if session is not None else None
+
+        return self.run(state())
 
     def run(self, coro: Coroutine[Any, Any, Any], wait: float = 10) -> Any:
         """Run a coroutine on the server's loop (the hub is not thread-safe) and return its result."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 
 import pytest
 
@@ -13,7 +12,7 @@ from gateway.settings import Settings
 from gateway.transports.sse import SseChannel, SseTransport
 
 from .drivers import TRANSPORTS, expect_error, make_driver
-from .servers import SubprocessGateway, ThreadedGateway, timeout
+from .servers import SubprocessGateway, ThreadedGateway, wait_state
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +20,6 @@ def short_lived():
     gw = ThreadedGateway(ping_interval=0.5, ping_timeout=0.5, recovery_window=0.5).start()
     yield gw
     gw.stop()
-
-
-async def wait_state(check, seconds: float = 5) -> None:
-    """Poll server-side state (there is no event to await for 'nothing happened')."""
-    deadline = time.monotonic() + timeout(seconds)
-    while not check():
-        assert time.monotonic() < deadline, "state did not change in time"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

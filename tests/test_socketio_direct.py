@@ -1,53 +1,25 @@
 """Room events written straight to Engine.IO WebSockets (``DirectWebSockets``): order, backpressure, ownership.
 
-Real uvicorn on 127.0.0.1; a real Socket.IO client, and raw WebSocket clients
-(the ``websockets`` library) where a client must misbehave.
+Real uvicorn on 127.0.0.1; a real Socket.IO client, and raw WebSocket clients (the
+``websockets`` library, or a bare socket where a library would keep reading) where a
+client must misbehave.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
-from typing import Any
 
-import orjson
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from .drivers import SocketIODriver, make_driver
-from .servers import ThreadedGateway, timeout
+from .servers import ThreadedGateway, timeout, wait_state
 
 
 def _ws_url(gw: ThreadedGateway, sid: str | None = None) -> str:
     url = f"ws://127.0.0.1:{gw.port}/socket.io/?EIO=4&transport=websocket"
     return url + (f"&sid={sid}" if sid else "")
-
-
-def _socketio_session(ws: Any) -> str:
-    """Engine.IO open, Socket.IO connect to /chat, the gateway's ``open``: returns the gateway sid."""
-    assert ws.recv(timeout(5)).startswith("0{")
-    ws.send("40/chat,")
-    while True:
-        frame = ws.recv(timeout(5))
-        if frame.startswith('42/chat,["open"'):
-            return orjson.loads(frame[len("42/chat,"):])[1]["sid"]
-
-
-async def _state(gw: ThreadedGateway, sid: str) -> str | None:
-    session = gw.gateway.sessions.get(sid)
-    return session.state.value if session is not None else None
-
-
-async def _until(predicate: Any, what: str, wait: float = 10) -> None:
-    async def poll() -> None:
-        while not await asyncio.to_thread(predicate):
-            await asyncio.sleep(0.02)
-
-    try:
-        await asyncio.wait_for(poll(), timeout(wait))
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def test_both_websocket_kinds_get_room_events_in_order() -> None:
@@ -111,9 +83,9 @@ async def test_a_client_that_stops_reading_keeps_its_order_and_is_cut() -> None:
         pad = "x" * 60_000
         for i in range(300):  # bounded: ~18 MB, far beyond the socket buffers
             gw.run(gw.gateway.emit("/chat", "big", {"i": i, "pad": pad}, to="flood"))
-            if gw.run(_state(gw, sid)) == "detached":
+            if gw.session_state(sid) == "detached":
                 break
-        await _until(lambda: gw.run(_state(gw, sid)) == "detached", "the cut")
+        await wait_state(lambda: gw.session_state(sid) == "detached", 10, "the cut")
         assert gw.gateway.metrics.dropped.labels("slow_consumer")._value.get() >= 1
         rest = b""
         sock.settimeout(timeout(2))

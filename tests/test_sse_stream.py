@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.transports.eager import run_eagerly
 
-from .servers import ThreadedGateway, timeout
+from .servers import ThreadedGateway, timeout, wait_state
 
 Outcome = tuple[Any, BaseException | None]
 
@@ -131,25 +130,9 @@ async def test_the_fastapi_app_alone_streams_too() -> None:
                 assert joined.status_code == 200
                 await _read_until(chunks, b"event: joined", 1, wait=5)
         # the client closed the stream: its session is detached, not held
-        await _until(lambda: gw.run(_state(gw, sid)) == "detached", "session detached")
+        await wait_state(lambda: gw.session_state(sid) == "detached", 5, "session detached")
     finally:
         gw.stop()
-
-
-async def _state(gw: ThreadedGateway, sid: str) -> str | None:
-    session = gw.gateway.sessions.get(sid)
-    return session.state.value if session is not None else None
-
-
-async def _until(predicate: Any, what: str, wait: float = 5) -> None:
-    async def poll() -> None:
-        while not await asyncio.to_thread(predicate):
-            await asyncio.sleep(0.02)
-
-    try:
-        await asyncio.wait_for(poll(), timeout(wait))
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
 
 
 async def test_a_stream_whose_socket_stays_full_is_cut_after_ping_timeout() -> None:
@@ -169,7 +152,7 @@ async def test_a_stream_whose_socket_stays_full_is_cut_after_ping_timeout() -> N
         payload = "x" * 60_000
         for i in range(100):  # bounded: a few MB, far beyond both socket buffers
             gw.run(gw.gateway.emit("/chat", "big", {"i": i, "pad": payload}, to=sid))
-        await _until(lambda: gw.run(_state(gw, sid)) == "detached", "the stalled stream cut", wait=10)
+        await wait_state(lambda: gw.session_state(sid) == "detached", 10, "the stalled stream cut")
         dropped = gw.gateway.metrics.dropped.labels("slow_consumer")._value.get()
         assert dropped >= 1
         sock.close()
