@@ -296,9 +296,13 @@ class DirectWebSockets:
         """Write ``text`` to ``socket`` now if nothing can be ahead of it; False: queue it."""
         sid = socket.sid
         send = self._sends.get(sid)
+        # ``_getters`` (asyncio.Queue's parked getters) says the writer is waiting on an
+        # empty queue; should a future Python or Engine.IO lack any of these, every
+        # packet simply takes the queue.
         if (
-            send is None or sid in self._busy or not socket.upgraded or socket.upgrading
-            or not socket.queue.empty() or not socket.queue._getters  # the writer is busy
+            send is None or sid in self._busy or not getattr(socket, "upgraded", False)
+            or getattr(socket, "upgrading", True) or not socket.queue.empty()
+            or not getattr(socket.queue, "_getters", None)
         ):
             return False
         self._busy.add(sid)
