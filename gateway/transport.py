@@ -26,22 +26,3 @@ class Transport(Protocol):
 
     def detach(self, session: Session, room: str) -> None:
         """``session`` no longer receives ``room``'s live events."""
-
-
-class ChannelFanout:
-    """The fan-out of a transport without a native room broadcast: one ``deliver`` per member."""
-
-    name = "channel"
-
-    def broadcast(
-        self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
-    ) -> None:
-        for sid, session in list(members.items()):
-            if sid != skip and session.channel is not None:
-                session.channel.deliver(session, envelope, wire)
-
-    def attach(self, session: Session, room: str) -> None:
-        pass
-
-    def detach(self, session: Session, room: str) -> None:
-        pass

@@ -47,7 +47,7 @@ class SseChannel:
 
     transport = NAME
     __slots__ = (
-        "session", "cut", "payloads", "ended", "last_write", "write_began", "_gateway", "_streams", "_limit",
+        "session", "cut", "payloads", "ended", "last_write", "_gateway", "_streams", "_limit",
         "_clock", "_send", "_receive", "_pending", "writing", "poll", "_rest", "_rest_key",
     )
 
@@ -59,7 +59,7 @@ class SseChannel:
         self.cut: str | None = None
         self.payloads = 0  # room events and calls sent: what a poll waits for
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.last_write = self.write_began = self._clock()
+        self.last_write = self._clock()  # when the last write began
         self._send: Send | None = None  # set once the response has started
         self._receive: Receive | None = None
         self._pending: list[bytes] = []
@@ -143,12 +143,11 @@ class SseChannel:
     def _write(self, chunk: bytes) -> None:
         assert self._send is not None
         self.writing = True
-        self.last_write = self.write_began = self._clock()
+        self.last_write = self._clock()
         run_eagerly(self._send({"type": "http.response.body", "body": chunk, "more_body": True}), self._written)
 
     def _written(self, _: None, error: BaseException | None) -> None:
         self.writing = False
-        self.last_write = self._clock()
         if error is not None:
             self._lost("stream closed")
         elif self._pending:
@@ -353,7 +352,7 @@ class SseTransport:
             now = loop.time()
             for channel in list(self.streams):
                 if channel.writing:
-                    if now - channel.write_began > self._ping_timeout:
+                    if now - channel.last_write > self._ping_timeout:
                         channel.stall()
                 elif now - channel.last_write >= self._ping_interval:
                     channel.ping()
