@@ -8,6 +8,8 @@ by default; it costs CPU and memory per connection, and socket.io ships it off).
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 
 import uvicorn
 
@@ -21,6 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     settings = Settings()
+    if not _loopback(args.host):
+        logging.getLogger("gateway").warning(
+            "serving the demo chat on %s, reachable from other machines: for your own application "
+            "use create_app(declare=...) without demo=True", args.host,
+        )
     uvicorn.run(
         "gateway.main:app",
         host=args.host,
@@ -31,6 +38,15 @@ def main(argv: list[str] | None = None) -> None:
         log_level=args.log_level,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace) + 1),
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@
 
 A resolved or expired id is remembered for a while so that a late or repeated
 ack is told apart (``AckAlreadyUsed``) from one that never existed (``UnknownAck``).
+Ack ids are random (96 bits) and bound to their session: another session's id,
+pending or used, is unknown to everyone else.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,15 +44,14 @@ class AckRegistry:
 
     def __init__(self, remember: int = 10_000) -> None:
         self._pending: dict[str, PendingAck] = {}
-        self._done: OrderedDict[str, AckState] = OrderedDict()
+        self._done: OrderedDict[str, tuple[str, AckState]] = OrderedDict()  # id -> (sid, outcome)
         self._remember = remember
-        self._ids = itertools.count(1)
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def open(self, sid: str, event: str, waiter: Any = None) -> PendingAck:
-        ack = PendingAck(ack_id=str(next(self._ids)), sid=sid, event=event, waiter=waiter)
+        ack = PendingAck(ack_id=secrets.token_urlsafe(12), sid=sid, event=event, waiter=waiter)
         self._pending[ack.ack_id] = ack
         return ack
 
@@ -80,11 +81,12 @@ class AckRegistry:
         ack = self._pending.get(ack_id)
         if ack is not None and ack.sid == sid:
             return self._pending.pop(ack_id)
-        if ack is None and ack_id in self._done:
-            raise AckAlreadyUsed(f"ack {ack_id} is already {self._done[ack_id].value}", ackId=ack_id)
+        done = self._done.get(ack_id) if ack is None else None
+        if done is not None and done[0] == sid:
+            raise AckAlreadyUsed(f"ack {ack_id} is already {done[1].value}", ackId=ack_id)
         raise UnknownAck(f"no pending call with ack id {ack_id!r} for this session", ackId=ack_id)
 
     def _finish(self, ack: PendingAck) -> None:
-        self._done[ack.ack_id] = ack.state
+        self._done[ack.ack_id] = (ack.sid, ack.state)
         while len(self._done) > self._remember:
             self._done.popitem(last=False)

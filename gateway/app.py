@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,10 +15,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from sse_starlette.sse import AppStatus
 
 from . import client_files
-from .errors import Forbidden, GatewayError, InvalidToken, Unauthorized, ValidationFailed
-from .messages import ServerPublish
+from .errors import BrokerUnavailable, Forbidden, GatewayError, InvalidToken, Unauthorized, ValidationFailed
 from .hub import Gateway
-from .logs import configure
+from .logs import configure, redact_access_log
+from .messages import ServerPublish
+from .origins import OriginGuard
+from .sessions import hash_key, key_matches
 from .settings import Settings
 from .transports import sse
 from .transports.socketio_server import SocketIOTransport
@@ -32,16 +33,25 @@ def problem(exc: GatewayError, request: Request) -> JSONResponse:
 
 
 def create_app(
-    settings: Settings | None = None, declare: Callable[[Gateway], None] | None = None
+    settings: Settings | None = None,
+    declare: Callable[[Gateway], None] | None = None,
+    *,
+    demo: bool = False,
 ) -> Any:
-    """Build the gateway's ASGI app. ``declare`` adds the application's namespaces.
+    """Build the gateway's ASGI app. ``declare`` adds the application's namespaces;
+    ``demo=True`` adds the built-in demo chat and its page at ``/`` (``gateway.main:app``).
 
     The result is python-socketio's ASGI app wrapping the FastAPI app (``.fastapi``);
     Socket.IO answers ``/socket.io/``, FastAPI everything else, lifespan included.
     """
     settings = settings or Settings()
     configure(settings.log_level, settings.log_json)
+    redact_access_log()
     gateway = Gateway(settings)
+    if demo:
+        from . import demo as demo_app
+
+        demo_app.install(gateway)
     if declare is not None:
         declare(gateway)
     shutdown = anyio.Event()
@@ -82,9 +92,12 @@ def create_app(
         lifespan=lifespan,
     )
     api.state.gateway = gateway
+    # Who may call at all is OriginGuard's decision (below); this adds the CORS headers
+    # the allowed ones need. Never credentials: the gateway uses no cookies.
     api.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", sse.KEY_HEADER],
+        allow_credentials=False,
     )
 
     @api.exception_handler(GatewayError)
@@ -105,8 +118,6 @@ def create_app(
     async def readyz(request: Request) -> JSONResponse:
         if gateway.ready:
             return JSONResponse({"status": "ready", "broker": gateway.settings.broker.split("://")[0]})
-        from .errors import BrokerUnavailable
-
         return problem(BrokerUnavailable("the broker is not reachable"), request)
 
     @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
@@ -121,32 +132,32 @@ def create_app(
             "schema": ServerPublish.model_json_schema()}}}},
     )
     async def server_publish(request: Request) -> JSONResponse:
-        token = gateway.settings.api_token
         given = request.headers.get("authorization", "")
-        if not token:
+        if not api_token_hash:
             raise Forbidden("the server API is disabled: set GATEWAY_API_TOKEN")
         if not given.lower().startswith("bearer "):
             raise Unauthorized("Authorization: Bearer <GATEWAY_API_TOKEN> required")
-        if not hmac.compare_digest(given[7:].strip(), token):
+        if not key_matches(given[7:].strip(), api_token_hash):
             raise InvalidToken("wrong API token")
+        sse.require_json(request)
         body = ServerPublish.parse(await request.body())
         offset = await gateway.emit(body.namespace, body.event, body.data, to=body.room)
         return JSONResponse({"ok": True, "result": {"room": body.room or "*", "offset": offset}})
 
     api.include_router(sse.router(gateway))
+    if demo:
+        api.include_router(demo_app.router(gateway))
 
-    # The demo page and the JavaScript client (gateway/static, socket.io-client from node_modules).
-    @api.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(client_files.INDEX, media_type="text/html", headers=client_files.HEADERS)
-
+    # The JavaScript client (gateway/static, socket.io-client from node_modules).
     @api.get("/client/{name}", tags=["browser"], summary="rtgateway.js, the demo page's files, socket.io-client")
     async def client_file(name: str) -> FileResponse:
         path, media_type = client_files.client_file(name)
         return FileResponse(path, media_type=media_type, headers=client_files.HEADERS)
 
+    api_token_hash = hash_key(settings.api_token.get_secret_value()) if settings.api_token.get_secret_value() else ""
     socketio_transport = SocketIOTransport(gateway)
-    app = socketio_transport.asgi_app(sse.EventStreamHost(api))
-    app.fastapi = api
-    app.gateway = gateway
+    inner = socketio_transport.asgi_app(sse.EventStreamHost(api))
+    app = OriginGuard(inner, settings.cors_origins, lambda code: gateway.metrics.rejected.labels(code).inc())
+    app.fastapi = api  # type: ignore[attr-defined]
+    app.gateway = gateway  # type: ignore[attr-defined]
     return app

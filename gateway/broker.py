@@ -86,8 +86,8 @@ class Broker(Protocol):
 
     async def load_session(self, sid: str) -> SessionRecord | None: ...
 
-    async def drop_session(self, sid: str, *, expired: bool, ttl: float) -> None:
-        """Forget a session; an expired one leaves a tombstone for ``ttl`` seconds."""
+    async def drop_session(self, sid: str, *, expired: bool, ttl: float, key_hash: str = "") -> None:
+        """Forget a session; an expired one leaves a tombstone (its key hash) for ``ttl`` seconds."""
 
-    async def session_expired(self, sid: str) -> bool:
-        """True if ``sid`` existed and expired (as opposed to never existing)."""
+    async def expired_session(self, sid: str) -> str | None:
+        """The key hash of ``sid`` if it existed and expired; None if it never existed (or is live)."""

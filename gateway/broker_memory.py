@@ -32,7 +32,7 @@ class MemoryBroker:
         self._logs: dict[tuple[str, str], RoomLog] = {}
         self._dedup: dict[str, tuple[float, Any]] = {}
         self._sessions: dict[str, SessionRecord] = {}
-        self._tombstones: dict[str, float] = {}
+        self._tombstones: dict[str, tuple[float, str]] = {}  # sid -> (until, key hash)
         self._on_publication: OnPublication | None = None
         self._writes = 0
 
@@ -103,14 +103,14 @@ class MemoryBroker:
     async def load_session(self, sid: str) -> SessionRecord | None:
         return self._sessions.get(sid)
 
-    async def drop_session(self, sid: str, *, expired: bool, ttl: float) -> None:
+    async def drop_session(self, sid: str, *, expired: bool, ttl: float, key_hash: str = "") -> None:
         record = self._sessions.pop(sid, None)
         if record is not None:
             # Its personal room dies with it; without this every connection ever made
             # would leave a log behind.
             self._logs.pop((record.namespace, sid), None)
         if expired:
-            self._tombstones[sid] = time.monotonic() + ttl
+            self._tombstones[sid] = (time.monotonic() + ttl, key_hash)
             self._sweep()
 
     def _sweep(self) -> None:
@@ -121,8 +121,8 @@ class MemoryBroker:
             return
         now = time.monotonic()
         self._dedup = {k: v for k, v in self._dedup.items() if v[0] >= now}
-        self._tombstones = {k: v for k, v in self._tombstones.items() if v >= now}
+        self._tombstones = {k: v for k, v in self._tombstones.items() if v[0] >= now}
 
-    async def session_expired(self, sid: str) -> bool:
-        until = self._tombstones.get(sid)
-        return until is not None and until >= time.monotonic()
+    async def expired_session(self, sid: str) -> str | None:
+        tombstone = self._tombstones.get(sid)
+        return tombstone[1] if tombstone is not None and tombstone[0] >= time.monotonic() else None

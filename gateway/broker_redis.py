@@ -9,7 +9,7 @@ MAXDELETEDID`` and ``XINFO STREAM``'s ``max-deleted-entry-id``). Keys::
     {prefix}:node:{node}              Pub/Sub channel of one node: commands routed to it, replies
     {prefix}:dedup:{key}              clientEventId results, with a TTL
     {prefix}:session:{sid}            session records, with a TTL
-    {prefix}:expired:{sid}            tombstone of an expired session, with a TTL
+    {prefix}:expired:{sid}            tombstone of an expired session (its key hash), with a TTL
 
 A namespace may contain ``:``, so a namespace must not be another one plus ``:...``
 (``/a`` and ``/a:b``) or their room keys could meet.
@@ -432,7 +432,7 @@ class RedisBroker:
     async def save_session(self, record: SessionRecord, ttl: float) -> None:
         body = orjson.dumps(
             {"sid": record.sid, "namespace": record.namespace, "user": record.user,
-             "rooms": record.rooms, "node": record.node}
+             "rooms": record.rooms, "node": record.node, "key": record.key_hash}
         )
         await self._call(
             "save a session", self._redis.set(f"{self._prefix}:session:{record.sid}", body, px=_ms(ttl))
@@ -443,23 +443,26 @@ class RedisBroker:
         if raw is None:
             return None
         body = orjson.loads(raw)
-        return SessionRecord(body["sid"], body["namespace"], body["user"], dict(body["rooms"]), body.get("node", ""))
+        return SessionRecord(
+            body["sid"], body["namespace"], body["user"], dict(body["rooms"]), body.get("node", ""),
+            body.get("key", ""),
+        )
 
-    async def drop_session(self, sid: str, *, expired: bool, ttl: float) -> None:
+    async def drop_session(self, sid: str, *, expired: bool, ttl: float, key_hash: str = "") -> None:
         async def drop() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(f"{self._prefix}:session:{sid}")
                 if expired:
-                    pipe.set(f"{self._prefix}:expired:{sid}", b"1", px=_ms(ttl))
+                    pipe.set(f"{self._prefix}:expired:{sid}", key_hash.encode(), px=_ms(ttl))
                 await pipe.execute()
 
         await self._call("drop a session", drop())
 
-    async def session_expired(self, sid: str) -> bool:
+    async def expired_session(self, sid: str) -> str | None:
         found = await self._call(
-            "check a session tombstone", self._redis.exists(f"{self._prefix}:expired:{sid}")
+            "check a session tombstone", self._redis.get(f"{self._prefix}:expired:{sid}")
         )
-        return bool(found)
+        return None if found is None else bytes(found).decode()
 
 
 __all__ = ["FanoutGap", "RedisBroker"]

@@ -1,55 +1,76 @@
-"""The built-in demo application: a chat, an admin console, and the default namespace."""
+"""The built-in demo application: a chat, an admin console, and the default namespace.
+
+Served only when asked (``create_app(demo=True)``: ``gateway.main:app`` and
+``python -m gateway`` do). Anyone may chat anonymously. The admin side exists only
+once ``GATEWAY_ADMIN_TOKEN`` is set: ``POST /demo/token`` exchanges that password for
+a short-lived JWT (``sub: admin``, ``admin: true``), and that token — verified by the
+gateway's JWT authentication like any other — is what ``/admin`` and the ``private:``
+rooms of ``/chat`` require.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Any
 
-from .errors import InvalidToken, MalformedToken, Unauthorized, ValidationFailed
+from fastapi import APIRouter, Request
+from pydantic import Field
+from fastapi.responses import FileResponse
+
+from . import client_files
+from .errors import Forbidden, InvalidToken, ValidationFailed
 from .hub import Gateway
-from .sessions import Session
+from .jwt_auth import HMAC_ALGORITHMS, JwtAuth
+from .messages import Request as Body
+from .sessions import Session, hash_key, key_matches
+from .transports.sse import require_json
+
+TOKEN_LIFETIME = 900  # seconds: the page asks for a fresh one when the gateway says it expired
+ADMIN_DISABLED = "the demo's admin is off: start the gateway with GATEWAY_ADMIN_TOKEN set (16+ random characters)"
 
 
-def _token(auth: dict[str, Any]) -> str | None:
-    token = auth.get("token")
-    if token is None:
-        return None
-    if not isinstance(token, str) or not token.strip() or len(token) > 512:
-        raise MalformedToken("token must be a non-empty string of at most 512 characters")
-    return token
+class Login(Body):
+    password: str = Field(max_length=512)
+
+
+def _signing_key(password: str) -> str:
+    # Without a JWT key of the operator's, the demo derives one from its password, so
+    # every node of a deployment agrees on it and nothing secret is built in.
+    return hmac.new(password.encode(), b"rtgateway demo tokens", hashlib.sha256).hexdigest()
 
 
 def install(gateway: Gateway) -> None:
     """Declare the demo namespaces on ``gateway`` (both transports serve them)."""
-    admin_token = gateway.settings.admin_token
+    password = gateway.settings.admin_token.get_secret_value()
+    if password and gateway.jwt is None:
+        gateway.jwt = JwtAuth(_signing_key(password), HMAC_ALGORITHMS)
 
-    def is_admin(token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token, admin_token)
+    def is_admin(session: Session) -> bool:
+        # claims come from a verified token only: the demo's middleware never sets "admin"
+        return session.claims.get("admin") is True
 
     # -- "/": echo ----------------------------------------------------------------
-    root = gateway.namespace("/")
+    root = gateway.namespace("/", anonymous=True)
 
     @root.on("echo")
     async def root_echo(session: Session, data: Any) -> Any:
         return data
 
     # -- "/chat": rooms, publish, RPC ---------------------------------------------
-    chat = gateway.namespace("/chat")
+    chat = gateway.namespace("/chat", anonymous=True)
 
     @chat.use
-    async def chat_auth(session: Session, auth: dict[str, Any]) -> None:
-        token = _token(auth)
-        if token is not None and not is_admin(token):
-            raise InvalidToken("wrong token for /chat (connect without one to chat anonymously)")
-        if token is not None:
-            session.user = "admin"
-            session.claims["private"] = True
+    async def chat_name(session: Session, auth: dict[str, Any]) -> None:
         name = auth.get("name")
-        session.claims["name"] = name if isinstance(name, str) and name else session.sid[:6]
+        if isinstance(name, str) and name.strip():
+            session.claims["name"] = name.strip()[:40]
+        else:
+            session.claims.setdefault("name", session.user or session.sid[:6])
 
     @chat.authorize_join
     def chat_rooms(session: Session, room: str) -> bool:
-        return not room.startswith("private:") or bool(session.claims.get("private"))
+        return not room.startswith("private:") or is_admin(session)
 
     @chat.on("echo")
     async def chat_echo(session: Session, data: Any) -> Any:
@@ -59,6 +80,7 @@ def install(gateway: Gateway) -> None:
     async def whoami(session: Session, data: Any) -> dict[str, Any]:
         return {
             "sid": session.sid,
+            "user": session.user,
             "name": session.claims.get("name"),
             "rooms": sorted(r for r in session.rooms if r not in (session.sid, "*")),
         }
@@ -69,17 +91,16 @@ def install(gateway: Gateway) -> None:
             raise ValidationFailed("sum expects a list of numbers")
         return sum(data)
 
-    # -- "/admin": token required; can emit to any room of /chat ------------------
+    if not password:
+        return  # no /admin at all: connecting to it answers unknown_namespace
+
+    # -- "/admin": an admin token required; can emit to any room of /chat ---------
     admin = gateway.namespace("/admin")
 
     @admin.use
-    async def admin_auth(session: Session, auth: dict[str, Any]) -> None:
-        token = _token(auth)
-        if token is None:
-            raise Unauthorized("/admin needs a token")
-        if not is_admin(token):
-            raise InvalidToken("wrong token for /admin")
-        session.user = "admin"
+    async def admin_only(session: Session, auth: dict[str, Any]) -> None:
+        if not is_admin(session):
+            raise Forbidden("/admin needs an admin token (POST /demo/token)")
 
     @admin.on("broadcast")
     async def broadcast(session: Session, data: Any) -> dict[str, Any]:
@@ -89,3 +110,30 @@ def install(gateway: Gateway) -> None:
             "/chat", data.get("event", "announcement"), data.get("data"), to=data["room"]
         )
         return {"room": data["room"], "offset": offset}
+
+
+def router(gateway: Gateway) -> APIRouter:
+    """The demo page at ``/`` and its token endpoint."""
+    api = APIRouter(tags=["demo"])
+    password = gateway.settings.admin_token.get_secret_value()
+    password_hash = hash_key(password) if password else ""
+
+    @api.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(client_files.INDEX, media_type="text/html", headers=client_files.HEADERS)
+
+    @api.post("/demo/token", summary="Exchange the demo's admin password for a short-lived JWT")
+    async def token(request: Request) -> dict[str, Any]:
+        if not password_hash:
+            raise Forbidden(ADMIN_DISABLED)
+        require_json(request)
+        given = Login.parse(await request.body()).password
+        if not key_matches(given, password_hash):
+            raise InvalidToken("wrong admin password")
+        verifier = gateway.jwt
+        if verifier is None or not verifier.can_sign:
+            raise Forbidden("this gateway verifies tokens with a public key: get one from your identity provider")
+        claims = {"sub": "admin", "admin": True, "name": "admin"}
+        return {"token": verifier.sign(claims, TOKEN_LIFETIME), "expiresIn": TOKEN_LIFETIME}
+
+    return api

@@ -17,8 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from .envelope import Envelope, check_name
-from .hub import ALL
+from .envelope import Envelope, server_target
 from .redis_streams import PUBLISH, encode_entry
 from .settings import Settings
 
@@ -33,8 +32,8 @@ class Emitter:
     def publish(self, namespace: str, room: str | None, event: str, data: Any = None) -> str:
         """Log and fan out ``event`` to ``room`` (a room, a sid, or None for the whole
         namespace) of ``namespace``; returns its offset."""
-        room = ALL if room is None else check_name("room", room)
-        draft = Envelope(namespace, room, check_name("event", event), data, "", None, None, 0)
+        room, event = server_target(room, event)
+        draft = Envelope(namespace, room, event, data, "", None, None, 0)
         s = self.settings
         offset, _ts = self._script(
             keys=[f"{self.prefix}:log:{namespace}:{room}", ""],

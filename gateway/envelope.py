@@ -37,6 +37,13 @@ def check_name(kind: str, value: object, *, reserved: frozenset[str] = frozenset
     return value
 
 
+def server_target(room: str | None, event: str) -> tuple[str, str]:
+    """Validate where a server-side emit goes (``gateway.emit``, ``/api/publish``, the Redis
+    ``Emitter``): the same name rules as a client's publish, reserved names included.
+    ``None`` is the whole namespace (the room ``*`` every session is in)."""
+    return ("*" if room is None else check_name("room", room)), check_name("event", event, reserved=RESERVED_EVENTS)
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One room event, as logged and as delivered."""

@@ -9,12 +9,16 @@
     │   ├── BadLastEventId            400 bad_last_event_id
     │   └── OffsetFromFuture          400 offset_from_future
     ├── PayloadTooLarge               413 payload_too_large
+    ├── UnsupportedMediaType          415 unsupported_media_type
     ├── Unauthorized                  401 unauthorized
     │   ├── InvalidToken              401 invalid_token
-    │   └── MalformedToken            401 malformed_token
+    │   ├── MalformedToken            401 malformed_token
+    │   └── TokenExpired              401 token_expired
     ├── Forbidden                     403 forbidden
     │   ├── ForbiddenRoom             403 forbidden_room
+    │   ├── ForbiddenOrigin           403 forbidden_origin
     │   └── NotJoined                 403 not_joined
+    ├── TooManyRooms                  409 too_many_rooms
     ├── NotFound                      404 not_found
     │   ├── UnknownNamespace          404 unknown_namespace
     │   ├── UnknownSession            404 unknown_sid
@@ -93,6 +97,10 @@ class PayloadTooLarge(GatewayError):
     code, status, title = "payload_too_large", 413, "Payload too large"
 
 
+class UnsupportedMediaType(GatewayError):
+    code, status, title = "unsupported_media_type", 415, "Request bodies must be application/json"
+
+
 class Unauthorized(GatewayError):
     code, status, title = "unauthorized", 401, "Authentication required"
 
@@ -105,12 +113,20 @@ class MalformedToken(Unauthorized):
     code, title = "malformed_token", "Malformed token"
 
 
+class TokenExpired(Unauthorized):
+    code, title = "token_expired", "Token expired"
+
+
 class Forbidden(GatewayError):
     code, status, title = "forbidden", 403, "Forbidden"
 
 
 class ForbiddenRoom(Forbidden):
     code, title = "forbidden_room", "Joining this room is not allowed"
+
+
+class ForbiddenOrigin(Forbidden):
+    code, title = "forbidden_origin", "This origin may not use the gateway"
 
 
 class NotJoined(Forbidden):
@@ -130,6 +146,8 @@ class UnknownNamespace(NotFound):
 
 
 class UnknownSession(NotFound):
+    """No such session, or not this caller's: a wrong or missing key gets the same answer."""
+
     code, title = "unknown_sid", "Unknown session id"
 
 

@@ -19,25 +19,28 @@ from .broker import Broker, Command, Dedup, Publication
 from .broker_memory import MemoryBroker
 from .dedup import Deduplicator
 from .delivery_log import Replay
-from .envelope import Envelope, check_name
+from .envelope import Envelope, server_target
 from .errors import (
+    AckTimeout,
     ForbiddenRoom,
     GatewayError,
     NotJoined,
     SessionClosed,
     SessionExpired,
+    TokenExpired,
     TooManyRooms,
+    Unauthorized,
     UnknownEvent,
     UnknownNamespace,
     UnknownSession,
-    AckTimeout,
 )
+from .jwt_auth import JwtAuth
 from .messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
 from .metrics import Metrics
 from .namespaces import Namespace
 from .offsets import parse_offset
 from .rooms import Rooms
-from .sessions import Channel, Session, SessionState, new_sid
+from .sessions import Channel, Session, SessionState, hash_key, key_matches, new_key, new_sid
 from .settings import Settings
 from .transport import Transport
 
@@ -67,6 +70,7 @@ class Gateway:
         self._replaying: dict[str, set[Session]] = {}
         self._resumes: dict[str, _Resume] = {}
         self.dedup = Deduplicator(self.broker, self.settings.dedup_window, self.metrics)
+        self.jwt: JwtAuth | None = JwtAuth.from_settings(self.settings)
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self.closing = False
@@ -113,23 +117,36 @@ class Gateway:
         auth: dict[str, Any],
         *,
         resume_sid: str | None = None,
+        resume_key: str | None = None,
         positions: dict[str, str] | None = None,
     ) -> Session:
         """Authenticate and open (or resume) a session; call ``activate`` once the channel can write.
 
-        Raises a ``GatewayError`` and changes nothing if anything is wrong.
+        Resuming takes the session's private key (``resume_key``): without the right
+        one the answer is the same as for a session that never existed. Raises a
+        ``GatewayError`` and changes nothing if anything is wrong.
         """
         ns = self.namespaces.get(namespace)
         if ns is None:
             raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
         fresh = Session(sid=new_sid(), namespace=namespace, transport=channel.transport)
+        if self.jwt is not None:
+            token = auth.get("token")
+            if token is not None:
+                claims = self.jwt.verify(token)
+                fresh.user, fresh.claims = claims["sub"], dict(claims)
+                fresh.expires_at = float(claims["exp"])
+            elif not ns.anonymous:
+                raise Unauthorized(f"{namespace} needs a token (a JWT in auth.token or Authorization: Bearer)")
         for middleware in ns.middleware:
             await middleware(fresh, auth)
         if resume_sid is None:
             return await self._open(fresh, channel)
-        return await self._resume(resume_sid, fresh, channel, positions or {})
+        return await self._resume(resume_sid, resume_key, fresh, channel, positions or {})
 
     async def _open(self, session: Session, channel: Channel) -> Session:
+        session.key = new_key()
+        session.key_hash = hash_key(session.key)
         session.channel = channel
         # Buffering from before the position reads: with an asynchronous fan-out (Redis)
         # an event logged just after a read is then held, not missed.
@@ -150,9 +167,9 @@ class Gateway:
         return session
 
     async def _resume(
-        self, sid: str, fresh: Session, channel: Channel, positions: dict[str, str]
+        self, sid: str, key: str | None, fresh: Session, channel: Channel, positions: dict[str, str]
     ) -> Session:
-        session = await self._find(sid)
+        session = await self._find(sid, key)
         if session.namespace != fresh.namespace or session.user != fresh.user:
             # Same answer as a sid that never existed: a sid is not proof of identity.
             raise UnknownSession(f"no session {sid!r} for this namespace and user", sid=sid)
@@ -171,11 +188,17 @@ class Gateway:
                 self._end_replay(session)
             raise
         if previous is not None:
+            # The owner (it holds the key) came back on another connection: the old one
+            # is told not to fight for the session, then ended.
+            self._stop_expiry(session)
+            previous.send("close", {"reason": "replaced", "reconnect": False})
             previous.close("replaced")
         session.state = SessionState.CONNECTED
         session.channel = channel
         session.transport = channel.transport
+        session.key = key or session.key
         session.claims = fresh.claims
+        session.expires_at = fresh.expires_at
         session.positions = {room: start[room] for room in session.rooms}
         self.sessions[sid] = session
         self._resumes[sid] = _Resume(replays)
@@ -193,6 +216,7 @@ class Gateway:
         resume = self._resumes.pop(session.sid, None)
         if channel is None or resume is None:
             return
+        self._start_expiry(session, channel)
         channel.send("open", self.handshake(session))
         if session.state is SessionState.CONNECTED and resume.replays:
             missed, gaps = [], []
@@ -218,6 +242,7 @@ class Gateway:
         s = self.settings
         return {
             "sid": session.sid,
+            "key": session.key,  # only ever sent on the session's own connection
             "namespace": session.namespace,
             "pingInterval": int(s.ping_interval * 1000),
             "pingTimeout": int(s.ping_timeout * 1000),
@@ -234,6 +259,7 @@ class Gateway:
             return  # a stale connection that a resume already replaced
         self._leave_live(session)
         self._end_replay(session)
+        self._stop_expiry(session)
         self._resumes.pop(session.sid, None)
         session.state = SessionState.DETACHED
         session.detached_at = time.monotonic()
@@ -252,6 +278,7 @@ class Gateway:
         channel = session.channel
         self._leave_live(session)
         self._end_replay(session)
+        self._stop_expiry(session)
         self._resumes.pop(session.sid, None)
         session.state = SessionState.CLOSED
         session.channel = None
@@ -259,31 +286,37 @@ class Gateway:
         self._cancel_calls(session, reason)
         if channel is not None:
             channel.close(reason)
-        self._background(self._drop_record(session.sid, expired))
+        self._background(self._drop_record(session.sid, session.key_hash, expired))
 
-    async def _drop_record(self, sid: str, expired: bool) -> None:
+    async def _drop_record(self, sid: str, key_hash: str, expired: bool) -> None:
         record = await self.broker.load_session(sid)
         if record is not None and record.node not in ("", self.broker.node):
             return  # resumed on another node meanwhile: the record is theirs
-        await self.broker.drop_session(sid, expired=expired, ttl=self.settings.dedup_window)
+        await self.broker.drop_session(sid, expired=expired, ttl=self.settings.dedup_window, key_hash=key_hash)
 
-    async def get_session(self, sid: str) -> Session:
-        """A session this node holds; ``UnknownSession`` or ``SessionExpired`` otherwise."""
-        session = self.sessions.get(sid)
-        if session is not None:
-            return session
-        if await self.broker.session_expired(sid):
-            raise SessionExpired(f"session {sid!r} expired; connect again", sid=sid)
-        raise UnknownSession(f"no session {sid!r}", sid=sid)
+    async def _gone(self, sid: str, key: str | None) -> GatewayError:
+        """Why ``sid`` cannot be used: expired (told only to whoever holds its key) or unknown."""
+        key_hash = await self.broker.expired_session(sid)
+        if key_hash is not None and key_matches(key, key_hash):
+            return SessionExpired(f"session {sid!r} expired; connect again", sid=sid)
+        return _unknown(sid)
 
-    async def _find(self, sid: str) -> Session:
-        """The session to resume: ours, or rebuilt from the record another node left."""
+    async def _find(self, sid: str, key: str | None) -> Session:
+        """The session to resume: ours, or rebuilt from the record another node left.
+
+        The key is checked before anything else is looked at or changed.
+        """
         session = self.sessions.get(sid)
         if session is not None and session.state is SessionState.CONNECTED:
+            _check_key(session.key_hash, key, sid)
             return session
         record = await self.broker.load_session(sid)
         if record is None:
-            return await self.get_session(sid)  # raises the precise error
+            if session is not None:  # ours, its record lost (a restarted Redis)
+                _check_key(session.key_hash, key, sid)
+                return session
+            raise await self._gone(sid, key)
+        _check_key(record.key_hash, key, sid)
         if session is not None and record.node == self.broker.node:
             return session
         if session is not None:
@@ -294,23 +327,31 @@ class Gateway:
         """Drop a local copy without touching the shared record (another node owns it now)."""
         self._leave_live(session)
         self._end_replay(session)
+        self._stop_expiry(session)
         self._resumes.pop(session.sid, None)
         self.sessions.pop(session.sid, None)
         session.state = SessionState.CLOSED
 
     # -- requests that may be routed -----------------------------------------
 
-    async def request(self, sid: str, op: str, body: Any) -> Any:
+    async def request(self, sid: str, key: str | None, op: str, body: Any) -> Any:
         """Run a client request for ``sid`` here, or on the node that holds the session.
 
-        This is what lets SSE + POST work behind a round-robin balancer: a POST may
-        land on any node.
+        ``key`` is the session's private key; without the right one the answer is
+        ``UnknownSession``, as for a sid that never existed. This is what lets SSE +
+        POST work behind a round-robin balancer: a POST may land on any node.
         """
         session = self.sessions.get(sid)
-        if session is None or session.state is not SessionState.CONNECTED:
+        if session is not None and session.state is SessionState.CONNECTED:
+            _check_key(session.key_hash, key, sid)
+        else:
             record = await self.broker.load_session(sid)
             if record is None:
-                session = await self.get_session(sid)  # ours without a record, or the precise error
+                if session is None:
+                    raise await self._gone(sid, key)
+                _check_key(session.key_hash, key, sid)  # ours without a record
+            elif not key_matches(key, record.key_hash):
+                raise _unknown(sid)
             elif record.node != self.broker.node:
                 if session is not None:
                     self._forget(session)
@@ -319,7 +360,9 @@ class Gateway:
                     record.node, Command(op, sid, payload), self.settings.route_timeout
                 )
             elif session is None:
-                raise UnknownSession(f"no session {sid!r}", sid=sid)
+                raise _unknown(sid)
+        if session.expires_at is not None and time.time() >= session.expires_at:
+            raise TokenExpired("the session's token has expired: reconnect with a fresh one")
         return await self._perform(session, op, body)
 
     async def _command(self, command: Command) -> Any:
@@ -355,10 +398,7 @@ class Gateway:
         limit = self.settings.max_rooms_per_session
         if sum(r not in (session.sid, ALL) for r in session.rooms) >= limit:
             raise TooManyRooms(f"a session may be in {limit} rooms; leave one first", limit=limit)
-        if room == ALL or await self.broker.load_session(room) is not None:
-            raise ForbiddenRoom(f"{room!r} is another session's personal room", room=room)
-        if not await ns.may_join(session, room):
-            raise ForbiddenRoom(f"not allowed to join {room!r}", room=room)
+        await self._authorize_join(session, room)
         # Live before reading the position: with a broker whose fan-out is asynchronous
         # (Redis) an event logged meanwhile is then delivered rather than missed; one
         # logged just before may arrive too, which a client drops by offset.
@@ -379,6 +419,16 @@ class Gateway:
         await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         return {"room": room, "offset": offset}
 
+    async def _authorize_join(self, session: Session, room: str) -> None:
+        """The one decision whether ``session`` may be in ``room`` (join, and publish unjoined):
+        not another session's personal room, then the token's rooms claim, then the namespace's hook."""
+        if room == ALL or (room != session.sid and await self.broker.load_session(room) is not None):
+            raise ForbiddenRoom(f"{room!r} is another session's personal room", room=room)
+        if self.jwt is not None and not self.jwt.allows_room(session.claims, room):
+            raise ForbiddenRoom(f"the token does not allow room {room!r}", room=room)
+        if not await self.namespaces[session.namespace].may_join(session, room):
+            raise ForbiddenRoom(f"not allowed to join {room!r}", room=room)
+
     async def leave(self, session: Session, request: LeaveRequest) -> dict[str, Any]:
         room = request.room
         if room in (session.sid, ALL):
@@ -397,12 +447,7 @@ class Gateway:
 
     async def publish(self, session: Session, request: PublishRequest) -> dict[str, Any]:
         """Log and fan out a room event; the ack (its offset) comes once it is in the log."""
-        ns = self.namespaces[session.namespace]
-        allow = ns.allow_publish_unjoined
-        if allow is None:
-            allow = self.settings.allow_publish_unjoined
-        if request.room not in session.rooms and not allow:
-            raise NotJoined(f"join {request.room!r} before publishing to it", room=request.room)
+        await self._admit(session, request.room)
 
         async def publish(dedup: Dedup | None) -> dict[str, Any]:
             draft = Envelope(
@@ -430,6 +475,18 @@ class Gateway:
         if ack.waiter is not None and not ack.waiter.done():
             ack.waiter.set_result(request.result)
 
+    async def _admit(self, session: Session, room: str) -> None:
+        """May ``session`` publish to ``room``? Members may; others only where allowed and
+        only into a room they would be allowed to join."""
+        if room in session.rooms:
+            return
+        allow = self.namespaces[session.namespace].allow_publish_unjoined
+        if allow is None:
+            allow = self.settings.allow_publish_unjoined
+        if not allow:
+            raise NotJoined(f"join {room!r} before publishing to it", room=room)
+        await self._authorize_join(session, room)
+
     def _dedup_key(self, session: Session, client_event_id: str | None) -> str | None:
         if client_event_id is None:
             return None
@@ -444,8 +501,8 @@ class Gateway:
         the whole namespace. Logged like any room event; returns its offset."""
         if namespace not in self.namespaces:
             raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
-        room = ALL if to is None else check_name("room", to)
-        draft = Envelope(namespace, room, check_name("event", event), data, "", None, None, 0)
+        room, event = server_target(to, event)
+        draft = Envelope(namespace, room, event, data, "", None, None, 0)
         logged = await self.broker.publish(draft, True)
         return logged.offset
 
@@ -457,8 +514,8 @@ class Gateway:
         Raises ``AckTimeout`` if it does not come in time, ``SessionClosed`` if the
         session disconnects first, whatever the transport.
         """
-        session = await self.get_session(sid)
-        if session.namespace != namespace or session.channel is None:
+        session = self.sessions.get(sid)
+        if session is None or session.namespace != namespace or session.channel is None:
             raise SessionClosed(f"session {sid!r} is not connected to {namespace}", sid=sid)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         ack = self.acks.open(sid, event, future)
@@ -545,6 +602,27 @@ class Gateway:
                 session.channel.send("close", {"reason": "broker_gap", "reconnect": True})
                 session.channel.close("broker_gap")
 
+    def _start_expiry(self, session: Session, channel: Channel) -> None:
+        """End the connection when the session's token expires; the client reconnects with a fresh one."""
+        self._stop_expiry(session)
+        if session.expires_at is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, session.expires_at - time.time())
+        session.expiry = loop.call_at(loop.time() + delay, self._token_expired, session, channel)
+
+    def _stop_expiry(self, session: Session) -> None:
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+
+    def _token_expired(self, session: Session, channel: Channel) -> None:
+        session.expiry = None
+        if session.channel is channel and session.state is SessionState.CONNECTED:
+            self.metrics.rejected.labels(TokenExpired.code).inc()
+            channel.send("close", {"reason": "token_expired", "reconnect": True})
+            channel.close("token_expired")
+
     def _cancel_calls(self, session: Session, reason: str) -> None:
         for ack in self.acks.cancel_session(session.sid):
             if ack.waiter is not None and not ack.waiter.done():
@@ -598,6 +676,15 @@ _REQUESTS: dict[str, Any] = {
     "join": JoinRequest, "leave": LeaveRequest, "publish": PublishRequest,
     "emit": EmitRequest, "ack": AckRequest,
 }
+
+
+def _unknown(sid: str) -> UnknownSession:
+    return UnknownSession(f"no session {sid!r} for this key", sid=sid)
+
+
+def _check_key(key_hash: str, key: str | None, sid: str) -> None:
+    if not key_matches(key, key_hash):
+        raise _unknown(sid)
 
 
 def make_broker(settings: Settings) -> Broker:

@@ -3,6 +3,5 @@
 from __future__ import annotations
 
 from .app import create_app
-from .demo import install
 
-app = create_app(declare=install)
+app = create_app(demo=True)

@@ -21,10 +21,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Namespace:
-    def __init__(self, name: str, *, allow_publish_unjoined: bool | None = None) -> None:
+    def __init__(
+        self, name: str, *, allow_publish_unjoined: bool | None = None, anonymous: bool = False
+    ) -> None:
         if not name.startswith("/"):
             raise ValueError("a namespace name starts with '/'")
         self.name = name
+        # With JWT on (Settings.jwt_secret / jwt_public_key), connecting without a token is
+        # refused unless the namespace says so; a token that is given is verified either way.
+        self.anonymous = anonymous
         self.handlers: dict[str, Handler] = {}
         self.middleware: list[Middleware] = []
         self.join_authorizer: JoinAuthorizer | None = None

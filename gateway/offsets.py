@@ -3,9 +3,10 @@
 An offset is an opaque, ordered string ``"<ms>-<seq>"`` (the shape of a Redis
 stream id), increasing per room. A cursor is a session's position in every room
 it is in; SSE carries it in each event's ``id:`` so that ``Last-Event-ID`` alone
-resumes a session::
+resumes a session. Only the session's own stream carries ``id:`` lines, so the cursor
+may hold the session's private key, which resuming requires::
 
-    <sid>;<room>=<offset>,<room>=<offset>
+    <sid>:<key>;<room>=<offset>,<room>=<offset>
 """
 
 from __future__ import annotations
@@ -41,22 +42,27 @@ def is_offset(value: object) -> bool:
     return True
 
 
-def format_cursor(sid: str, positions: Mapping[str, str]) -> str:
-    return sid + ";" + ",".join(f"{room}={off}" for room, off in positions.items())
+def format_cursor(sid: str, key: str, positions: Mapping[str, str]) -> str:
+    return sid + ":" + key + ";" + ",".join(f"{room}={off}" for room, off in positions.items())
 
 
-def parse_cursor(value: str) -> tuple[str, dict[str, str]]:
-    """Parse a ``Last-Event-ID``; raises ``BadLastEventId`` with the reason."""
-    sid, sep, rest = value.partition(";")
-    if not sep or not NAME_RE.match(sid):
-        raise BadLastEventId("Last-Event-ID must look like '<sid>;<room>=<offset>,...'")
+def parse_cursor(value: str) -> tuple[str, str | None, dict[str, str]]:
+    """Parse a ``Last-Event-ID`` into sid, key (None if absent) and positions.
+
+    Raises ``BadLastEventId`` with the reason. A missing key is not a syntax error:
+    the hub refuses it as it refuses any wrong key, as an unknown session.
+    """
+    head, sep, rest = value.partition(";")
+    sid, _, key = head.partition(":")
+    if not sep or not NAME_RE.match(sid) or (key and not NAME_RE.match(key)):
+        raise BadLastEventId("Last-Event-ID must look like '<sid>:<key>;<room>=<offset>,...'")
     positions: dict[str, str] = {}
     for part in filter(None, rest.split(",")):
         room, eq, off = part.partition("=")
         if not eq or not _room_name(room) or not is_offset(off):
             raise BadLastEventId(f"bad room position {part!r} in Last-Event-ID")
         positions[room] = off
-    return sid, positions
+    return sid, key or None, positions
 
 
 def check_positions(positions: object) -> dict[str, str]:

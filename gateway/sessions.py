@@ -1,8 +1,17 @@
-"""Sessions: what a connected client is, and the record another node can read."""
+"""Sessions: what a connected client is, and the record another node can read.
+
+A session has two names. ``sid`` is public: it is the ``sender`` of its events and
+the name of its personal room, so every member of a room sees it, and it grants
+nothing. ``key`` is private: only the session's own connection receives it (in
+``open``), and every request, resume or close must present it. Nodes keep the
+key's SHA-256, never the key, in the shared session record.
+"""
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,6 +55,24 @@ def new_sid() -> str:
     return secrets.token_urlsafe(16)
 
 
+def new_key() -> str:
+    """A session's private key: 128 random bits, URL-safe (22 characters)."""
+    return secrets.token_urlsafe(16)
+
+
+def hash_key(key: str) -> str:
+    """What nodes store and compare: the key's SHA-256, hex."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def key_matches(presented: str | None, key_hash: str) -> bool:
+    """Constant-time check of a presented key against a stored hash (bytes, not str:
+    ``hmac.compare_digest`` refuses non-ASCII ``str``, and a key is attacker input)."""
+    if not presented or not key_hash:
+        return False
+    return hmac.compare_digest(hash_key(presented).encode(), key_hash.encode())
+
+
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     """The part of a session that survives its connection (and its node)."""
@@ -55,14 +82,20 @@ class SessionRecord:
     user: str | None
     rooms: dict[str, str]  # room -> offset when joined
     node: str = ""  # the node holding the connection (or that last did)
+    key_hash: str = ""  # SHA-256 of the private key: enough to check it, useless to present
 
 
 @dataclass(eq=False, slots=True)
 class Session:
     sid: str
     namespace: str
+    # The private key (only on the node whose connection received or presented it) and its hash.
+    key: str = ""
+    key_hash: str = ""
     user: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    # When the credential the session connected with stops being valid (epoch seconds), if ever.
+    expires_at: float | None = None
     rooms: dict[str, str] = field(default_factory=dict)
     # Last offset handed to the channel per room (what SSE puts in ``id:``).
     positions: dict[str, str] = field(default_factory=dict)
@@ -70,6 +103,7 @@ class Session:
     channel: Channel | None = None
     state: SessionState = SessionState.CONNECTED
     detached_at: float = 0.0
+    expiry: Any = None  # the timer that ends the connection when ``expires_at`` passes
     # While replaying on resume, live events wait here instead of going out.
     backlog: list[Envelope] | None = None
 
@@ -78,13 +112,14 @@ class Session:
         return self.state is SessionState.CONNECTED and self.backlog is None
 
     def record(self, node: str) -> SessionRecord:
-        return SessionRecord(self.sid, self.namespace, self.user, dict(self.rooms), node)
+        return SessionRecord(self.sid, self.namespace, self.user, dict(self.rooms), node, self.key_hash)
 
     @classmethod
     def from_record(cls, rec: SessionRecord) -> Session:
         return cls(
             sid=rec.sid,
             namespace=rec.namespace,
+            key_hash=rec.key_hash,
             user=rec.user,
             rooms=dict(rec.rooms),
             positions=dict(rec.rooms),

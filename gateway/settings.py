@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets copied from examples and tutorials: refused, so a deployment cannot run on one.
+PLACEHOLDERS = frozenset({
+    "change-me", "changeme", "change_me", "changeit", "secret", "password", "admin", "token",
+    "default", "example", "test", "s3cret", "your-secret", "your-secret-key", "secret-key",
+    "supersecret", "please-change-me", "replace-me", "xxx",
+})
+
+
+def _check_secret(name: str, value: str, minimum: int) -> str:
+    if value.strip().lower() in PLACEHOLDERS:
+        raise ValueError(f"{name} is a well-known placeholder; set a random value (e.g. `openssl rand -hex 32`)")
+    if len(value) < minimum:
+        raise ValueError(f"{name} must be at least {minimum} characters (e.g. `openssl rand -hex 32`)")
+    if not value.isascii() or not value.isprintable():
+        raise ValueError(f"{name} must be printable ASCII")
+    return value
 
 
 class Settings(BaseSettings):
@@ -45,21 +62,64 @@ class Settings(BaseSettings):
     # How long a POST routed to the node holding its session may take (seconds).
     route_timeout: float = Field(5.0, gt=0)
 
-    # Token that grants /admin, and the demo's private: rooms.
-    admin_token: str = "change-me"
-    # Token for the server-side publish API (POST /api/publish); empty disables it.
-    api_token: str = ""
+    # The demo's admin password: exchanged at POST /demo/token for a JWT that grants /admin
+    # and private: rooms. Empty (the default): no /admin, no private: rooms.
+    admin_token: SecretStr = SecretStr("")
+    # Bearer token of the server-side publish API (POST /api/publish); empty disables it.
+    api_token: SecretStr = SecretStr("")
+
+    # JWT authentication on both transports (gateway/jwt_auth.py): HS256 with a shared
+    # secret, or RS256/ES256 with a public key (PEM text or a file path). Neither: off.
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str = ""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_leeway: float = Field(0.0, ge=0)
+    # The claim that restricts which rooms a session may join (exact names, "prefix*").
+    jwt_rooms_claim: str = "rooms"
 
     # Seconds streams get to say goodbye when the server shuts down.
     shutdown_grace: float = Field(2.0, ge=0)
     # Socket.IO over WebSocket: permessage-deflate costs CPU and memory per connection.
     websocket_compression: bool = False
 
-    # Browser origins allowed to call the gateway (both transports); "*" for any.
-    cors_origins: list[str] = ["*"]
+    # Browser origins allowed besides the gateway's own (both transports, HTTP and
+    # WebSocket), e.g. ["https://app.example.com"]; ["*"] for any (never with credentials).
+    cors_origins: list[str] = []
 
     # Allocations between young-generation collections (CPython's default is 700).
     gc_threshold: int = Field(100_000, gt=0)
 
     log_level: str = "WARNING"
     log_json: bool = True
+
+    @field_validator("admin_token", "api_token")
+    @classmethod
+    def _token(cls, value: SecretStr, info: object) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret:
+            _check_secret(f"GATEWAY_{getattr(info, 'field_name', 'token').upper()}", secret, 16)
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            # RFC 7518 3.2: an HS256 key is at least as long as the hash (256 bits).
+            _check_secret("GATEWAY_JWT_SECRET", value.get_secret_value(), 32)
+            return value
+        return None
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and ("://" not in origin or origin.endswith("/")):
+                raise ValueError(f"a CORS origin looks like https://app.example.com, not {origin!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_jwt_key(self) -> Settings:
+        if self.jwt_secret is not None and self.jwt_public_key:
+            raise ValueError("set GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY, not both")
+        return self

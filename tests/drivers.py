@@ -42,6 +42,7 @@ class Driver:
         self.frames: list[tuple[str, Any]] = []
         self.offsets: dict[str, str] = {}
         self.sid: str | None = None
+        self.key: str | None = None  # the session's private key, from its open frame
         self.info: dict[str, Any] = {}
         self.namespace = "/"
         self.answer: Callable[[str, Any], Any] = lambda event, data: NO_ANSWER
@@ -108,7 +109,7 @@ class SocketIODriver(Driver):
         self.namespace = namespace
         auth = dict(auth or {})
         if resume:
-            auth.update(sid=self.sid, offsets=dict(self.offsets))
+            auth.update(sid=self.sid, key=self.key, offsets=dict(self.offsets))
         client = self.client = socketio.AsyncClient(reconnection=False)
         refused: list[Any] = []
         opened = len(self.control("open"))
@@ -145,7 +146,7 @@ class SocketIODriver(Driver):
             raise
         await self.until(lambda: len(self.control("open")) > opened, what="open")
         self.info = self.control("open")[-1]
-        self.sid = self.info["sid"]
+        self.sid, self.key = self.info["sid"], self.info["key"]
         return self.info
 
     async def request(self, kind: str, body: Any, *more: Any) -> Any:
@@ -193,9 +194,11 @@ class SseDriver(Driver):
     ) -> dict[str, Any]:
         self.namespace = namespace
         query = {"namespace": namespace, **(params or {})}
-        if auth and "token" in auth:
-            query["token"] = auth["token"]
         head = dict(headers or {})
+        if auth and auth.get("token"):
+            head["Authorization"] = f"Bearer {auth['token']}"
+        elif auth and "token" in auth:  # an empty token cannot be a header value
+            query["token"] = auth["token"]
         if resume and self.last_event_id:
             head["Last-Event-ID"] = self.last_event_id
         stream = self.http.stream("GET", "/sse/connect", params=query, headers=head)
@@ -209,7 +212,7 @@ class SseDriver(Driver):
         self._reader = asyncio.create_task(self._read(response))
         await self.until(lambda: len(self.control("open")) > opened, what="open")
         self.info = self.control("open")[-1]
-        self.sid = self.info["sid"]
+        self.sid, self.key = self.info["sid"], self.info["key"]
         return self.info
 
     async def _read(self, response: httpx.Response) -> None:
@@ -225,10 +228,14 @@ class SseDriver(Driver):
                         asyncio.create_task(self.ack(data["ackId"], reply))
         self._received("__end__", None)
 
+    def key_header(self) -> dict[str, str]:
+        return {"X-Session-Key": self.key} if self.key else {}
+
     async def post(self, path: str, body: Any) -> httpx.Response:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         return await self.http.post(
-            f"/sse/sessions/{self.sid}/{path}", content=content, headers={"content-type": "application/json"}
+            f"/sse/sessions/{self.sid}/{path}", content=content,
+            headers={"content-type": "application/json", **self.key_header()},
         )
 
     async def request(self, kind: str, body: Any) -> Any:
@@ -262,7 +269,7 @@ class SseDriver(Driver):
 
     async def close(self) -> None:
         if self.sid is not None and self._stream is not None:
-            await self.http.delete(f"/sse/sessions/{self.sid}")
+            await self.http.delete(f"/sse/sessions/{self.sid}", headers=self.key_header())
         await self.drop()
         await self.http.aclose()
 

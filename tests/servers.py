@@ -20,7 +20,6 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
-from gateway.demo import install
 from gateway.hub import Gateway
 from gateway.settings import Settings
 
@@ -48,7 +47,7 @@ class ThreadedGateway:
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.settings = settings or Settings(**overrides)
-        self.app = create_app(self.settings, declare=install)
+        self.app = create_app(self.settings, demo=True)
         self.gateway: Gateway = self.app.gateway
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",

@@ -7,14 +7,15 @@ import itertools
 import time
 import uuid
 
+import httpx
 import pytest
 
 from gateway.errors import AckTimeout, SessionClosed
 
 from .drivers import TRANSPORTS, expect_error
-from .servers import REDIS_URL, ThreadedGateway
+from .servers import REDIS_URL, ThreadedGateway, timeout
 
-ADMIN = "change-me"
+ADMIN_PASSWORD = "conformance-admin-password"
 _n = itertools.count()
 
 
@@ -24,7 +25,7 @@ def server(request: pytest.FixtureRequest, redis_prefix: str):
     broker = "memory" if request.param == "memory" else REDIS_URL
     gw = ThreadedGateway(
         ping_interval=1.0, ping_timeout=1.0, log_max_length=20, call_timeout=2.0,
-        recovery_window=30.0, broker=broker, redis_prefix=redis_prefix,
+        recovery_window=30.0, broker=broker, redis_prefix=redis_prefix, admin_token=ADMIN_PASSWORD,
     ).start()
     yield gw
     gw.stop()
@@ -131,12 +132,19 @@ async def test_server_emits_to_sid_room_and_namespace(clients, transport, server
     assert personal["room"] == a.sid and personal["sender"] is None
 
 
-async def test_admin_namespace_emits_into_chat(clients, transport):
+def admin_token(server: ThreadedGateway) -> str:
+    """What the demo page does: exchange the admin password for a JWT."""
+    answer = httpx.post(f"{server.url}/demo/token", json={"password": ADMIN_PASSWORD}, timeout=timeout(5))
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["token"])
+
+
+async def test_admin_namespace_emits_into_chat(clients, transport, server: ThreadedGateway):
     r = room()
     admin, member = clients(transport), clients(transport)
     await member.connect("/chat")
     await member.join(r)
-    await admin.connect("/admin", {"token": ADMIN})
+    await admin.connect("/admin", {"token": admin_token(server)})
     ack = await admin.emit("broadcast", {"room": r, "event": "announcement", "data": "maintenance"})
     [got] = await member.wait_room_events(r, 1)
     assert got["event"] == "announcement" and got["offset"] == ack["offset"]
@@ -144,18 +152,18 @@ async def test_admin_namespace_emits_into_chat(clients, transport):
 
 @pytest.mark.parametrize(
     ("auth", "code"),
-    [(None, "unauthorized"), ({"token": ""}, "malformed_token"), ({"token": "wrong"}, "invalid_token")],
+    [(None, "unauthorized"), ({"token": ""}, "malformed_token"), ({"token": "wrong"}, "malformed_token")],
 )
 async def test_admin_refuses_bad_tokens(clients, transport, auth, code):
     await expect_error(code, clients(transport).connect("/admin", auth))
 
 
-async def test_join_hook_forbids_private_rooms(clients, transport):
+async def test_join_hook_forbids_private_rooms(clients, transport, server: ThreadedGateway):
     guest, admin = clients(transport), clients(transport)
     await guest.connect("/chat")
     await expect_error("forbidden_room", guest.join("private:ops"))
     assert "private:ops" not in (await guest.emit("whoami"))["rooms"]
-    await admin.connect("/chat", {"token": ADMIN})
+    await admin.connect("/chat", {"token": admin_token(server)})
     await admin.join("private:ops")
     assert "private:ops" in (await admin.emit("whoami"))["rooms"]
 
@@ -299,7 +307,8 @@ async def test_resume_with_unknown_sid_is_refused(clients, transport):
     c = clients(transport)
     c.sid = "A" * 22
     c.offsets = {}
-    c.last_event_id = "A" * 22 + ";"
+    c.key = "B" * 22
+    c.last_event_id = "A" * 22 + ":" + "B" * 22 + ";"
     await expect_error("unknown_sid", c.connect("/chat", resume=True))
 
 
@@ -311,10 +320,10 @@ async def test_offset_from_the_future_is_refused_without_state_change(clients, t
     await c.drop()
     future = f"{int(time.time() * 1000) + 86_400_000}-0"  # a day ahead of any log
     c.offsets = {r: future}
-    c.last_event_id = f"{c.sid};{r}={future}"
+    c.last_event_id = f"{c.sid}:{c.key};{r}={future}"
     await expect_error("offset_from_future", c.connect("/chat", resume=True))
     c.offsets = {r: joined["offset"]}
-    c.last_event_id = f"{c.sid};{r}={joined['offset']}"
+    c.last_event_id = f"{c.sid}:{c.key};{r}={joined['offset']}"
     info = await c.connect("/chat", resume=True)  # still recoverable: the refusal changed nothing
     assert r in info["rooms"]
 
@@ -353,7 +362,7 @@ async def test_resume_replays_own_events_only_if_asked(clients, transport):
     await b.publish(r, "from b")
     # a publishes while away (SSE + POST can; the session outlives the stream)
     c = clients("sse-post")
-    c.sid = a.sid
+    c.sid, c.key = a.sid, a.key  # the owner, from another connection: it holds the key
     if transport == "sse-post":
         await c.publish(r, "mine, quiet")
         await c.publish(r, "mine, echoed", includeSelf=True)

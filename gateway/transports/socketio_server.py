@@ -81,7 +81,11 @@ class SocketIOTransport:
         self.gateway = gateway
         self.server = socketio.AsyncServer(
             async_mode="asgi",
-            cors_allowed_origins=s.cors_origins if s.cors_origins != ["*"] else "*",
+            # Origins are checked once for both transports (gateway/origins.py) before a
+            # request gets here; this only decides the CORS headers of polling answers.
+            # None: the gateway's own origin. Never credentials: the gateway uses no cookies.
+            cors_allowed_origins="*" if "*" in s.cors_origins else (s.cors_origins or None),
+            cors_credentials=False,
             ping_interval=s.ping_interval,
             ping_timeout=s.ping_timeout,
             max_http_buffer_size=s.max_payload,
@@ -358,14 +362,16 @@ class _Namespace(socketio.AsyncNamespace):
         auth = auth if isinstance(auth, dict) else {}
         channel = SioChannel(self.t, sio_sid, self.namespace)
         try:
-            resume = auth.get("sid")
-            if resume is not None and not isinstance(resume, str):
-                raise ValidationFailed("auth.sid must be a string", field="sid")
+            resume, key = auth.get("sid"), auth.get("key")
+            for name, value in (("sid", resume), ("key", key)):
+                if value is not None and not isinstance(value, str):
+                    raise ValidationFailed(f"auth.{name} must be a string", field=name)
             session = await self.gateway.connect(
                 self.namespace,
                 channel,
                 auth,
                 resume_sid=resume,
+                resume_key=key,
                 positions=check_positions(auth.get("offsets")),
             )
         except GatewayError as exc:

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..envelope import Envelope
-from ..errors import BadLastEventId, PayloadTooLarge
+from ..errors import BadLastEventId, PayloadTooLarge, UnsupportedMediaType
 from ..hub import Gateway
 from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest, Request as Body
 from ..offsets import format_cursor, parse_cursor
@@ -90,7 +90,7 @@ class SseChannel:
         key = (room, id(positions), len(positions))
         if key != self._rest_key:
             others = {r: o for r, o in positions.items() if r != room}
-            self._rest = b"id: " + format_cursor(session.sid, others).encode() + (b"," if others else b"")
+            self._rest = b"id: " + format_cursor(session.sid, session.key, others).encode() + (b"," if others else b"")
             self._rest_key = key
         return self._rest + tail
 
@@ -99,7 +99,8 @@ class SseChannel:
         # open and joined move the cursor, so they carry an id a reconnect can resume from.
         head = b""
         if self.session is not None and event in ("open", "joined", "left"):
-            head = b"id: " + format_cursor(self.session.sid, self.session.positions).encode() + b"\n"
+            session = self.session
+            head = b"id: " + format_cursor(session.sid, session.key, session.positions).encode() + b"\n"
         if event == "open":
             head += b"retry: 1000\n"
         self._put(head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
@@ -372,7 +373,25 @@ def _auth(request: Request, token: str | None, authorization: str | None) -> dic
     return auth
 
 
+KEY_HEADER = "X-Session-Key"
+_KEY = Header(
+    None, alias=KEY_HEADER,
+    description="The session's private key, from its open frame. Wrong or missing: 404 unknown_sid.",
+)
+
+
+def require_json(request: Request) -> None:
+    """Bodies are JSON and say so: a cross-site form cannot send ``application/json``
+    without a CORS preflight, so this keeps every POST out of reach of CSRF."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as application/json, not {media or 'no content type'}", contentType=media
+        )
+
+
 async def _read(request: Request, model: type[Body], limit: int) -> Any:
+    require_json(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over maxPayload ({limit})", maxPayload=limit)
@@ -416,8 +435,12 @@ def router(gateway: Gateway) -> APIRouter:
     async def connect(
         request: Request,
         namespace: str = Query("/", description="Namespace to connect to, e.g. /chat"),
-        token: str | None = Query(None, description="Credential for the namespace's middleware"),
-        sid: str | None = Query(None, description="Session to resume"),
+        token: str | None = Query(
+            None, description="Credential for the namespace's middleware; prefer Authorization: Bearer "
+            "(URLs end up in logs; this parameter is redacted from the access log)",
+        ),
+        sid: str | None = Query(None, description=f"Session to resume (with its key in {KEY_HEADER})"),
+        key: str | None = _KEY,
         last_event_id_query: str | None = Query(None, alias="lastEventId", description="Resume cursor on a first connect"),
         last_event_id: str | None = Header(None, alias="Last-Event-ID"),
         authorization: str | None = Header(None),
@@ -430,13 +453,14 @@ def router(gateway: Gateway) -> APIRouter:
         cursor = last_event_id or last_event_id_query
         positions: dict[str, str] | None = None
         if cursor:
-            cursor_sid, positions = parse_cursor(cursor)
+            cursor_sid, cursor_key, positions = parse_cursor(cursor)
             if sid is not None and sid != cursor_sid:
                 raise BadLastEventId("Last-Event-ID belongs to another session than ?sid=")
-            sid = cursor_sid
+            sid, key = cursor_sid, cursor_key or key
         channel = SseChannel(gateway, transport, poll=mode == "poll")
         session = await gateway.connect(
-            namespace, channel, _auth(request, token, authorization), resume_sid=sid, positions=positions
+            namespace, channel, _auth(request, token, authorization),
+            resume_sid=sid, resume_key=key, positions=positions,
         )
         channel.session = session
         if mode == "poll" and sid is None:
@@ -444,28 +468,28 @@ def router(gateway: Gateway) -> APIRouter:
         return EventStreamResponse(gateway, channel, transport, settings.ping_interval)
 
     @api.post("/sessions/{sid}/join", openapi_extra=_body(JoinRequest), summary="Join a room")
-    async def join(sid: str, request: Request) -> JSONResponse:
-        return _ok(await gateway.request(sid, "join", await _read(request, JoinRequest, limit)))
+    async def join(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
+        return _ok(await gateway.request(sid, key, "join", await _read(request, JoinRequest, limit)))
 
     @api.post("/sessions/{sid}/leave", openapi_extra=_body(LeaveRequest), summary="Leave a room")
-    async def leave(sid: str, request: Request) -> JSONResponse:
-        return _ok(await gateway.request(sid, "leave", await _read(request, LeaveRequest, limit)))
+    async def leave(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
+        return _ok(await gateway.request(sid, key, "leave", await _read(request, LeaveRequest, limit)))
 
     @api.post(
         "/sessions/{sid}/publish",
         openapi_extra=_body(PublishRequest),
         summary="Publish a room event; the ack carries its offset",
     )
-    async def publish(sid: str, request: Request) -> JSONResponse:
-        return _ok(await gateway.request(sid, "publish", await _read(request, PublishRequest, limit)))
+    async def publish(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
+        return _ok(await gateway.request(sid, key, "publish", await _read(request, PublishRequest, limit)))
 
     @api.post(
         "/sessions/{sid}/emit",
         openapi_extra=_body(EmitRequest),
         summary="Send an application event; the ack is the handler's return value",
     )
-    async def emit(sid: str, request: Request) -> JSONResponse:
-        return _ok(await gateway.request(sid, "emit", await _read(request, EmitRequest, limit)))
+    async def emit(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
+        return _ok(await gateway.request(sid, key, "emit", await _read(request, EmitRequest, limit)))
 
     @api.post(
         "/sessions/{sid}/ack",
@@ -473,13 +497,13 @@ def router(gateway: Gateway) -> APIRouter:
         status_code=204,
         summary="Acknowledge a server call",
     )
-    async def ack(sid: str, request: Request) -> Response:
-        await gateway.request(sid, "ack", await _read(request, AckRequest, limit))
+    async def ack(sid: str, request: Request, key: str | None = _KEY) -> Response:
+        await gateway.request(sid, key, "ack", await _read(request, AckRequest, limit))
         return Response(status_code=204)
 
     @api.delete("/sessions/{sid}", status_code=204, summary="Close the session for good")
-    async def close(sid: str) -> Response:
-        await gateway.request(sid, "close", None)
+    async def close(sid: str, key: str | None = _KEY) -> Response:
+        await gateway.request(sid, key, "close", None)
         return Response(status_code=204)
 
     return api
