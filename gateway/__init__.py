@@ -11,6 +11,7 @@ from .errors import (
     BadRequest,
     BrokerUnavailable,
     Forbidden,
+    ForbiddenOrigin,
     ForbiddenRoom,
     GatewayError,
     InvalidToken,
@@ -22,23 +23,28 @@ from .errors import (
     PayloadTooLarge,
     SessionClosed,
     SessionExpired,
+    TokenExpired,
+    TooManyRooms,
     Unauthorized,
     UnknownAck,
     UnknownEvent,
     UnknownNamespace,
     UnknownSession,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from .hub import Gateway
+from .jwt_auth import JwtAuth
 from .namespaces import Namespace
 from .sessions import Session
 from .settings import Settings
 
 __all__ = [
     "AckAlreadyUsed", "AckTimeout", "BadLastEventId", "BadRequest", "BrokerUnavailable",
-    "Envelope", "Forbidden", "ForbiddenRoom", "Gateway", "GatewayError", "InvalidToken",
-    "MalformedJSON", "MalformedToken", "Namespace", "NotFound", "NotJoined", "OffsetFromFuture",
-    "PayloadTooLarge", "Session", "SessionClosed", "SessionExpired", "Settings", "Unauthorized",
-    "UnknownAck", "UnknownEvent", "UnknownNamespace", "UnknownSession", "ValidationFailed",
-    "create_app",
+    "Envelope", "Forbidden", "ForbiddenOrigin", "ForbiddenRoom", "Gateway", "GatewayError",
+    "InvalidToken", "JwtAuth", "MalformedJSON", "MalformedToken", "Namespace", "NotFound",
+    "NotJoined", "OffsetFromFuture", "PayloadTooLarge", "Session", "SessionClosed",
+    "SessionExpired", "Settings", "TokenExpired", "TooManyRooms", "Unauthorized", "UnknownAck",
+    "UnknownEvent", "UnknownNamespace", "UnknownSession", "UnsupportedMediaType",
+    "ValidationFailed", "create_app",
 ]

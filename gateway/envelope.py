@@ -14,7 +14,8 @@ import orjson
 
 from .errors import ValidationFailed
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.:@~-]{1,128}$")
+# \Z, not $: "$" also matches before a final newline, which would split an SSE frame.
+NAME_RE = re.compile(r"\A[A-Za-z0-9_.:@~-]{1,128}\Z")
 
 # Names the transports use for their own frames; an application event cannot take them.
 RESERVED_EVENTS = frozenset(

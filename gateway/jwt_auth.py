@@ -94,6 +94,8 @@ class JwtAuth:
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired("the token has expired: get a fresh one and reconnect") from None
+        except jwt.InvalidSignatureError:  # a DecodeError to PyJWT, but the token was readable
+            raise InvalidToken("the token's signature does not verify") from None
         except jwt.DecodeError as exc:
             raise MalformedToken(f"the token cannot be read: {exc}") from None
         except jwt.InvalidTokenError as exc:

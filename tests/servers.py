@@ -110,16 +110,18 @@ class SubprocessGateway:
         self.port = port
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []  # what the process printed (uvicorn's logs included)
 
     def start(self) -> SubprocessGateway:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "info"],
-            env=self.env, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         )
         deadline = time.monotonic() + timeout(20)
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+        assert self.proc.stdout is not None  # stderr merged into it: logs and access log together
+        for line in self.proc.stdout:
+            self.output.append(line)
             match = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
             if match:
                 self.port = int(match.group(1))
@@ -128,8 +130,8 @@ class SubprocessGateway:
                 raise RuntimeError("gateway subprocess did not start")
         else:
             raise RuntimeError(f"gateway subprocess exited: {self.proc.wait()}")
-        # keep draining stderr so the child never blocks on a full pipe
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        # keep draining the output so the child never blocks on a full pipe
+        threading.Thread(target=self.output.extend, args=(self.proc.stdout,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.port}"
         return self
 

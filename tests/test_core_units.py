@@ -94,8 +94,10 @@ class TestDeliveryLog:
 
 class TestOffsetsAndCursor:
     def test_round_trip(self):
-        cursor = format_cursor("abc", {"lobby": "5-1", "*": "5-0"})
-        assert parse_cursor(cursor) == ("abc", {"lobby": "5-1", "*": "5-0"})
+        cursor = format_cursor("abc", "k3y", {"lobby": "5-1", "*": "5-0"})
+        assert cursor == "abc:k3y;lobby=5-1,*=5-0"
+        assert parse_cursor(cursor) == ("abc", "k3y", {"lobby": "5-1", "*": "5-0"})
+        assert parse_cursor("abc;lobby=5-1") == ("abc", None, {"lobby": "5-1"})  # no key: refused later, as unknown
 
     @pytest.mark.parametrize("bad", ["", "abc", "abc;lobby", "abc;lobby=x", "a b;r=1-1", "abc;r=1-"])
     def test_garbage(self, bad):
@@ -143,14 +145,54 @@ class TestErrors:
         assert str(AckTimeout("late")) == "ack_timeout: late"
 
 
+class TestSessionKeys:
+    def test_keys_match_only_themselves_in_constant_time_on_bytes(self):
+        from gateway.sessions import hash_key, key_matches, new_key
+
+        key = new_key()
+        stored = hash_key(key)
+        assert len(key) >= 22 and key not in stored  # nodes keep a hash, never the key
+        assert key_matches(key, stored)
+        for wrong in (None, "", new_key(), key + "x", "é" * 22, "\udcff"):
+            assert not key_matches(wrong, stored)
+        assert not key_matches(key, "")  # a record without a key admits nobody
+
+    def test_ack_ids_are_random_and_bound(self):
+        from gateway.acks import AckRegistry
+        from gateway.errors import AckAlreadyUsed
+
+        acks = AckRegistry()
+        first, second = acks.open("s1", "e"), acks.open("s1", "e")
+        assert first.ack_id != second.ack_id and len(first.ack_id) >= 16
+        with pytest.raises(UnknownAck):
+            acks.resolve(first.ack_id, "s2", None)  # another session's id: unknown to it
+        acks.resolve(first.ack_id, "s1", "ok")
+        with pytest.raises(AckAlreadyUsed):
+            acks.resolve(first.ack_id, "s1", "again")
+        with pytest.raises(UnknownAck):
+            acks.resolve(first.ack_id, "s2", "again")  # used or not, still unknown to others
+
+    def test_rooms_claim(self):
+        from gateway.jwt_auth import HMAC_ALGORITHMS, JwtAuth
+
+        auth = JwtAuth("k" * 32, HMAC_ALGORITHMS)
+        claims = {"rooms": ["lobby", "team:*"]}
+        assert auth.allows_room(claims, "lobby") and auth.allows_room(claims, "team:red")
+        assert not auth.allows_room(claims, "lobby2") and not auth.allows_room(claims, "team")
+        assert auth.allows_room({}, "anything")  # no claim, no restriction
+        assert not auth.allows_room({"rooms": "lobby"}, "lobby")  # unreadable: restricts to nothing
+        assert auth.allows_room({"rooms": ["*"]}, "x")
+
+
 def test_public_api_is_pinned():
     assert sorted(gateway.__all__) == sorted([
         "AckAlreadyUsed", "AckTimeout", "BadLastEventId", "BadRequest", "BrokerUnavailable",
-        "Envelope", "Forbidden", "ForbiddenRoom", "Gateway", "GatewayError", "InvalidToken",
-        "MalformedJSON", "MalformedToken", "Namespace", "NotFound", "NotJoined", "OffsetFromFuture",
-        "PayloadTooLarge", "Session", "SessionClosed", "SessionExpired", "Settings", "Unauthorized",
-        "UnknownAck", "UnknownEvent", "UnknownNamespace", "UnknownSession", "ValidationFailed",
-        "create_app",
+        "Envelope", "Forbidden", "ForbiddenOrigin", "ForbiddenRoom", "Gateway", "GatewayError",
+        "InvalidToken", "JwtAuth", "MalformedJSON", "MalformedToken", "Namespace", "NotFound",
+        "NotJoined", "OffsetFromFuture", "PayloadTooLarge", "Session", "SessionClosed",
+        "SessionExpired", "Settings", "TokenExpired", "TooManyRooms", "Unauthorized", "UnknownAck",
+        "UnknownEvent", "UnknownNamespace", "UnknownSession", "UnsupportedMediaType",
+        "ValidationFailed", "create_app",
     ])
     for name in gateway.__all__:
         assert getattr(gateway, name) is not None
@@ -162,8 +204,8 @@ def test_core_imports_no_transport_library():
 
     core = pathlib.Path(gateway.__file__).parent
     for path in core.glob("*.py"):
-        if path.name in {"app.py", "main.py"}:
-            continue  # the assembly, not the core
+        if path.name in {"app.py", "main.py", "demo.py", "origins.py"}:
+            continue  # the assembly, the demo application and the ASGI guard in front: not the core
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = []

@@ -42,8 +42,12 @@ async def test_unknown_and_expired_sids_are_told_apart_over_http(short_lived: Th
     sid = c.sid
     await c.drop()
     await wait_state(lambda: sid not in short_lived.gateway.sessions, 10)
-    r = await c.http.post(f"/sse/sessions/{sid}/join", json={"room": "r"})
+    r = await c.http.post(f"/sse/sessions/{sid}/join", json={"room": "r"}, headers=c.key_header())
     assert r.status_code == 410 and r.json()["code"] == "session_expired"
+    # told only to whoever holds the key: to anyone else the sid is simply unknown (no oracle)
+    for stranger in ({}, {"X-Session-Key": "A" * 22}):
+        r = await c.http.post(f"/sse/sessions/{sid}/join", json={"room": "r"}, headers=stranger)
+        assert r.status_code == 404 and r.json()["code"] == "unknown_sid"
     r = await c.http.post("/sse/sessions/never-was-a-session/join", json={"room": "r"})
     assert r.status_code == 404 and r.json()["code"] == "unknown_sid"
     await c.close()

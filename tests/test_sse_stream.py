@@ -125,8 +125,8 @@ async def test_the_fastapi_app_alone_streams_too() -> None:
             async with http.stream("GET", "/sse/connect", params={"namespace": "/chat"}) as response:
                 chunks = response.aiter_raw()
                 got = await _read_until(chunks, b"event: open", 1, wait=5)
-                sid = got.split(b"\n", 1)[0][4:].split(b";", 1)[0].decode()
-                joined = await http.post(f"/sse/sessions/{sid}/join", json={"room": "r"})
+                sid, key = got.split(b"\n", 1)[0][4:].split(b";", 1)[0].decode().split(":")
+                joined = await http.post(f"/sse/sessions/{sid}/join", json={"room": "r"}, headers={"X-Session-Key": key})
                 assert joined.status_code == 200
                 await _read_until(chunks, b"event: joined", 1, wait=5)
         # the client closed the stream: its session is detached, not held
@@ -148,7 +148,7 @@ async def test_a_stream_whose_socket_stays_full_is_cut_after_ping_timeout() -> N
         head = b""
         while b"event: open" not in head:
             head += await asyncio.to_thread(sock.recv, 4096)
-        sid = head.split(b"\r\n\r\n", 1)[1].split(b"id: ", 1)[1].split(b";", 1)[0].decode()
+        sid = head.split(b"\r\n\r\n", 1)[1].split(b"id: ", 1)[1].split(b":", 1)[0].decode()
         payload = "x" * 60_000
         for i in range(100):  # bounded: a few MB, far beyond both socket buffers
             gw.run(gw.gateway.emit("/chat", "big", {"i": i, "pad": payload}, to=sid))
