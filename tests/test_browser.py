@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import jwt
 import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
@@ -30,6 +31,7 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 WAIT = timeout(10) * 1000  # Playwright counts milliseconds
+ADMIN_PASSWORD = "browser-test-admin-password"  # GATEWAY_ADMIN_TOKEN: 16+ characters
 expect.set_options(timeout=WAIT)
 
 pytestmark = pytest.mark.browser
@@ -42,6 +44,15 @@ needs_socketio = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def gw() -> Iterator[ThreadedGateway]:
+    """The demo with its admin on: POST /demo/token gives JWTs, so tokens are verified."""
+    gateway = ThreadedGateway(ping_interval=1.0, ping_timeout=1.0, admin_token=ADMIN_PASSWORD).start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def gw_without_admin() -> Iterator[ThreadedGateway]:
+    """The default: no GATEWAY_ADMIN_TOKEN, so no admin and no private rooms."""
     gateway = ThreadedGateway(ping_interval=1.0, ping_timeout=1.0).start()
     yield gateway
     gateway.stop()
@@ -61,7 +72,7 @@ async def open_page(browser: Browser, gw: ThreadedGateway) -> AsyncIterator:
     """Factory of demo pages, each in its own context; page errors fail the test."""
     contexts, errors = [], []
 
-    async def make(*, without_socketio: bool = False) -> Page:
+    async def make(*, without_socketio: bool = False, gateway: ThreadedGateway | None = None) -> Page:
         context = await browser.new_context(viewport={"width": 1280, "height": 860})
         contexts.append(context)
         page = await context.new_page()
@@ -69,7 +80,7 @@ async def open_page(browser: Browser, gw: ThreadedGateway) -> AsyncIterator:
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         if without_socketio:
             await page.route("**/client/socket.io.esm.min.js", not_installed)
-        await page.goto(gw.url + "/")
+        await page.goto((gateway or gw).url + "/")
         await expect(page.locator("body")).to_have_attribute("data-ready", "true")
         return page
 
@@ -86,10 +97,11 @@ async def not_installed(route: Route) -> None:
     )
 
 
-async def enter(page: Page, transport: str, name: str, room: str) -> None:
+async def enter(page: Page, transport: str, name: str, room: str, password: str = "") -> None:
     await page.get_by_test_id(f"transport-{transport}").check()
     await page.get_by_test_id("name").fill(name)
     await page.get_by_test_id("room").fill(room)
+    await page.get_by_test_id("admin-password").fill(password)
     await page.get_by_test_id("connect").click()
     await expect(page.get_by_test_id("state")).to_have_text("open")
     await expect(page.get_by_test_id("sid")).to_have_text(re.compile(r"^[A-Za-z0-9_-]{22}$"))
@@ -271,7 +283,7 @@ async def test_lost_session_is_reported_as_a_gap(open_page, gw: ThreadedGateway,
     await expect(page.get_by_test_id("state")).to_have_text("reconnecting")
 
     async def end_session() -> None:
-        gw.gateway.close(await gw.gateway.get_session(old_sid), "test: the session expired")
+        gw.gateway.close(gw.gateway.sessions[old_sid], "test: the session expired")
 
     await gw.arun(end_session())
     await server_says(gw, room, "missed")
@@ -327,7 +339,9 @@ async def test_js_api_over_each_transport(open_page, gw: ThreadedGateway, transp
     )
     assert result["transport"] in {"sse": {"sse"}, "socketio": {"polling", "websocket"}, "socketio-polling": {"polling"}}[transport]
     assert result["joined"]["room"] == "room-api" and result["sum"] == 6
-    assert result["whoami"] == {"sid": sid, "name": "api", "rooms": ["room-api"]}  # the name reaches /chat on every transport
+    whoami = result["whoami"]
+    assert (whoami["sid"], whoami["name"], whoami["rooms"]) == (sid, "api", ["room-api"])  # the name reaches /chat on every transport
+    assert whoami.get("user") is None  # anonymous
     assert result["notJoined"] == {"name": "GatewayError", "code": "not_joined", "isError": True}
     assert result["unknownEvent"]["code"] == "unknown_event"
     await page.wait_for_function("window.got.some((e) => e.data?.text === 'to myself')")
@@ -339,19 +353,25 @@ async def test_js_api_over_each_transport(open_page, gw: ThreadedGateway, transp
     await page.evaluate("window.api.close()")
 
     # A refused connect is a GatewayError carrying the gateway's code, and nothing retries it.
+    forged = jwt.encode({"sub": "admin", "admin": True, "exp": int(time.time()) + 60}, "not-the-gateway-key-" * 2, algorithm="HS256")
     refusals = await page.evaluate(
-        """async (transport) => {
+        """async ([transport, forged]) => {
             const { connect } = await import("/client/rtgateway.js");
             const attempt = async (options) => {
                 const client = connect({ transport, ...options });
                 try { await client.ready; return "opened"; }
                 catch (e) { return { code: e.code, state: client.state, reconnects: client.reconnects }; }
             };
-            return [await attempt({ namespace: "/chat", token: "wrong" }), await attempt({ namespace: "/nowhere" })];
+            return [
+                await attempt({ namespace: "/chat", token: "wrong" }),
+                await attempt({ namespace: "/chat", token: async () => forged }),
+                await attempt({ namespace: "/nowhere" }),
+            ];
         }""",
-        transport,
+        [transport, forged],
     )
     assert refusals == [
+        {"code": "malformed_token", "state": "closed", "reconnects": 0},
         {"code": "invalid_token", "state": "closed", "reconnects": 0},
         {"code": "unknown_namespace", "state": "closed", "reconnects": 0},
     ]
@@ -361,16 +381,16 @@ async def test_malformed_frames_are_reported_and_skipped(open_page) -> None:
     """A stream with broken frames between good ones: each broken one is an `error` event, the
     good ones still arrive, and a replay of what was seen is dropped as a duplicate."""
     page = await open_page()
-    sid = "A" * 22
+    sid, key = "A" * 22, "k" * 22
     good = {"event": "message", "room": "lobby", "offset": "5-1", "data": {"text": "good"}, "sender": None, "clientEventId": None, "ts": 1}
     body = (
-        f"id: {sid};\nretry: 1000\nevent: open\n"
-        'data: {"sid": "%s", "namespace": "/chat", "pingInterval": 1000, "pingTimeout": 1000, "maxPayload": 1000, "rooms": []}\n\n'
+        f"id: {sid}:{key};\nretry: 1000\nevent: open\n"
+        'data: {"sid": "%s", "key": "%s", "namespace": "/chat", "pingInterval": 1000, "pingTimeout": 1000, "maxPayload": 1000, "rooms": []}\n\n'
         ": ping\r\n\r\n"
         "event: message\ndata: {not json\n\n"
         'event: message\ndata: {"event": "message", "room": "lobby", "data": "no offset"}\n\n'
-        f"id: {sid};lobby=5-1\nevent: message\ndata: {json.dumps(good)}\n\n"
-    ) % sid
+        f"id: {sid}:{key};lobby=5-1\nevent: message\ndata: {json.dumps(good)}\n\n"
+    ) % (sid, key)
     resumed_with = []
 
     async def fake_stream(route: Route) -> None:
@@ -393,7 +413,7 @@ async def test_malformed_frames_are_reported_and_skipped(open_page) -> None:
     assert await page.evaluate("window.got") == ["good"]
     errors = await page.evaluate("window.errors")
     assert set(errors) == {"malformed_frame"} and len(errors) >= 4  # two per stream
-    assert resumed_with[0] is None and resumed_with[1] == f"{sid};lobby=5-1"
+    assert resumed_with[0] is None and resumed_with[1] == f"{sid}:{key};lobby=5-1"  # the cursor carries the key
 
 
 class SilentStream:
@@ -401,6 +421,7 @@ class SilentStream:
     that TCP would not notice for a long time. CORS is open: the page lives elsewhere."""
 
     SID = "S" * 22
+    KEY = "K" * 22
 
     def __init__(self) -> None:
         self.connects: list[str | None] = []
@@ -414,9 +435,10 @@ class SilentStream:
             return
         self.connects.append(dict(scope["headers"]).get(b"last-event-id", b"").decode() or None)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream"), *cors]})
-        info = {"sid": self.SID, "namespace": "/chat", "pingInterval": 300, "pingTimeout": 300, "maxPayload": 1000, "rooms": []}
+        info = {"sid": self.SID, "key": self.KEY, "namespace": "/chat", "pingInterval": 300, "pingTimeout": 300,
+                "maxPayload": 1000, "rooms": []}
         await send({"type": "http.response.body", "more_body": True,
-                    "body": f"id: {self.SID};\nevent: open\ndata: {json.dumps(info)}\n\n".encode()})
+                    "body": f"id: {self.SID}:{self.KEY};\nevent: open\ndata: {json.dumps(info)}\n\n".encode()})
         while (await receive())["type"] != "http.disconnect":
             pass
 
@@ -454,4 +476,87 @@ async def test_silent_stream_is_detected_and_resumed(open_page, silent_stream) -
     await page.wait_for_function("window.reasons.length >= 2")
     await page.evaluate("window.api.close()")
     assert set(await page.evaluate("window.reasons")) == {"timeout"}
-    assert app.connects[0] is None and app.connects[1] == f"{SilentStream.SID};"
+    assert app.connects[0] is None and app.connects[1] == f"{SilentStream.SID}:{SilentStream.KEY};"
+
+
+@pytest.mark.parametrize("transport", ["sse", pytest.param("socketio", marks=needs_socketio)])
+async def test_admin_password_unlocks_private_rooms(open_page, transport: str) -> None:
+    """With the admin password the page trades it for a JWT at POST /demo/token (through the
+    client's token function) and may join private: rooms; a guest may not."""
+    admin, guest = await open_page(), await open_page()
+    async with admin.expect_response(re.compile(r"/demo/token$")) as token_answer:
+        await enter(admin, transport, "Root", "private:ops", password=ADMIN_PASSWORD)
+    assert (await token_answer.value).status == 200
+    await expect(admin.get_by_test_id("role")).to_have_text("admin")
+    await expect(admin.get_by_test_id("admin-notice")).to_be_hidden()
+    assert await admin.evaluate("window.rtgw.client.key") != await admin.evaluate("window.rtgw.client.sid")
+
+    await guest.get_by_test_id("transport-sse").check()
+    await guest.get_by_test_id("room").fill("private:ops")
+    await guest.get_by_test_id("connect").click()
+    await expect(guest.get_by_test_id("state")).to_have_text("open")
+    await expect(guest.get_by_test_id("role")).to_have_text("guest")
+    await expect(guest.get_by_test_id("log")).to_contain_text("cannot join private:ops: forbidden_room")
+
+    await say(admin, "for admins only")
+    await expect(mine(admin).get_by_test_id("status")).to_have_text(["✓"])
+    assert await theirs(guest).count() == 0
+
+
+async def test_wrong_admin_password_is_refused(open_page) -> None:
+    page = await open_page()
+    await page.get_by_test_id("transport-sse").check()
+    await page.get_by_test_id("admin-password").fill("not-the-password")
+    await page.get_by_test_id("connect").click()
+    await expect(page.get_by_test_id("state")).to_have_text("closed")
+    await expect(page.get_by_test_id("admin-notice")).to_be_visible()
+    await expect(page.get_by_test_id("log")).to_contain_text("invalid_token")
+    assert await page.evaluate("window.rtgw.client.reconnects") == 0
+    await expect(page.get_by_test_id("connect")).to_be_enabled()  # the visitor may try again
+
+
+async def test_admin_disabled_says_how_to_enable_it(open_page, gw_without_admin: ThreadedGateway) -> None:
+    """Without GATEWAY_ADMIN_TOKEN, /demo/token answers 403 and the page shows its message."""
+    page = await open_page(gateway=gw_without_admin)
+    await page.get_by_test_id("transport-sse").check()
+    await page.get_by_test_id("admin-password").fill("anything-at-all-here")
+    await page.get_by_test_id("connect").click()
+    await expect(page.get_by_test_id("admin-notice")).to_be_visible()
+    await expect(page.get_by_test_id("admin-notice")).to_contain_text("GATEWAY_ADMIN_TOKEN")
+    await expect(page.get_by_test_id("state")).to_have_text("closed")
+    await expect(page.get_by_test_id("log")).to_contain_text("forbidden")
+
+
+@pytest.mark.parametrize("transport", ["sse", pytest.param("socketio", marks=needs_socketio)])
+async def test_page_replaced_by_another_tab_stops(open_page, transport: str) -> None:
+    """A second page resumes the first page's session with its key (a copied key, a second
+    tab): the first gets close {replaced}, says so, and does not fight back."""
+    first, second = await open_page(), await open_page()
+    await enter(first, transport, "Jo", f"room-r-{transport}")
+    sid, key = await first.evaluate("[window.rtgw.client.sid, window.rtgw.client.key]")
+    resumed = await second.evaluate(
+        r"""async ([transport, sid, key]) => {
+            if (transport === "sse") {
+                const response = await fetch(`/sse/connect?namespace=/chat&sid=${sid}`, { headers: { "X-Session-Key": key } });
+                const reader = response.body.getReader();
+                const decoder = new TextDecoder();
+                let text = "";
+                while (!/event: open\ndata: .*\n/.test(text)) {
+                    const { value, done } = await reader.read();
+                    if (done) throw new Error(`the stream ended: ${response.status} ${text}`);
+                    text += decoder.decode(value, { stream: true });
+                }
+                window.kept = reader; // keep the stream open
+                return JSON.parse(/event: open\ndata: (.*)\n/.exec(text)[1]).sid;
+            }
+            const { io } = await import("/client/socket.io.esm.min.js");
+            const socket = (window.kept = io("/chat", { auth: { sid, key }, forceNew: true, reconnection: false }));
+            return (await new Promise((resolve) => socket.once("open", resolve))).sid;
+        }""",
+        [transport, sid, key],
+    )
+    assert resumed == sid
+    await expect(first.get_by_test_id("state")).to_have_text("closed")
+    await expect(first.get_by_test_id("log")).to_contain_text("error replaced")
+    assert await first.evaluate("window.rtgw.client.reconnects") == 0
+    await expect(first.get_by_test_id("reconnects")).to_have_text("0")

@@ -1,6 +1,10 @@
 // The demo page: a chat on /chat over the transport the visitor picks, showing what the
 // client does underneath (state, transport in use, acks, reconnects, recovery).
-import { connect, socketIOAvailable } from "./rtgateway.js";
+// With the admin password (the gateway's GATEWAY_ADMIN_TOKEN), the page trades it for a
+// short-lived JWT at POST /demo/token before every connection attempt: that token unlocks
+// `private:` rooms, and a fresh one is fetched when the gateway closes with token_expired.
+import { GatewayError, connect, socketIOAvailable } from "./rtgateway.js";
+import { problemError } from "./rtgateway-protocol.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const form = $("connect-form");
@@ -71,12 +75,45 @@ function setConnected(connected) {
   $("text").disabled = $("send").disabled = !connected;
 }
 
-function start(transport, name, room) {
+function adminNotice(text) {
+  $("admin-notice").textContent = text ?? "";
+  $("admin-notice").hidden = !text;
+}
+
+/** Trade the admin password for a JWT; a refusal is a GatewayError with the gateway's message. */
+async function adminToken(password) {
+  let response;
+  try {
+    response = await fetch("/demo/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ password }),
+      cache: "no-store",
+    });
+  } catch (err) {
+    throw new GatewayError("network_error", `cannot reach /demo/token: ${err.message}`);
+  }
+  if (!response.ok) throw await problemError(response);
+  const body = await response.json().catch(() => null);
+  if (typeof body?.token !== "string") throw new GatewayError("malformed_frame", "/demo/token answered without a token", {}, true);
+  return body.token;
+}
+
+function start(transport, name, room, password) {
   own.clear();
   messages.replaceChildren();
   $("empty").hidden = false;
   show("room-title", room);
-  client = connect({ namespace: "/chat", transport, name });
+  adminNotice(null);
+  // Called before every connection attempt: a refusal (403 admin disabled, 401 wrong
+  // password) ends the client, and its message says why.
+  const token = password
+    ? () => adminToken(password).catch((err) => {
+        if (err.fromServer) adminNotice(err.message);
+        throw err;
+      })
+    : undefined;
+  client = connect({ namespace: "/chat", transport, name, token });
   window.rtgw = { client, room }; // for the browser tests and the curious
   setConnected(true);
 
@@ -86,7 +123,10 @@ function start(transport, name, room) {
     badge.dataset.state = state;
     $("drop").disabled = state !== "open";
     show("reconnects", String(client.reconnects));
-    if (state === "open") show("sid", client.sid);
+    if (state === "open") {
+      show("sid", client.sid);
+      show("role", password ? "admin" : "guest");
+    }
     logEvent(`state: ${state}`, state === "open" ? "ok" : state === "closed" ? "bad" : "");
     if (state === "closed") setConnected(false);
   });
@@ -137,7 +177,7 @@ function start(transport, name, room) {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const fields = new FormData(form);
-  start(fields.get("transport"), fields.get("name").trim(), fields.get("room").trim());
+  start(fields.get("transport"), fields.get("name").trim(), fields.get("room").trim(), fields.get("password"));
 });
 
 composer.addEventListener("submit", (event) => {

@@ -6,6 +6,8 @@
  * transport(link, name), cursor(link, id). The owner (rtgateway.js) keeps sessions,
  * reconnection, the outbox and delivery. A link offers open(resume), opened(info),
  * request(kind, body), drop(), close() and `name`, the transport actually in use.
+ * open() gets {sid, key, cursor, offsets, token}: the session to resume (sid is public, key is
+ * the private proof of ownership from the open frame) and the credential for this attempt.
  */
 
 import { GatewayError, SseParser, isObject, problemError, unwrapAck } from "./rtgateway-protocol.js";
@@ -52,20 +54,28 @@ export class SseLink {
     this.events = events;
     this.seq = seq;
     this.sid = null; // the session its requests are for, from the open frame
+    this.key = null; // its private key: sent as X-Session-Key on every request
     this.name = "sse";
     this.abort = new AbortController();
     this.timer = null;
     this.ended = false;
   }
 
-  async open({ sid, cursor }) {
-    const { url, namespace, token, name, connectTimeout } = this.options;
+  async open({ sid, key, cursor, token }) {
+    const { url, namespace, name, connectTimeout } = this.options;
+    // Known before the open frame, so that close() during a resume still ends the session.
+    this.sid = sid ?? null;
+    this.key = key ?? null;
     const query = new URLSearchParams({ namespace });
     if (name) query.set("name", name); // extra query parameters reach the namespace's middleware
     const headers = { Accept: "text/event-stream" };
     if (token) headers.Authorization = `Bearer ${token}`;
-    if (cursor) headers["Last-Event-ID"] = cursor;
-    else if (sid) query.set("sid", sid);
+    if (cursor) {
+      headers["Last-Event-ID"] = cursor; // "<sid>:<key>;<room>=<offset>,…": it carries the key
+    } else if (sid && key) {
+      query.set("sid", sid);
+      headers["X-Session-Key"] = key;
+    }
     this._watch(connectTimeout); // the connect and the open frame must come in time
     let response;
     try {
@@ -98,6 +108,7 @@ export class SseLink {
   /** The open frame tells how often pings come. */
   opened(info) {
     this.sid = info.sid;
+    this.key = info.key;
     this.deadline = info.pingInterval + info.pingTimeout;
     this._watch(this.deadline);
   }
@@ -145,11 +156,13 @@ export class SseLink {
 
   async _post(path, body, method = "POST") {
     const { url, requestTimeout } = this.options;
+    const headers = { "X-Session-Key": this.key ?? "" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;
     try {
       response = await fetch(`${url}/sse/sessions/${encodeURIComponent(this.sid)}${path}`, {
         method,
-        headers: body === undefined ? {} : { "Content-Type": "application/json" },
+        headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(requestTimeout),
         keepalive: method === "DELETE",
@@ -185,14 +198,14 @@ export class SseLink {
     this.ended = true;
     clearTimeout(this.timer);
     this.abort.abort(new GatewayError("client_closed", "closed by the client"));
-    if (this.sid) await this._post("", undefined, "DELETE").catch(() => {});
+    if (this.sid && this.key) await this._post("", undefined, "DELETE").catch(() => {});
   }
 }
 
 /**
  * Socket.IO, wrapping the official socket.io-client. socket.io-client's own reconnection is
- * off: each attempt is a new connection whose auth carries {sid, offsets} to resume, which
- * a reconnecting Manager would not update. Its engine does detect dead connections (the
+ * off: each attempt is a new connection whose auth carries {sid, key, offsets} to resume (and
+ * the token of that attempt), which a reconnecting Manager would not update. Its engine does detect dead connections (the
  * server pings every pingInterval; silence for pingInterval + pingTimeout closes it).
  */
 export class SocketIOLink {
@@ -208,14 +221,14 @@ export class SocketIOLink {
     return this.socket?.io?.engine?.transport?.name ?? null;
   }
 
-  async open({ sid, offsets }) {
-    const { url, namespace, token, name, transport, connectTimeout, socketioUrl } = this.options;
+  async open({ sid, key, offsets, token }) {
+    const { url, namespace, name, transport, connectTimeout, socketioUrl } = this.options;
     const { io } = await loadSocketIO(socketioUrl);
     if (this.ended) throw new GatewayError("client_closed", "closed by the client");
     const auth = {};
     if (token) auth.token = token;
     if (name) auth.name = name;
-    if (sid) Object.assign(auth, { sid, offsets });
+    if (sid && key) Object.assign(auth, { sid, key, offsets });
     const socket = io(url + namespace, {
       auth,
       reconnection: false,

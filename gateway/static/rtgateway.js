@@ -5,6 +5,8 @@
  *
  *   import { connect } from "/client/rtgateway.js";
  *   const client = connect({ namespace: "/chat", transport: "sse" });   // or "socketio", "socketio-polling"
+ *   // with a credential: token: "<JWT>", or a (possibly async) function returning one, called
+ *   // before every connection attempt, e.g. token: () => fetchFreshJwt()
  *   client.on("message", (envelope) => show(envelope.data));
  *   await client.join("lobby");
  *   const { offset } = await client.publish("lobby", { text: "hi" });
@@ -18,7 +20,14 @@
  *   gateway serves concurrent requests concurrently (python-socketio runs each event in its
  *   own task; POSTs travel on parallel connections) and would not keep that order.
  * - Reconnection with exponential backoff and full jitter, resuming the session: SSE sends
- *   the last `id:` it read as Last-Event-ID, Socket.IO sends {sid, offsets} in its auth.
+ *   the last `id:` it read as Last-Event-ID (it starts with "<sid>:<key>"), Socket.IO sends
+ *   {sid, key, offsets} in its auth. `sid` is the session's public id; `key`, from the open
+ *   frame, is its private proof of ownership (SSE requests carry it as X-Session-Key) and
+ *   is never shown to anyone else.
+ * - The gateway's close frames: {reason, reconnect: true} (shutdown, token_expired) are
+ *   reconnected and resumed, with a fresh token when `token` is a function; {reconnect:
+ *   false} (replaced: another connection resumed this session with its key) ends the client
+ *   with that reason as the error code, without reconnecting (it would fight the new owner).
  * - Each room event reaches the application once, in order: an event at or before the last
  *   offset delivered for its room is dropped (offsets compare as the pair of integers ms-seq).
  * - Losses are explicit: a recovery that could not replay everything, or a session that
@@ -27,12 +36,14 @@
  * Errors are GatewayError {code, message, status?, detail}: the server's codes
  * (docs/protocol.md#errors) from problem bodies, error acks and connect_error, plus the
  * client's own: network_error, timeout, malformed_frame, no_call_handler, client_closed,
- * socketio_unavailable.
+ * socketio_unavailable, token_error (the token function threw), replaced / closed_by_server
+ * (the gateway ended the session: see close frames above).
  *
  * Events for on(): room events by name (and "*" for all of them) get the envelope;
  * lifecycle: state (connecting | open | reconnecting | closed), transport (name in use),
  * recovery {recovered, complete, replayed, gaps}, gap {room, after}, pending / acked / failed
- * (outbox entries), reconnect {attempt, delay, reason}, error (GatewayError). Room event
+ * (outbox entries), reconnect {attempt, delay, reason} (after a close frame, reason.code is
+ * the frame's reason: shutdown, token_expired), error (GatewayError). Room event
  * names are the application's: one named like a lifecycle event reaches the same listeners,
  * so prefer "*" if you use such names.
  */
@@ -51,7 +62,7 @@ export const TRANSPORTS = ["sse", "socketio", "socketio-polling"];
 const SESSION_LOST = new Set(["unknown_sid", "session_expired", "bad_last_event_id", "offset_from_future"]);
 // A connect refused for one of these will be refused again: stop instead of retrying.
 const FATAL = new Set([
-  "unauthorized", "invalid_token", "malformed_token", "forbidden", "unknown_namespace",
+  "unauthorized", "invalid_token", "malformed_token", "forbidden", "forbidden_origin", "unknown_namespace",
   "validation_error", "socketio_unavailable",
 ]);
 const CONTROL = new Set(["open", "joined", "left", "recovery", "close", "call"]);
@@ -60,7 +71,7 @@ const DEFAULTS = {
   url: undefined, // the gateway's origin; default: the page's
   namespace: "/",
   transport: "sse",
-  token: undefined,
+  token: undefined, // a string, or a (possibly async) function returning one, called before every connection attempt
   name: undefined,
   minDelay: 250, // ms: the first reconnect waits 0..minDelay, then doubling, up to maxDelay
   maxDelay: 10000,
@@ -86,7 +97,8 @@ export class Client {
       throw new TypeError(`transport must be one of ${TRANSPORTS.join(", ")}, not ${this.options.transport}`);
     }
     this.options.url = (this.options.url ?? globalThis.location.origin).replace(/\/+$/, "");
-    this.sid = null;
+    this.sid = null; // the session's public id
+    this.key = null; // its private key: proves ownership when resuming; never shared
     this.state = "idle";
     this.transport = null; // what is actually carrying the session: "sse", "polling", "websocket"
     this.reconnects = 0; // reconnect attempts so far
@@ -107,7 +119,7 @@ export class Client {
       call: (event, data, reply) => this._call(event, data, reply),
       transport: (link, name) => this._transportChanged(link, name),
       cursor: (link, id) => {
-        if (link === this._link) this._cursor = id;
+        if (link === this._link) this._cursor = id; // "<sid>:<key>;<room>=<offset>,…"
       },
     };
     this._attempt = 0;
@@ -194,7 +206,7 @@ export class Client {
     globalThis.removeEventListener?.("online", this._online);
     // Between connections there is no link to close: SSE + POST can still end the session
     // (a Socket.IO session without a connection expires after the recovery window).
-    const link = this._link ?? (this.options.transport === "sse" && this.sid ? Object.assign(new SseLink(this.options, this._events, 0), { sid: this.sid }) : null);
+    const link = this._link ?? (this.options.transport === "sse" && this.sid ? Object.assign(new SseLink(this.options, this._events, 0), { sid: this.sid, key: this.key }) : null);
     this._link = null;
     this._shutdown(new GatewayError("client_closed", "the client was closed"));
     await link?.close();
@@ -213,8 +225,10 @@ export class Client {
     if (this.state === "idle") this._setState("connecting");
     const link = new (this.options.transport === "sse" ? SseLink : SocketIOLink)(this.options, this._events, ++this._seq);
     this._link = link;
-    const resume = { sid: this.sid, cursor: this._cursor, offsets: Object.fromEntries(this._offsets) };
     try {
+      const token = await this._token(); // a function token: a fresh one for every attempt
+      if (this._link !== link) return; // closed meanwhile
+      const resume = { sid: this.sid, key: this.key, cursor: this._cursor, offsets: Object.fromEntries(this._offsets), token };
       await link.open(resume);
     } catch (err) {
       if (this._link !== link) return;
@@ -222,7 +236,7 @@ export class Client {
       if (this.sid && SESSION_LOST.has(err.code)) {
         this._sessionLost(err);
         this._dial();
-      } else if (FATAL.has(err.code)) {
+      } else if (FATAL.has(err.code) || (err.code === "token_expired" && typeof this.options.token !== "function")) {
         this._emit("error", err);
         this._shutdown(err);
       } else {
@@ -231,6 +245,17 @@ export class Client {
       return;
     }
     this._transportChanged(link, link.name);
+  }
+
+  /** The credential for the next connection attempt. */
+  async _token() {
+    const { token } = this.options;
+    if (typeof token !== "function") return token;
+    try {
+      return await token();
+    } catch (err) {
+      throw err instanceof GatewayError ? err : new GatewayError("token_error", `the token function failed: ${err?.message ?? err}`);
+    }
   }
 
   _retry(reason) {
@@ -247,12 +272,28 @@ export class Client {
     if (link !== this._link) return; // an older connection, already replaced
     this._link = null;
     if (this.state === "closed") return;
-    if (this._closeFrame?.reconnect === false) {
-      this._shutdown(new GatewayError("closed_by_server", `the gateway closed the session: ${this._closeFrame.reason}`));
-      return;
-    }
-    this._closeFrame = null;
-    this._retry(reason);
+    // After a close frame, that is the reason (shutdown, token_expired), not "the stream ended".
+    const frame = link.closeFrame;
+    this._retry(frame ? new GatewayError(frame.reason, `the gateway closed the connection: ${frame.reason}`, frame, true) : reason);
+  }
+
+  /** A close frame: remembered for the loss that follows, or the end if it says not to come back. */
+  _closing(link, frame) {
+    const reason = typeof frame.reason === "string" && frame.reason ? frame.reason : "closed_by_server";
+    link.closeFrame = { ...frame, reason };
+    if (frame.reconnect !== false) return;
+    // Another connection owns the session now (replaced), or the gateway says it is over.
+    // Nothing is sent back: a DELETE or Socket.IO DISCONNECT would end the new owner's session.
+    const code = reason === "replaced" ? "replaced" : "closed_by_server";
+    const why = reason === "replaced"
+      ? "another connection resumed this session with its key; this client stops instead of taking it back"
+      : `the gateway closed the session: ${reason}`;
+    const error = new GatewayError(code, why, { ...frame, reason }, true);
+    this._link = null;
+    link.ended = true;
+    link.drop();
+    this._emit("error", error);
+    this._shutdown(error);
   }
 
   /** The resume was refused: the session is gone. Start another; what it missed is a gap. */
@@ -260,6 +301,7 @@ export class Client {
     const gaps = [...this._rooms].map((room) => ({ room, after: this._offsets.get(room) ?? null }));
     this._lost = { reason, gaps };
     this.sid = null;
+    this.key = null;
     this._cursor = null;
     // The new session must be in the rooms before anything queued is published to them.
     const rejoin = [...this._rooms].filter((room) => !this._ordered.some((e) => e.kind === "join" && e.body.room === room));
@@ -307,8 +349,7 @@ export class Client {
       case "recovery":
         return this._recovered(data);
       case "close":
-        this._closeFrame = data;
-        return;
+        return this._closing(link, data);
       case "call":
         if (!isObject(data) || typeof data.ackId !== "string" || typeof data.event !== "string") {
           return this._malformed(`call ${JSON.stringify(data)}`);
@@ -326,6 +367,7 @@ export class Client {
       return;
     }
     this.sid = info.sid;
+    this.key = typeof info.key === "string" ? info.key : null;
     this.info = info;
     this._attempt = 0;
     link.opened(info);

@@ -17,14 +17,14 @@ test("offsets compare as the pair of integers, not as strings", () => {
 });
 
 test("the parser handles every line ending, split anywhere", () => {
-  const wire = 'id: s;lobby=1-1\nretry: 1000\nevent: open\ndata: {"a":\ndata: 1}\n\n: ping\r\n\r\nid: s;lobby=1-2\r\n\r\n';
+  const wire = 'id: s:k;lobby=1-1\nretry: 1000\nevent: open\ndata: {"a":\ndata: 1}\n\n: ping\r\n\r\nid: s:k;lobby=1-2\r\n\r\n';
   for (let cut = 0; cut <= wire.length; cut++) {
     const parser = new SseParser();
     const frames = [...parser.push(wire.slice(0, cut)), ...parser.push(wire.slice(cut))];
     assert.deepEqual(frames, [
-      { id: "s;lobby=1-1", event: "open", data: '{"a":\n1}' },
+      { id: "s:k;lobby=1-1", event: "open", data: '{"a":\n1}' },
       { comment: "ping" },
-      { id: "s;lobby=1-2" }, // an id alone still moves the cursor
+      { id: "s:k;lobby=1-2" }, // an id alone still moves the cursor
     ], `cut at ${cut}`);
   }
 });
