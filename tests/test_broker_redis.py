@@ -276,21 +276,21 @@ async def test_session_records_and_tombstones(
     open_broker: Opener, redis_client: aioredis.Redis, prefix: str
 ) -> None:
     broker, _ = await open_broker()
-    record = SessionRecord("sid1", "/chat", "alice", {"sid1": "0-0", "*": "0-0", "lobby": "12-3"})
+    record = SessionRecord("sid1", "/chat", "alice", {"sid1": "0-0", "*": "0-0", "lobby": "12-3"}, "n1", "ab" * 32)
     await broker.save_session(record, ttl=60)
     assert await broker.load_session("sid1") == record
     assert 0 < await redis_client.pttl(f"{prefix}:session:sid1") <= 60_000
 
     await broker.drop_session("sid1", expired=False, ttl=60)
     assert await broker.load_session("sid1") is None
-    assert not await broker.session_expired("sid1")
+    assert await broker.expired_session("sid1") is None
 
     await broker.save_session(record, ttl=60)
-    await broker.drop_session("sid1", expired=True, ttl=60)
+    await broker.drop_session("sid1", expired=True, ttl=60, key_hash=record.key_hash)
     assert await broker.load_session("sid1") is None
-    assert await broker.session_expired("sid1")
+    assert await broker.expired_session("sid1") == record.key_hash  # told only to the key's holder
     assert 0 < await redis_client.pttl(f"{prefix}:expired:sid1") <= 60_000
-    assert not await broker.session_expired("never")
+    assert await broker.expired_session("never") is None
 
 
 # -- Redis going away -------------------------------------------------------------------
@@ -468,12 +468,13 @@ async def test_sse_client_gets_its_own_publication_through_redis(
             events = source.aiter_sse()
             opened = await anext(events)
             assert opened.event == "open"
-            sid = orjson.loads(opened.data)["sid"]
+            info = orjson.loads(opened.data)
+            sid, mine = info["sid"], {"X-Session-Key": info["key"]}
 
-            joined = await client.post(f"/sse/sessions/{sid}/join", json={"room": "r"})
+            joined = await client.post(f"/sse/sessions/{sid}/join", json={"room": "r"}, headers=mine)
             assert joined.status_code == 200, joined.text
             published = await client.post(
-                f"/sse/sessions/{sid}/publish", json={"room": "r", "data": 1, "includeSelf": True}
+                f"/sse/sessions/{sid}/publish", json={"room": "r", "data": 1, "includeSelf": True}, headers=mine
             )
             assert published.status_code == 200, published.text
             offset = published.json()["result"]["offset"]

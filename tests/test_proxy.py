@@ -236,8 +236,10 @@ async def test_passthrough_streams_sse_events_as_they_happen(
     async with http_client() as client, sse_stream(client, passthrough.url) as events:
         opened = await next_event(events, 5)
         assert opened is not None and opened.event == "open"
-        sid = opened.json()["sid"]
-        joined = await client.post(f"{passthrough.url}/sse/sessions/{sid}/join", json={"room": "r"})
+        sid, key = opened.json()["sid"], opened.json()["key"]
+        joined = await client.post(
+            f"{passthrough.url}/sse/sessions/{sid}/join", json={"room": "r"}, headers={"X-Session-Key": key}
+        )
         assert joined.json()["ok"] is True
         # A small event emitted after the stream opened arrives on its own: nothing is held.
         await gateway.arun(gateway.gateway.emit("/chat", "announcement", {"text": "hi"}))
@@ -323,8 +325,10 @@ async def test_blocker_streams_sse(blocker: Blocker) -> None:
     async with http_client() as client, sse_stream(client, blocker.url) as events:
         opened = await next_event(events, 5)
         assert opened is not None and opened.event == "open"
-        sid = opened.json()["sid"]
-        joined = await client.post(f"{blocker.url}/sse/sessions/{sid}/join", json={"room": "r"})
+        sid, key = opened.json()["sid"], opened.json()["key"]
+        joined = await client.post(
+            f"{blocker.url}/sse/sessions/{sid}/join", json={"room": "r"}, headers={"X-Session-Key": key}
+        )
         assert joined.json()["ok"] is True
         event = await next_event(events, 5)
         assert event is not None and event.event == "joined" and event.json()["room"] == "r"

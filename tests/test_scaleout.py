@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("nginx") is None and not pathlib.Pa
 
 def node_env(prefix: str, redis_url: str = REDIS_URL) -> dict[str, str]:
     return {"GATEWAY_BROKER": redis_url, "GATEWAY_REDIS_PREFIX": prefix, "GATEWAY_PING_INTERVAL": "1",
-            "GATEWAY_PING_TIMEOUT": "1", "GATEWAY_API_TOKEN": "api-secret"}
+            "GATEWAY_PING_TIMEOUT": "1", "GATEWAY_API_TOKEN": "scaleout-api-secret"}
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ async def test_server_side_publish_api_and_emitter(cluster):
         wrong = await http.post("/api/publish", json={"room": "news", "event": "x"}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_token"
         ok = await http.post("/api/publish", json={"namespace": "/chat", "room": "news", "event": "headline", "data": 1},
-                             headers={"Authorization": "Bearer api-secret"})
+                             headers={"Authorization": "Bearer scaleout-api-secret"})
         assert ok.status_code == 200, ok.text
     from gateway.emitter import Emitter
 
