@@ -361,8 +361,6 @@ class Gateway:
                 )
             elif session is None:
                 raise _unknown(sid)
-        if session.expires_at is not None and time.time() >= session.expires_at:
-            raise TokenExpired("the session's token has expired: reconnect with a fresh one")
         return await self._perform(session, op, body)
 
     async def _command(self, command: Command) -> Any:
@@ -374,6 +372,8 @@ class Gateway:
         return await self._perform(session, command.op, model.parse(command.body) if model else None)
 
     async def _perform(self, session: Session, op: str, body: Any) -> Any:
+        if session.expires_at is not None and time.time() >= session.expires_at:
+            raise TokenExpired("the session's token has expired: reconnect with a fresh one")
         if op == "join":
             return await self.join(session, body)
         if op == "leave":
