@@ -23,7 +23,7 @@ PACKAGES: Final = (
     "uvloop", "httptools", "websockets", "orjson", "locust", "gevent", "httpx", "websocket-client",
     "requests", "aiohttp", "psutil", "matplotlib", "jinja2",
 )
-SECRET_SETTINGS: Final = ("admin_token", "api_token")
+SECRET_SETTINGS: Final = ("admin_token", "api_token", "jwt_secret")
 
 
 def now_iso() -> str:

@@ -9,6 +9,8 @@ publishes ``--publish-rate`` messages a second on a fixed schedule. What is meas
 lands in Locust's stats, CSV and HTML as request events (type / name):
 
     connect   / <transport>               handshake until the session is usable
+    connect   / <transport>: ended        the gateway ended the session for good (close
+                                          ``replaced``); the user connects anew (failure)
     upgrade   / <transport>: websocket    Socket.IO's polling -> WebSocket upgrade happened
     upgrade   / <transport>: refused      it stayed on polling (failure)
     publish   / <transport>               publish -> ack round trip (the event is logged)
@@ -116,6 +118,11 @@ class GatewayUser(User):
 
     @task
     def publish(self) -> None:
+        if self.client is not None and self.client.ended is not None:
+            # The gateway ended the session for good (``replaced``): count it, start anew.
+            self._fire("connect", f"{self.transport_label}: ended", time.perf_counter(), self.client.ended)
+            with_suppressed_close(self.client)
+            self.client = None
         if self.client is None:
             gevent.sleep(2.0)  # bounded retry pace for a transport that cannot connect
             self._connect()

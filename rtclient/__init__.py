@@ -7,9 +7,22 @@ is the same thing for threads and gevent (Locust). All share ``rtclient.protocol
 from __future__ import annotations
 
 from .aio import SocketIOClient, SseClient
-from .protocol import Backoff, Call, ClientEvent, Closing, ConnectionLost, Gap, Opened, ProtocolError, Recovery, RoomEvent
+from .protocol import (
+    Backoff,
+    Call,
+    ClientEvent,
+    Closing,
+    ConnectionLost,
+    Gap,
+    Opened,
+    ProtocolError,
+    Recovery,
+    RoomEvent,
+    SessionEnded,
+    TokenSource,
+)
 
 __all__ = [
     "Backoff", "Call", "ClientEvent", "Closing", "ConnectionLost", "Gap", "Opened", "ProtocolError",
-    "Recovery", "RoomEvent", "SocketIOClient", "SseClient",
+    "Recovery", "RoomEvent", "SessionEnded", "SocketIOClient", "SseClient", "TokenSource",
 ]

@@ -3,6 +3,12 @@
 Both add to their transport what at-least-once needs: reconnect with backoff,
 resume from the last offsets, an outbox retransmitted until acked, each room event
 handed to the application once and in order, and gaps surfaced as ``Gap`` events.
+
+The session's private key (from ``open``) proves ownership on every resume and every SSE
+request. ``token=`` may be a callable (sync or async), asked before every connection
+attempt: after ``close {reason: "token_expired"}`` the client resumes with a fresh token.
+After ``close {reconnect: false}`` (``replaced``: another connection took the session over)
+the client stops for good; pending and later requests raise ``SessionEnded``.
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ from gateway.errors import GatewayError
 from .protocol import (
     SESSION_GONE,
     TRANSIENT,
-    ConnectionLost,
     Backoff,
     Call,
     ClientEvent,
     ClientState,
     Closing,
+    ConnectionLost,
     Opened,
     ProtocolError,
+    SessionEnded,
     SseParser,
+    TokenSource,
+    atoken_value,
+    bearer,
     error_from_body,
     is_frame,
 )
@@ -48,14 +58,16 @@ class _Client:
         url: str,
         namespace: str = "/",
         *,
-        token: str | None = None,
+        token: TokenSource = None,
         auth: dict[str, Any] | None = None,
         request_timeout: float = 30.0,
         backoff: Backoff | None = None,
         queue_size: int = 10_000,
     ) -> None:
         self.url = url.rstrip("/")
-        self.auth = {**(auth or {}), **({"token": token} if token is not None else {})}
+        # ``auth``: the namespace middleware's other fields (SSE: query parameters).
+        self.auth = {k: v for k, v in (auth or {}).items() if k != "token"}
+        self.token: TokenSource = token if token is not None else (auth or {}).get("token")
         self.state = ClientState(namespace=namespace)
         self.request_timeout = request_timeout
         self.backoff = backoff or Backoff()
@@ -64,7 +76,9 @@ class _Client:
         self._call_handlers: dict[str, Callable[[Any], Any]] = {}
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._closing = False
+        self.ended: SessionEnded | None = None  # set once the client stopped for good
         self._supervisor: asyncio.Task[None] | None = None
         self.dropped = 0  # events the application's queue had no room for
 
@@ -81,14 +95,21 @@ class _Client:
         return opened
 
     async def close(self) -> None:
-        """End the session for good (the gateway releases its rooms)."""
-        self._closing = True
-        if self._supervisor is not None:
+        """End the session for good (the gateway releases its rooms).
+
+        After a ``replaced`` close the session belongs to another connection: nothing is
+        said to the gateway then, only this client's resources are released.
+        """
+        owned = self.ended is None
+        self._stop(SessionEnded("closed"))
+        if self._supervisor is not None and self._supervisor is not asyncio.current_task():
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         with contextlib.suppress(Exception):
-            await self._close_connection(goodbye=True)
+            await self._close_connection(goodbye=owned)
+        with contextlib.suppress(Exception):
+            await self._release()
         self._connected.clear()
 
     async def drop(self) -> None:
@@ -122,8 +143,12 @@ class _Client:
         self._call_handlers[event] = handler
 
     async def events(self) -> AsyncIterator[ClientEvent]:
+        """Every event, in order; ends after a ``Closing`` that does not reconnect."""
         while True:
-            yield await self._queue.get()
+            event = await self._queue.get()
+            yield event
+            if isinstance(event, Closing) and not event.reconnect:
+                return
 
     async def next_event(self, timeout: float = 10.0) -> ClientEvent:
         return await asyncio.wait_for(self._queue.get(), timeout)
@@ -144,6 +169,8 @@ class _Client:
                 asyncio.create_task(self._answer(event))
                 continue
             if isinstance(event, Closing):
+                if not event.reconnect:
+                    self._stop(SessionEnded(event.reason))
                 self._lost.set()
             for listener in self._listeners.get(event.kind, ()):
                 listener(event)
@@ -160,8 +187,19 @@ class _Client:
         result = handler(call.data)
         if inspect.isawaitable(result):
             result = await result
+        if self.ended is not None:
+            return
         with contextlib.suppress(ConnectionLost, GatewayError):
             await self._send("ack", {"ackId": call.ack_id, "result": result})
+
+    def _stop(self, why: SessionEnded) -> None:
+        """Stop for good: no reconnect; pending and later requests raise ``why``."""
+        if self.ended is None:
+            self.ended = why
+        self._closing = True
+        self._connected.clear()
+        self._stopped.set()
+        self._lost.set()
 
     # -- requests with retransmission ------------------------------------------------
 
@@ -179,13 +217,21 @@ class _Client:
         """Send until acked: after a lost connection, again (same clientEventId) once resumed."""
         async def attempt() -> Any:
             while True:
-                await self._connected.wait()
+                if self.ended is not None:
+                    raise self.ended
+                if not self._connected.is_set():
+                    await _first(self._connected, self._stopped)
+                    continue
                 try:
                     return await self._send(kind, body)
                 except ConnectionLost:
+                    if self.ended is not None:
+                        raise self.ended from None
                     self._connected.clear()
                     self._lost.set()
                 except GatewayError as exc:
+                    if self.ended is not None:  # e.g. unknown_sid: the key is someone else's now
+                        raise self.ended from None
                     if exc.code in SESSION_GONE:
                         self._connected.clear()
                         self._lost.set()
@@ -208,6 +254,8 @@ class _Client:
             await self._until_lost()
             self._connected.clear()
             await self._close_connection(goodbye=False)
+            if self._closing:  # stopped for good (``replaced``): no reconnect
+                return
             self.backoff.reset()
             while not self._closing:
                 await asyncio.sleep(self.backoff.next())
@@ -221,12 +269,18 @@ class _Client:
                                 socketio.exceptions.ConnectionError, asyncio.TimeoutError) as again:
                             log.info("starting over failed: %r", again)
                             continue
+                        except Exception:  # e.g. the token callback failed: keep trying
+                            log.warning("starting over failed", exc_info=True)
+                            continue
                         break
                     log.info("reconnect refused: %s", exc)
                     continue
                 except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError,
                         asyncio.TimeoutError) as exc:
                     log.info("reconnect failed: %r", exc)
+                    continue
+                except Exception:  # e.g. the token callback failed: keep trying, with backoff
+                    log.warning("reconnect failed", exc_info=True)
                     continue
                 self.state.stats.reconnects += 1
                 break
@@ -259,6 +313,19 @@ class _Client:
     async def _close_connection(self, goodbye: bool) -> None:
         raise NotImplementedError
 
+    async def _release(self) -> None:
+        """Free what the client holds beyond one connection (``close()``, after the goodbye)."""
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
 
 class SseClient(_Client):
     """SSE down, POST up. ``SseClient(url, "/chat", token=...)``; ``await client.connect()``.
@@ -289,7 +356,9 @@ class SseClient(_Client):
     async def _get(self, resume: bool) -> httpx.Response:
         params = {"namespace": self.state.namespace, **({"mode": "poll"} if self.polling else {})}
         params.update({k: v for k, v in self.auth.items() if isinstance(v, str)})
-        headers = {"Last-Event-ID": self.state.cursor} if resume and self.state.cursor else {}
+        headers = bearer(await atoken_value(self.token))  # asked on every attempt (and poll)
+        if resume and self.state.cursor:
+            headers["Last-Event-ID"] = self.state.cursor
         request = self.http.build_request("GET", "/sse/connect", params=params, headers=headers)
         try:
             response = await self.http.send(request, stream=True)
@@ -368,10 +437,14 @@ class SseClient(_Client):
                 await reader
 
     async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        if self.ended is not None:
+            raise self.ended
         if self.state.sid is None:
             raise ConnectionLost("no session")
         try:
-            response = await self.http.post(f"/sse/sessions/{self.state.sid}/{kind}", json=body)
+            # json= sends Content-Type: application/json, which the gateway requires.
+            response = await self.http.post(f"/sse/sessions/{self.state.sid}/{kind}", json=body,
+                                            headers=self.state.session_headers())
         except httpx.TransportError as exc:
             raise ConnectionLost(repr(exc)) from None
         if response.status_code >= 400:
@@ -381,10 +454,11 @@ class SseClient(_Client):
     async def _close_connection(self, goodbye: bool) -> None:
         if goodbye and self.state.sid is not None:
             with contextlib.suppress(httpx.HTTPError):
-                await self.http.delete(f"/sse/sessions/{self.state.sid}")
+                await self.http.delete(f"/sse/sessions/{self.state.sid}", headers=self.state.session_headers())
         await self._stop_reader()
-        if goodbye:
-            await self.http.aclose()
+
+    async def _release(self) -> None:
+        await self.http.aclose()
 
 
 class SocketIOClient(_Client):
@@ -400,6 +474,7 @@ class SocketIOClient(_Client):
         super().__init__(url, namespace, **options)
         self.transports = transports
         self.sio: socketio.AsyncClient | None = None
+        self._generation = 0  # which connection is current: frames of older ones are ignored
         self._opened: asyncio.Future[Opened] | None = None
 
     @property
@@ -415,10 +490,14 @@ class SocketIOClient(_Client):
         sio = socketio.AsyncClient(reconnection=False)
         refused: list[Any] = []
         self._opened = asyncio.get_running_loop().create_future()
+        self._generation += 1
+        generation = self._generation
 
         @sio.on("*", namespace=ns)
         async def any_event(event: str, *args: Any) -> Any:
             data = args[0] if args else None
+            if generation != self._generation:
+                return None  # a connection this client already let go of (e.g. its ``replaced``)
             if is_frame(event, data):
                 events = self._handle(event, data)
                 for e in events:
@@ -440,7 +519,9 @@ class SocketIOClient(_Client):
             if self.sio is sio:
                 self._lost.set()
 
-        auth = {**self.auth, **(self.state.resume_auth() if resume else {})}
+        token = await atoken_value(self.token)  # asked on every attempt
+        auth = {**self.auth, **({"token": token} if token is not None else {}),
+                **(self.state.resume_auth() if resume else {})}
         try:
             await sio.connect(self.url, namespaces=[ns], transports=self.transports, auth=auth or None,
                               wait_timeout=self.request_timeout)
@@ -463,6 +544,8 @@ class SocketIOClient(_Client):
         return events
 
     async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        if self.ended is not None:
+            raise self.ended
         sio = self.sio
         if sio is None or not sio.connected:
             raise ConnectionLost("not connected")
@@ -498,6 +581,7 @@ class SocketIOClient(_Client):
 
     async def _close_connection(self, goodbye: bool) -> None:
         sio, self.sio = self.sio, None
+        self._generation += 1  # whatever it still delivers is no longer ours
         if sio is None:
             return
         if goodbye:

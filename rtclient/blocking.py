@@ -4,6 +4,10 @@ The same guarantees as the asyncio clients, on the same pure core
 (``rtclient.protocol``): only the I/O differs — httpx's sync client for SSE + POST,
 python-socketio's ``Client`` for Socket.IO, threads (greenlets under gevent) for the
 reader and the reconnect loop.
+
+As there: the session key rides on every SSE request and every resume; ``token=`` may be
+a callable asked before every connection attempt; after ``close {reconnect: false}``
+(``replaced``) the client stops for good and requests raise ``SessionEnded``.
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ from .protocol import (
     ConnectionLost,
     Opened,
     ProtocolError,
+    SessionEnded,
     SseParser,
+    bearer,
     error_from_body,
     is_frame,
+    token_value,
 )
 
 log = logging.getLogger("rtclient")
@@ -47,7 +54,8 @@ class BlockingClient:
 
     Events reach ``on_event`` from a background thread (greenlet), once each, in order.
     ``mode`` is the SSE mode, as for ``rtclient.SseClient`` (``auto`` falls back to polling
-    behind a buffering proxy).
+    behind a buffering proxy). ``token``: a string or a callable returning one, asked before
+    every connection attempt; ``auth``: the namespace middleware's other fields.
     """
 
     def __init__(
@@ -58,7 +66,8 @@ class BlockingClient:
         transport: str = "sse",
         mode: str = "auto",
         buffer_timeout: float = 3.0,
-        token: str | None = None,
+        token: str | Callable[[], str | None] | None = None,
+        auth: dict[str, Any] | None = None,
         on_event: Listener | None = None,
         request_timeout: float = 30.0,
         backoff: Backoff | None = None,
@@ -71,7 +80,8 @@ class BlockingClient:
         self.buffer_timeout = buffer_timeout
         self.url = url.rstrip("/")
         self.transport = transport
-        self.auth = {"token": token} if token is not None else {}
+        self.auth = {k: v for k, v in (auth or {}).items() if k != "token"}
+        self.token = token if token is not None else (auth or {}).get("token")
         self.state = ClientState(namespace=namespace)
         self.on_event = on_event or (lambda event: None)
         self.call_handlers: dict[str, Callable[[Any], Any]] = {}
@@ -81,6 +91,7 @@ class BlockingClient:
         self._lost = threading.Event()
         self._opened = threading.Event()
         self._closing = False
+        self.ended: SessionEnded | None = None  # set once the client stopped for good
         self._io = _SseIO(self) if transport == "sse" else _SocketIOIO(self)
         self._supervisor: threading.Thread | None = None
 
@@ -98,10 +109,11 @@ class BlockingClient:
         self._supervisor.start()
 
     def close(self) -> None:
-        self._closing = True
-        self._lost.set()
+        """End the session (after ``replaced``: only release this client's resources)."""
+        owned = self.ended is None
+        self._stop(SessionEnded("closed"))
         with contextlib.suppress(Exception):
-            self._io.close(goodbye=True)
+            self._io.close(goodbye=owned, final=True)
 
     def drop(self) -> None:
         self._io.close(goodbye=False)
@@ -131,6 +143,8 @@ class BlockingClient:
             if isinstance(event, Opened):
                 self._opened.set()
             elif isinstance(event, Closing):
+                if not event.reconnect:
+                    self._stop(SessionEnded(event.reason))
                 self._lost.set()
             elif isinstance(event, Call):
                 handler = self.call_handlers.get(event.event)
@@ -140,8 +154,19 @@ class BlockingClient:
             self.on_event(event)
 
     def _answer(self, call: Call, handler: Callable[[Any], Any]) -> None:
-        with contextlib.suppress(ConnectionLost, GatewayError):
+        with contextlib.suppress(ConnectionLost, GatewayError, SessionEnded):
             self._io.send("ack", {"ackId": call.ack_id, "result": handler(call.data)})
+
+    def _stop(self, why: SessionEnded) -> None:
+        """Stop for good: no reconnect; pending and later requests raise ``why``."""
+        if self.ended is None:
+            self.ended = why
+        self._closing = True
+        self._lost.set()
+        self._connected.set()  # wakes the requests waiting for a connection: they see ``ended``
+
+    def _token(self) -> str | None:
+        return token_value(self.token)
 
     def _outboxed(self, kind: str, body: dict[str, Any]) -> Any:
         entry = self.state.outbox.add(kind, body)  # type: ignore[arg-type]
@@ -156,15 +181,26 @@ class BlockingClient:
     def _request(self, kind: str, body: dict[str, Any]) -> Any:
         deadline = time.monotonic() + self.request_timeout
         while True:
+            if self.ended is not None:
+                raise self.ended
             left = deadline - time.monotonic()
-            if left <= 0 or not self._connected.wait(left):
+            if left <= 0:
                 raise TimeoutError(f"{kind} not acknowledged within {self.request_timeout} s")
+            # In slices: ``_stop`` sets ``_connected`` to wake waiters, a slice bounds any race.
+            if not self._connected.wait(min(left, 1.0)):
+                continue
+            if self.ended is not None:
+                raise self.ended
             try:
                 return self._io.send(kind, body)
             except ConnectionLost:
+                if self.ended is not None:
+                    raise self.ended from None
                 self._connected.clear()
                 self._lost.set()
             except GatewayError as exc:
+                if self.ended is not None:  # e.g. unknown_sid: the key is someone else's now
+                    raise self.ended from None
                 if exc.code in SESSION_GONE:
                     self._connected.clear()
                     self._lost.set()
@@ -191,6 +227,8 @@ class BlockingClient:
         while not self._closing:
             self._lost.wait()
             if self._closing:
+                if self.ended is not None and self.ended.reason != "closed":
+                    self._io.close(goodbye=False)  # ``replaced``: let go, say nothing
                 return
             self._connected.clear()
             self._io.close(goodbye=False)
@@ -206,7 +244,11 @@ class BlockingClient:
                             self.on_event(event)
                         try:
                             self._open(resume=False)
-                        except (GatewayError, ConnectionLost, OSError, httpx.HTTPError):
+                        except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
+                                socketio.exceptions.ConnectionError):
+                            continue
+                        except Exception:  # e.g. the token callback failed: keep trying
+                            log.warning("starting over failed", exc_info=True)
                             continue
                         for room in rooms:
                             try:
@@ -217,6 +259,9 @@ class BlockingClient:
                         break
                     continue
                 except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError):
+                    continue
+                except Exception:  # e.g. the token callback failed: keep trying, with backoff
+                    log.warning("reconnect failed", exc_info=True)
                     continue
                 self.state.stats.reconnects += 1
                 break
@@ -249,8 +294,11 @@ class _SseIO:
 
     def _get(self, resume: bool) -> httpx.Response:
         c = self.c
-        params = {"namespace": c.state.namespace, **c.auth, **({"mode": "poll"} if self.polling else {})}
-        headers = {"Last-Event-ID": c.state.cursor} if resume and c.state.cursor else {}
+        params = {"namespace": c.state.namespace, **{k: v for k, v in c.auth.items() if isinstance(v, str)},
+                  **({"mode": "poll"} if self.polling else {})}
+        headers = bearer(c._token())  # asked on every attempt (and poll)
+        if resume and c.state.cursor:
+            headers["Last-Event-ID"] = c.state.cursor
         silence = c.state.ping_interval + c.state.ping_timeout
         request = self.http.build_request(
             "GET", "/sse/connect", params=params, headers=headers,
@@ -270,7 +318,7 @@ class _SseIO:
         try:
             while True:
                 self._consume(response)
-                if not self.polling or self._response is not response:
+                if not self.polling or self._response is not response or self.c._closing:
                     break
                 response = self._response = self._get(resume=True)  # the next poll, at once
         except (httpx.HTTPError, OSError, GatewayError, ConnectionLost):
@@ -284,6 +332,8 @@ class _SseIO:
         parser = SseParser()
         try:
             for chunk in response.iter_raw():
+                if self._response is not response:
+                    return  # let go of (dropped, or replaced by the next poll): not ours any more
                 for frame in parser.feed(chunk):
                     try:
                         self.c._frame(frame.event, _json(frame.data))
@@ -293,27 +343,31 @@ class _SseIO:
             response.close()
 
     def send(self, kind: str, body: dict[str, Any]) -> Any:
+        if self.c.ended is not None:
+            raise self.c.ended
         sid = self.c.state.sid
         if sid is None:
             raise ConnectionLost("no session")
         try:
-            response = self.http.post(f"/sse/sessions/{sid}/{kind}", json=body)
+            # json= sends Content-Type: application/json, which the gateway requires.
+            response = self.http.post(f"/sse/sessions/{sid}/{kind}", json=body,
+                                      headers=self.c.state.session_headers())
         except httpx.TransportError as exc:
             raise ConnectionLost(repr(exc)) from None
         if response.status_code >= 400:
             raise error_from_body(response.content)
         return response.json()["result"] if response.content else None
 
-    def close(self, goodbye: bool) -> None:
+    def close(self, goodbye: bool, final: bool = False) -> None:
         sid = self.c.state.sid
         if goodbye and sid is not None:
             with contextlib.suppress(httpx.HTTPError):
-                self.http.delete(f"/sse/sessions/{sid}")
+                self.http.delete(f"/sse/sessions/{sid}", headers=self.c.state.session_headers())
         response, self._response = self._response, None
         if response is not None:
             with contextlib.suppress(Exception):
                 response.close()
-        if goodbye:
+        if final:
             self.http.close()
 
 
@@ -350,6 +404,8 @@ class _SocketIOIO:
         @sio.on("*", namespace=ns)
         def any_event(event: str, *args: Any) -> Any:
             data = args[0] if args else None
+            if self.sio is not sio:
+                return None  # a connection this client already let go of (e.g. its ``replaced``)
             if is_frame(event, data):
                 c._frame(event, data)
                 return None
@@ -365,7 +421,9 @@ class _SocketIOIO:
             if self.sio is sio:
                 c._lost.set()
 
-        auth = {**c.auth, **(c.state.resume_auth() if resume else {})}
+        token = c._token()  # asked on every attempt
+        auth = {**c.auth, **({"token": token} if token is not None else {}),
+                **(c.state.resume_auth() if resume else {})}
         self.sio = sio
         try:
             sio.connect(c.url, namespaces=[ns], transports=self.transports, auth=auth or None,
@@ -379,6 +437,8 @@ class _SocketIOIO:
             raise ConnectionLost(str(exc)) from None
 
     def send(self, kind: str, body: dict[str, Any]) -> Any:
+        if self.c.ended is not None:
+            raise self.c.ended
         sio = self.sio
         if sio is None or not sio.connected:
             raise ConnectionLost("not connected")
@@ -412,7 +472,7 @@ class _SocketIOIO:
             raise error_from_body(reply["error"])
         return reply["result"]
 
-    def close(self, goodbye: bool) -> None:
+    def close(self, goodbye: bool, final: bool = False) -> None:
         sio, self.sio = self.sio, None
         if sio is None:
             return

@@ -4,11 +4,17 @@ Every client (asyncio or blocking, SSE + POST or Socket.IO) is a thin driver ove
 these pieces:
 
 - ``SseParser``     bytes of a ``text/event-stream`` in, frames out;
-- ``ClientState``   one session's view: sid, cursor, per-room offsets, the outbox;
+- ``ClientState``   one session's view: sid, private key, cursor, per-room offsets, the outbox;
                     gateway frames in, typed ``ClientEvent``s out (duplicates dropped,
                     gaps surfaced), malformed frames refused with ``ProtocolError``;
 - ``Outbox``        every publish/emit with its ``clientEventId`` until acked;
-- ``Backoff``       reconnect delays with exponential growth and full jitter.
+- ``Backoff``       reconnect delays with exponential growth and full jitter;
+- ``token_value``   the connect credential, from a string or a callback asked each attempt.
+
+The ``sid`` is the session's public id (others see it as ``sender``); the ``key`` the
+``open`` frame carries is private and is what proves ownership: it goes in the
+``X-Session-Key`` header of every SSE request, first in the resume cursor
+(``<sid>:<key>;<room>=<offset>,...``) and in Socket.IO's resume ``auth``.
 """
 
 from __future__ import annotations
@@ -17,13 +23,61 @@ import itertools
 import random
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import orjson
 
 from gateway.errors import GatewayError, error_from_wire
-from gateway.offsets import format_cursor, parse_offset
+
+# -- offsets and the resume cursor (the gateway's format, kept here so the client does
+#    not depend on the server's internals) ------------------------------------------
+
+
+def parse_offset(offset: str) -> tuple[int, int]:
+    """``"12-3"`` -> ``(12, 3)``; raises ``ValueError`` on anything else."""
+    ms, sep, seq = offset.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit():
+        raise ValueError(f"not an offset: {offset!r}")
+    return int(ms), int(seq)
+
+
+def format_cursor(sid: str, key: str, positions: Mapping[str, str]) -> str:
+    """``<sid>:<key>;<room>=<offset>,...``: what ``Last-Event-ID`` carries to resume."""
+    return f"{sid}:{key};" + ",".join(f"{room}={off}" for room, off in positions.items())
+
+
+# -- the connect credential ----------------------------------------------------------
+
+TokenSource: TypeAlias = str | Callable[[], str | None | Awaitable[str | None]] | None
+"""``token=``: a string, or a callable (for the asyncio clients, possibly async) that
+returns one. A callable is asked before every connection attempt, so a reconnect after
+``close {reason: "token_expired"}`` carries a fresh token."""
+
+
+def token_value(token: Any) -> Any:
+    """The token to send now: ``token`` itself, or what the callable returns (which, for an
+    async callable, is an awaitable the asyncio clients await; see ``atoken_value``)."""
+    value = token() if callable(token) else token
+    if value is not None and not isinstance(value, str) and not hasattr(value, "__await__"):
+        raise TypeError(f"a token must be a str (or None), not {type(value).__name__}")
+    return value
+
+
+async def atoken_value(token: Any) -> str | None:
+    """``token_value`` for asyncio: sync and async callables alike."""
+    value = token_value(token)
+    if hasattr(value, "__await__"):
+        value = await value
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"a token must be a str (or None), not {type(value).__name__}")
+    return value
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The header that carries the connect credential (never the URL: URLs end up in logs)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 # -- typed events the application receives ----------------------------------------
 
@@ -93,6 +147,27 @@ class ProtocolError(ValueError):
 
 class ConnectionLost(Exception):
     """The connection dropped under a request; it is retried after reconnecting."""
+
+
+class SessionEnded(Exception):
+    """The client stopped for good: requests pending or made afterwards fail with this.
+
+    ``reason`` is the gateway's close reason (``replaced``: another connection resumed this
+    session with its key, and this client must not fight it for the session) or
+    ``closed`` when the application called ``close()``.
+    """
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message or _ENDED.get(reason, f"the gateway ended the session ({reason!r}) "
+                                                       "and asked the client not to reconnect"))
+
+
+_ENDED = {
+    "replaced": "the session was taken over by another connection that resumed it with its key "
+                "(close reason 'replaced'); this client stopped and will not reconnect",
+    "closed": "the client was closed",
+}
 
 
 # -- SSE framing -------------------------------------------------------------------
@@ -224,6 +299,7 @@ class ClientState:
 
     namespace: str = "/"
     sid: str | None = None
+    key: str | None = None  # the session's private key, from ``open``: never shown to others
     rooms: set[str] = field(default_factory=set)
     # Last offset handed to the application, per room: the resume position and the dedup line.
     positions: dict[str, str] = field(default_factory=dict)
@@ -234,14 +310,20 @@ class ClientState:
 
     @property
     def cursor(self) -> str | None:
-        """The SSE resume cursor (what ``Last-Event-ID`` carries)."""
-        if self.sid is None:
+        """The SSE resume cursor (what ``Last-Event-ID`` carries): ``<sid>:<key>;<room>=<offset>,...``."""
+        if self.sid is None or self.key is None:
             return None
-        return format_cursor(self.sid, self.positions)
+        return format_cursor(self.sid, self.key, self.positions)
 
     def resume_auth(self) -> dict[str, Any]:
         """The Socket.IO ``auth`` fields that resume this session."""
-        return {} if self.sid is None else {"sid": self.sid, "offsets": dict(self.positions)}
+        if self.sid is None or self.key is None:
+            return {}
+        return {"sid": self.sid, "key": self.key, "offsets": dict(self.positions)}
+
+    def session_headers(self) -> dict[str, str]:
+        """What every SSE request on the session (POST, DELETE) must carry."""
+        return {"X-Session-Key": self.key} if self.key is not None else {}
 
     def handle(self, name: str, data: Any) -> list[ClientEvent]:
         """A gateway frame in, what the application should see out.
@@ -250,7 +332,7 @@ class ClientState:
         """
         try:
             return self._handle(name, data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             self.stats.malformed += 1
             raise ProtocolError(f"malformed {name!r} frame: {exc!r}") from None
 
@@ -264,13 +346,15 @@ class ClientState:
 
     def _handle(self, name: str, data: Any) -> list[ClientEvent]:
         if name == "open":
-            sid, namespace = data["sid"], data["namespace"]
+            sid, key, namespace = data["sid"], data["key"], data["namespace"]
             interval, timeout = data["pingInterval"] / 1000, data["pingTimeout"] / 1000
             rooms = tuple(data.get("rooms", ()))
-            if not isinstance(sid, str) or not isinstance(namespace, str) or not all(isinstance(r, str) for r in rooms):
-                raise TypeError("sid, namespace and rooms must be strings")
+            if not all(isinstance(x, str) for x in (sid, key, namespace, *rooms)):
+                raise TypeError("sid, key, namespace and rooms must be strings")
+            if not key:
+                raise ValueError("the session key is empty")
             resumed = self.sid is not None and sid == self.sid
-            self.sid, self.namespace = sid, namespace
+            self.sid, self.key, self.namespace = sid, key, namespace
             self.ping_interval, self.ping_timeout = interval, timeout
             if resumed:
                 self.rooms = set(rooms)
@@ -292,7 +376,10 @@ class ClientState:
         if name == "call":
             return [Call("call", str(data["ackId"]), data["event"], data.get("data"))]
         if name == "close":
-            return [Closing("close", data.get("reason", ""), bool(data.get("reconnect", True)))]
+            reason = data.get("reason", "")
+            if not isinstance(reason, str):
+                raise TypeError("a close reason must be a string")
+            return [Closing("close", reason, bool(data.get("reconnect", True)))]
         return self._room_event(name, data)
 
     def _room_event(self, name: str, data: Any) -> list[ClientEvent]:
@@ -315,7 +402,7 @@ class ClientState:
         lost: list[ClientEvent] = [Gap("gap", room, self.positions.get(room), "session_lost")
                                    for room in sorted(self.rooms)]
         self.stats.gaps += len(lost)
-        self.sid = None
+        self.sid = self.key = None
         self.positions.clear()
         return lost
 

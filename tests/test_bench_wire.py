@@ -11,7 +11,11 @@ from comparison.bench.wire import (
     ProtocolError,
     ResponseReader,
     WsReader,
+    http_request,
     payload,
+    post_template,
+    post_with,
+    session_key_header,
     sio_ack,
     ws_frame,
 )
@@ -57,6 +61,37 @@ def test_response_reader_keep_alive(size: int) -> None:
     reader = ResponseReader()
     got = [r for part in split_every(wire, size) for r in reader.feed(part)]
     assert [(r.status, r.body) for r in got] == [(200, b"ok"), (404, b"nop"), (200, b"")]
+
+
+def test_post_template_builds_what_http_request_builds() -> None:
+    headers = session_key_header("k" * 22)
+    template = post_template("/sse/sessions/s/publish", "127.0.0.1:9", headers)
+    body = payload(1, 2)
+    assert post_with(template, body) == http_request("POST", "/sse/sessions/s/publish", "127.0.0.1:9", body, headers)
+    assert b"\r\nX-Session-Key: " + b"k" * 22 + b"\r\n" in post_with(template, body)
+    assert post_with(template, b"") == http_request("POST", "/sse/sessions/s/publish", "127.0.0.1:9", b"", headers)
+
+
+def test_sse_stream_takes_the_sid_and_the_key_from_open() -> None:
+    from comparison.bench.client_sse import SseStream
+
+    stream = SseStream(None)
+    stream.connection_made(_NullTransport())
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n"  # no chunking: read to close
+    stream.data_received(head + b'id: S:K;\nevent: open\ndata: {"sid":"S","key":"K","namespace":"/"}\n\n')
+    assert (stream.sid, stream.key) == ("S", "K") and list(stream.inbox) == [("S", "K")]
+    keyless = SseStream(None)
+    keyless.connection_made(_NullTransport())
+    keyless.data_received(head + b'event: open\ndata: {"sid":"S"}\n\n')
+    assert keyless.ended is not None and "key" in keyless.ended and keyless.sid is None
+
+
+class _NullTransport:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
 
 
 def test_response_reader_refuses_unframed_bodies() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -10,15 +11,21 @@ from gateway.errors import NotJoined
 from rtclient.protocol import (
     Backoff,
     ClientState,
+    Closing,
     Gap,
     Opened,
     Outbox,
     ProtocolError,
     Recovery,
     RoomEvent,
+    SessionEnded,
     SseParser,
+    atoken_value,
+    bearer,
     error_from_body,
+    format_cursor,
     is_frame,
+    token_value,
 )
 
 
@@ -27,15 +34,16 @@ def envelope(room: str, offset: str, data=None) -> dict:
             "clientEventId": None, "ts": 1}
 
 
-OPEN = {"sid": "S" * 22, "namespace": "/chat", "pingInterval": 1000, "pingTimeout": 500, "maxPayload": 10, "rooms": []}
+KEY = "K" * 21 + "_"
+OPEN = {"sid": "S" * 22, "key": KEY, "namespace": "/chat", "pingInterval": 1000, "pingTimeout": 500, "maxPayload": 10, "rooms": []}
 
 
 class TestSseParser:
     def test_frames_split_across_chunks_and_line_endings(self):
         p = SseParser()
-        assert p.feed(b"id: a;r=1-1\nevent: open\nda") == []
+        assert p.feed(b"id: a:k;r=1-1\nevent: open\nda") == []
         frames = p.feed(b"ta: {\"x\":1}\r\n\r\n: ping\n\nevent: m\ndata: a\ndata: b\n\n")
-        assert [(f.event, f.data, f.id) for f in frames] == [("open", '{"x":1}', "a;r=1-1"), ("m", "a\nb", None)]
+        assert [(f.event, f.data, f.id) for f in frames] == [("open", '{"x":1}', "a:k;r=1-1"), ("m", "a\nb", None)]
 
     def test_comment_only_chunks_count_as_heard(self):
         p = SseParser()
@@ -53,8 +61,46 @@ class TestClientState:
         assert s.handle("message", envelope("r", "4-9")) == []  # older
         assert len(s.handle("message", envelope("r", "5-2"))) == 1
         assert s.stats.duplicates == 2 and s.stats.received == 2
-        assert s.cursor == "S" * 22 + ";r=5-2"
-        assert s.resume_auth() == {"sid": "S" * 22, "offsets": {"r": "5-2"}}
+        assert s.cursor == "S" * 22 + ":" + KEY + ";r=5-2"
+        assert s.resume_auth() == {"sid": "S" * 22, "key": KEY, "offsets": {"r": "5-2"}}
+
+    def test_key_from_open_is_kept_across_a_resume_and_dropped_with_the_session(self):
+        s = ClientState()
+        assert s.cursor is None and s.resume_auth() == {} and s.session_headers() == {}
+        s.handle("open", OPEN)
+        assert s.key == KEY and s.session_headers() == {"X-Session-Key": KEY}
+        assert s.cursor == f"{'S' * 22}:{KEY};"  # no rooms yet: still the sid and its key
+        s.handle("joined", {"room": "a", "offset": "1-0"})
+        s.handle("joined", {"room": "b", "offset": "2-0"})
+        assert s.cursor == f"{'S' * 22}:{KEY};a=1-0,b=2-0"
+        [again] = s.handle("open", {**OPEN, "rooms": ["a", "b"]})
+        assert again.resumed and s.key == KEY
+        s.session_lost()
+        assert s.key is None and s.cursor is None and s.resume_auth() == {}
+        [fresh] = s.handle("open", {**OPEN, "sid": "T" * 22, "key": "N" * 22})
+        assert not fresh.resumed and s.resume_auth() == {"sid": "T" * 22, "key": "N" * 22, "offsets": {}}
+
+    def test_the_key_is_not_part_of_the_opened_event(self):
+        [opened] = ClientState().handle("open", OPEN)
+        assert KEY not in repr(opened)  # events get logged; the key stays in the state
+
+    @pytest.mark.parametrize("bad", [{"key": None}, {"key": 7}, {"key": ""}])
+    def test_open_without_a_usable_key_is_refused(self, bad):
+        s = ClientState()
+        with pytest.raises(ProtocolError):
+            s.handle("open", {**OPEN, **bad})
+        with pytest.raises(ProtocolError):
+            s.handle("open", {k: v for k, v in OPEN.items() if k != "key"})
+        assert s.sid is None and s.key is None and s.stats.malformed == 2
+
+    def test_close_frames_say_whether_to_reconnect(self):
+        s = ClientState()
+        assert s.handle("close", {"reason": "replaced", "reconnect": False}) == [Closing("close", "replaced", False)]
+        assert s.handle("close", {"reason": "token_expired", "reconnect": True}) == [
+            Closing("close", "token_expired", True)]
+        assert s.handle("close", {"reason": "shutdown"}) == [Closing("close", "shutdown", True)]
+        with pytest.raises(ProtocolError):
+            s.handle("close", None)
 
     def test_open_on_resume_and_recovery_gaps(self):
         s = ClientState()
@@ -107,6 +153,51 @@ class TestOutboxAndBackoff:
         assert max(delays[5:]) > max(delays[:2])
         b.reset()
         assert b.attempt == 0
+
+
+def test_cursor_format_matches_the_gateway_spec():
+    assert format_cursor("sid", "key", {}) == "sid:key;"
+    assert format_cursor("sid", "key", {"lobby": "1-2", "*": "3-4"}) == "sid:key;lobby=1-2,*=3-4"
+
+
+class TestTokens:
+    def test_a_string_or_none_is_used_as_is(self):
+        assert token_value("t") == "t" and token_value(None) is None
+        assert bearer("t") == {"Authorization": "Bearer t"} and bearer(None) == {} and bearer("") == {}
+
+    def test_a_callable_is_asked_every_time(self):
+        tokens = iter(["first", "second"])
+        source = lambda: next(tokens)  # noqa: E731
+        assert token_value(source) == "first" and token_value(source) == "second"
+
+    def test_a_callable_returning_a_non_string_is_a_bug_said_loudly(self):
+        with pytest.raises(TypeError):
+            token_value(lambda: 42)
+
+    def test_async_callables_for_the_asyncio_clients(self):
+        calls = []
+
+        async def fresh() -> str:
+            calls.append(1)
+            return f"jwt-{len(calls)}"
+
+        async def both() -> list:
+            return [await atoken_value(fresh), await atoken_value(fresh), await atoken_value(lambda: "sync"),
+                    await atoken_value("plain"), await atoken_value(None)]
+
+        assert asyncio.run(both()) == ["jwt-1", "jwt-2", "sync", "plain", None]
+
+        async def wrong() -> int:
+            return 1
+
+        with pytest.raises(TypeError):
+            asyncio.run(atoken_value(wrong))
+
+
+def test_session_ended_says_why():
+    replaced = SessionEnded("replaced")
+    assert replaced.reason == "replaced" and "another connection" in str(replaced)
+    assert "not to reconnect" in str(SessionEnded("kicked"))
 
 
 def test_problem_bodies_become_typed_errors():

@@ -7,6 +7,9 @@ frames, reads ``id:`` lines or decodes JSON after the ``open`` event.
 
 The publisher is a subscriber-less session of its own (stream held open, room joined)
 that POSTs ``/publish`` through a pool of keep-alive connections, one request each.
+
+Every POST carries the session's private key (``X-Session-Key``, from the ``open`` frame's
+``key``); the publisher builds its request head, key included, once (``post_template``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import orjson
 from .connection import Conn, HttpPool, connect
 from .publisher import Publisher
 from .sink import Track
-from .wire import SAMPLE, ChunkedDecoder, Response, http_request, payload
+from .wire import SAMPLE, ChunkedDecoder, Response, http_request, payload, post_with, session_key_header
 
 _OPEN = b"event: open\ndata: "
 _MAX_TAIL = 1 << 20
@@ -34,6 +37,7 @@ class SseStream(Conn):
         self.identity = False  # a stream without chunking (read until close)
         self.tail = b""
         self.sid: str | None = None
+        self.key: str | None = None  # the session's private key: every POST must carry it
 
     def data_received(self, data: bytes) -> None:
         if self.decode is None and not self.identity:
@@ -81,11 +85,16 @@ class SseStream(Conn):
         line_end = frames.find(b"\n", i + len(_OPEN))
         data = frames[i + len(_OPEN) : line_end if line_end >= 0 else len(frames)]
         try:
-            self.sid = str(orjson.loads(data)["sid"])
+            opened = orjson.loads(data)
+            sid, key = opened["sid"], opened["key"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            self.fail(f"an open event without a sid: {data[:200]!r}")
+            self.fail(f"an open event without a sid and key: {data[:200]!r}")
             return
-        self.push(self.sid)
+        if not isinstance(sid, str) or not isinstance(key, str):
+            self.fail(f"an open event without a sid and key: {data[:200]!r}")
+            return
+        self.sid, self.key = sid, key
+        self.push((sid, key))
 
 
 async def open_session(
@@ -99,9 +108,9 @@ async def open_session(
             "GET", f"/sse/connect?namespace={namespace}", f"{host}:{port}",
             headers="Accept: text/event-stream\r\n",
         ))
-        sid = await stream.next()
+        sid, key = await stream.next()
         response = await join_pool.request(
-            join_pool.post(f"/sse/sessions/{sid}/join", b'{"room":"%s"}' % room.encode())
+            join_pool.post(f"/sse/sessions/{sid}/join", b'{"room":"%s"}' % room.encode(), session_key_header(key))
         )
         if response.status != 200:
             raise ConnectionError(f"join answered {response.status}: {response.body[:200]!r}")
@@ -117,15 +126,16 @@ class SsePublisher(Publisher):
         self.host, self.port, self.namespace, self.room = host, port, namespace, room
         self.pool = HttpPool(host, port, pool_size)
         self.stream: SseStream | None = None
-        self._path = ""
+        self._template = b""  # the publish request up to its body's length, key included
 
     async def open(self) -> None:
         await self.pool.open()
-        self.stream = await open_session(self.host, self.port, self.namespace, self.room, self.pool, None)
-        self._path = f"/sse/sessions/{self.stream.sid}/publish"
+        self.stream = stream = await open_session(self.host, self.port, self.namespace, self.room, self.pool, None)
+        assert stream.sid is not None and stream.key is not None
+        self._template = self.pool.template(f"/sse/sessions/{stream.sid}/publish", session_key_header(stream.key))
 
     def _send(self, seq: int, t_ns: int) -> bool:
-        return self.pool.submit(self.pool.post(self._path, payload(t_ns, seq, self.room.encode())), seq, self._answered)
+        return self.pool.submit(post_with(self._template, payload(t_ns, seq, self.room.encode())), seq, self._answered)
 
     def _answered(self, seq: int, response: Response | None) -> None:
         if response is None:

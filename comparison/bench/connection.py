@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .wire import ProtocolError, Response, ResponseHead, ResponseReader, http_request, parse_head
+from .wire import ProtocolError, Response, ResponseHead, ResponseReader, http_request, parse_head, post_template
 
 
 class Conn(asyncio.Protocol):
@@ -158,8 +158,12 @@ class HttpPool:
         self.backlog.append((request, tag, on_response))
         return True
 
-    def post(self, path: str, body: bytes) -> bytes:
-        return http_request("POST", path, self.hostport, body)
+    def post(self, path: str, body: bytes, headers: str = "") -> bytes:
+        return http_request("POST", path, self.hostport, body, headers)
+
+    def template(self, path: str, headers: str = "") -> bytes:
+        """A POST to ``path`` up to its body's length, for ``wire.post_with`` on a hot path."""
+        return post_template(path, self.hostport, headers)
 
     async def request(self, request: bytes) -> Response:
         """Send and await the response; ``ConnectionError`` if its connection dies first."""

@@ -50,6 +50,24 @@ def http_request(method: str, target: str, host: str, body: bytes = b"", headers
     return (head + "\r\n").encode("latin-1") + body
 
 
+def post_template(target: str, host: str, headers: str = "") -> bytes:
+    """A JSON POST up to its ``Content-Length`` value, built once per connection or session
+    (``headers``: its fixed extra lines, e.g. ``X-Session-Key``) and completed per request
+    by ``post_with``: the hot path formats no headers."""
+    return (f"POST {target} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+            "Content-Type: application/json\r\nContent-Length: ").encode("latin-1")
+
+
+def post_with(template: bytes, body: bytes) -> bytes:
+    """``template`` (``post_template``) plus ``body``: the same bytes ``http_request`` builds."""
+    return b"%s%d\r\n\r\n%s" % (template, len(body), body)
+
+
+def session_key_header(key: str) -> str:
+    """The header line that proves a gateway SSE session is ours (its ``open`` frame's ``key``)."""
+    return f"X-Session-Key: {key}\r\n"
+
+
 class ResponseHead(NamedTuple):
     status: int
     headers: dict[bytes, bytes]  # names lower-cased

@@ -6,6 +6,9 @@ as the gateway's SSE transport (``GET /sse/connect``, ``POST /sse/sessions/{sid}
 chunk is written to every subscriber's socket. It is not a contender; it shows the
 ceiling of Python on this machine and, above all, whether the generator can measure it
 (if the generator saturates before this server does, no figure above that is real).
+
+Like the gateway, its ``open`` frame gives the session a private ``key`` and a POST without
+that key in ``X-Session-Key`` gets 404: the generator pays for the same header either way.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ SESSIONS: dict[str, Stream] = {}
 
 
 class Stream:
-    __slots__ = ("sid", "transport")
+    __slots__ = ("sid", "key", "transport")
 
-    def __init__(self, sid: str, transport: asyncio.Transport) -> None:
-        self.sid, self.transport = sid, transport
+    def __init__(self, sid: str, key: bytes, transport: asyncio.Transport) -> None:
+        self.sid, self.key, self.transport = sid, key, transport
 
 
 def chunk(data: bytes) -> bytes:
@@ -45,6 +48,7 @@ class Http(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.body: list[bytes] = []
+        self.key: bytes | None = None  # this request's X-Session-Key
         self.transport: asyncio.Transport | None = None
         self.stream: Stream | None = None
 
@@ -67,25 +71,30 @@ class Http(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 13 and name.lower() == b"x-session-key":
+            self.key = value
+
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        url, body = self.url, b"".join(self.body)
-        self.url, self.body = b"", []
+        url, body, key = self.url, b"".join(self.body), self.key
+        self.url, self.body, self.key = b"", [], None
         assert self.transport is not None
-        self.transport.write(self.handle(url.split(b"?", 1)[0], body))
+        self.transport.write(self.handle(url.split(b"?", 1)[0], body, key))
 
-    def handle(self, path: bytes, body: bytes) -> bytes:
+    def handle(self, path: bytes, body: bytes, key: bytes | None = None) -> bytes:
         if path == b"/sse/connect":
             assert self.transport is not None
-            sid = secrets.token_urlsafe(16)
-            self.stream = SESSIONS[sid] = Stream(sid, self.transport)
-            opened = b'event: open\ndata: {"sid":"%s"}\n\n' % sid.encode()
+            sid, secret = secrets.token_urlsafe(16), secrets.token_urlsafe(16).encode()
+            self.stream = SESSIONS[sid] = Stream(sid, secret, self.transport)
+            opened = b'event: open\ndata: {"sid":"%s","key":"%s"}\n\n' % (sid.encode(), secret)
             return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-store\r\n"
                     b"transfer-encoding: chunked\r\n\r\n" + chunk(opened))
         parts = path.decode().split("/")  # ['', 'sse', 'sessions', sid, verb]
-        if len(parts) != 5 or parts[3] not in SESSIONS:
+        owner = SESSIONS.get(parts[3]) if len(parts) == 5 else None
+        if owner is None or key != owner.key:  # no session, or not the caller's: the same answer
             return response(404, b'{"ok":false}')
         sid, verb = parts[3], parts[4]
         request: dict[str, Any] = json.loads(body or b"{}")
