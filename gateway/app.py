@@ -20,12 +20,12 @@ from .hub import Gateway
 from .logs import configure, redact_access_log
 from .messages import ServerPublish
 from .origins import OriginGuard
+from .problems import MEDIA_TYPE as PROBLEM
+from .problems import documented
 from .sessions import hash_key, key_matches
 from .settings import Settings
 from .transports import sse
 from .transports.socketio_server import SocketIOTransport
-
-PROBLEM = "application/problem+json"
 
 
 def problem(exc: GatewayError, request: Request) -> JSONResponse:
@@ -114,13 +114,15 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["operations"], summary="The gateway can log and fan out events")
+    @api.get("/readyz", tags=["operations"], summary="The gateway can log and fan out events",
+             responses=documented(503))
     async def readyz(request: Request) -> JSONResponse:
         if gateway.ready:
             return JSONResponse({"status": "ready", "broker": gateway.settings.broker.split("://")[0]})
         return problem(BrokerUnavailable("the broker is not reachable"), request)
 
-    @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @api.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Exposition format 0.0.4"}})
     async def metrics() -> Response:
         return Response(gateway.metrics_text(), media_type="text/plain; version=0.0.4")
 
@@ -130,6 +132,7 @@ def create_app(
         summary="Publish a room event from the application's backend (Bearer GATEWAY_API_TOKEN)",
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
             "schema": ServerPublish.model_json_schema()}}}},
+        responses=documented(400, 401, 403, 413, 415, 422, 429, 503),
     )
     async def server_publish(request: Request) -> JSONResponse:
         given = request.headers.get("authorization", "")
@@ -149,7 +152,11 @@ def create_app(
         api.include_router(demo_app.router(gateway))
 
     # The JavaScript client (gateway/static, socket.io-client from node_modules).
-    @api.get("/client/{name}", tags=["browser"], summary="rtgateway.js, the demo page's files, socket.io-client")
+    @api.get("/client/{name}", tags=["browser"], summary="rtgateway.js, the demo page's files, socket.io-client",
+             response_class=FileResponse, responses={
+                 200: {"content": {m: {"schema": {"type": "string"}} for m in ("text/javascript", "text/css", "text/html", "application/json")},
+                       "description": "The file"},
+                 **documented(404, 422)})
     async def client_file(name: str) -> FileResponse:
         path, media_type = client_files.client_file(name)
         return FileResponse(path, media_type=media_type, headers=client_files.HEADERS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +24,7 @@ from .errors import Forbidden, InvalidToken, ValidationFailed
 from .hub import Gateway
 from .jwt_auth import HMAC_ALGORITHMS, JwtAuth
 from .messages import Request as Body
+from .problems import documented
 from .sessions import Session, hash_key, key_matches
 from .transports.sse import require_json
 
@@ -89,7 +91,10 @@ def install(gateway: Gateway) -> None:
     async def add(session: Session, data: Any) -> float:
         if not isinstance(data, list) or not all(isinstance(x, (int, float)) for x in data):
             raise ValidationFailed("sum expects a list of numbers")
-        return sum(data)
+        total = sum(data)
+        if not math.isfinite(total) or abs(total) >= 2**63:
+            raise ValidationFailed("the sum is too large to send")
+        return total
 
     if not password:
         return  # no /admin at all: connecting to it answers unknown_namespace
@@ -122,7 +127,10 @@ def router(gateway: Gateway) -> APIRouter:
     async def index() -> FileResponse:
         return FileResponse(client_files.INDEX, media_type="text/html", headers=client_files.HEADERS)
 
-    @api.post("/demo/token", summary="Exchange the demo's admin password for a short-lived JWT")
+    @api.post("/demo/token", summary="Exchange the demo's admin password for a short-lived JWT",
+              responses=documented(401, 403, 415, 422),
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": Login.model_json_schema()}}}})
     async def token(request: Request) -> dict[str, Any]:
         if not password_hash:
             raise Forbidden(ADMIN_DISABLED)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from .envelope import Envelope, server_target
+from .envelope import Envelope, server_event
 from .redis_streams import PUBLISH, encode_entry
 from .settings import Settings
 
@@ -32,7 +32,7 @@ class Emitter:
     def publish(self, namespace: str, room: str | None, event: str, data: Any = None) -> str:
         """Log and fan out ``event`` to ``room`` (a room, a sid, or None for the whole
         namespace) of ``namespace``; returns its offset."""
-        room, event = server_target(room, event)
+        room, event, data = server_event(room, event, data)
         draft = Envelope(namespace, room, event, data, "", None, None, 0)
         s = self.settings
         offset, _ts = self._script(

@@ -17,14 +17,69 @@ from .errors import ValidationFailed
 # \Z, not $: "$" also matches before a final newline, which would split an SSE frame.
 NAME_RE = re.compile(r"\A[A-Za-z0-9_.:@~-]{1,128}\Z")
 
-# Names the transports use for their own frames; an application event cannot take them.
+NAME_PATTERN = "^[A-Za-z0-9_.:@~-]{1,128}$"  # the same rule, as JSON Schema states it
+
+# Names the transports use for their own frames, and the names socket.io-client reserves
+# for itself (its emitter throws on them, and the client disconnects: "parse error").
+# No event that enters a log may take one: its replay would break every member again.
 RESERVED_EVENTS = frozenset(
     {
         "open", "recovery", "call", "close", "error", "joined", "left",
-        "connect", "connect_error", "disconnect", "message_ack",
+        "connect", "connect_error", "disconnect", "disconnecting", "message_ack",
+        "newListener", "removeListener",
         "join", "leave", "publish", "ack",
     }
 )
+
+# Deeper than this, a payload is refused (orjson encodes at most 254 levels, and
+# browsers' and Python's JSON parsers have limits of their own).
+MAX_DEPTH = 32
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson encodes
+
+
+def check_data(value: Any, what: str = "data") -> Any:
+    """Refuse a payload that would not reach every client as the same JSON.
+
+    Finite numbers, integers that fit 64 bits, string keys, at most ``MAX_DEPTH``
+    levels; raises ``ValidationFailed`` (nothing is logged). Iterative, so a deep
+    payload cannot exhaust the stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if item is None or isinstance(item, (bool, str)):
+            continue
+        if isinstance(item, int):
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise ValidationFailed(f"{what}: integers must fit in 64 bits", field=what)
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise ValidationFailed(f"{what}: numbers must be finite (no NaN or Infinity)", field=what)
+        elif isinstance(item, (list, tuple, dict)):
+            if depth > MAX_DEPTH:
+                raise ValidationFailed(f"{what} nests deeper than {MAX_DEPTH} levels", field=what, maxDepth=MAX_DEPTH)
+            if isinstance(item, dict):
+                if not all(isinstance(k, str) for k in item):
+                    raise ValidationFailed(f"{what}: object keys must be strings", field=what)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        else:
+            raise ValidationFailed(f"{what}: {type(item).__name__} is not JSON", field=what)
+    return value
+
+
+# U+2028, U+2029 and U+0085 are line breaks to some event-stream readers (those that
+# split with str.splitlines()); as JSON escapes they mean the same and break nothing.
+_SSE_UNSAFE = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"), (b"\xc2\x85", b"\\u0085"))
+
+
+def sse_safe(encoded: bytes) -> bytes:
+    """JSON bytes that no event-stream reader splits: the three odd line breaks escaped."""
+    if b"\xe2\x80" in encoded or b"\xc2\x85" in encoded:
+        for raw, escaped in _SSE_UNSAFE:
+            encoded = encoded.replace(raw, escaped)
+    return encoded
 
 
 def check_name(kind: str, value: object, *, reserved: frozenset[str] = frozenset()) -> str:
@@ -43,6 +98,11 @@ def server_target(room: str | None, event: str) -> tuple[str, str]:
     ``Emitter``): the same name rules as a client's publish, reserved names included.
     ``None`` is the whole namespace (the room ``*`` every session is in)."""
     return ("*" if room is None else check_name("room", room)), check_name("event", event, reserved=RESERVED_EVENTS)
+
+
+def server_event(room: str | None, event: str, data: Any) -> tuple[str, str, Any]:
+    """``server_target`` plus the payload check: the whole gate of a server-side emit."""
+    return (*server_target(room, event), check_data(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +134,8 @@ class Envelope:
         }
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.to_wire())
+        """The envelope as JSON, safe to put on one ``data:`` line of an event stream."""
+        return sse_safe(orjson.dumps(self.to_wire()))
 
     def to_record(self) -> dict[str, Any]:
         """What a broker stores and ships between nodes (the namespace included)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
+import orjson
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from .broker import Broker, Command, Dedup, Publication
 from .broker_memory import MemoryBroker
 from .dedup import Deduplicator
 from .delivery_log import Replay
-from .envelope import Envelope, server_target
+from .envelope import Envelope, check_data, server_event
 from .errors import (
     AckTimeout,
     ForbiddenRoom,
@@ -33,6 +35,7 @@ from .errors import (
     UnknownEvent,
     UnknownNamespace,
     UnknownSession,
+    ValidationFailed,
 )
 from .jwt_auth import JwtAuth
 from .messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
@@ -128,7 +131,8 @@ class Gateway:
         """
         ns = self.namespaces.get(namespace)
         if ns is None:
-            raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
+            raise UnknownNamespace(f"no namespace {namespace[:64]!r}", namespace=namespace[:64])
+        _check_auth(auth, self.settings.max_auth_bytes)
         fresh = Session(sid=new_sid(), namespace=namespace, transport=channel.transport)
         if self.jwt is not None:
             token = auth.get("token")
@@ -466,9 +470,16 @@ class Gateway:
         handler = self.namespaces[session.namespace].handlers.get(request.event)
         if handler is None:
             raise UnknownEvent(f"no handler for event {request.event!r}", event=request.event)
-        return await self.dedup.once(
-            self._dedup_key(session, request.client_event_id), lambda _: handler(session, request.data)
-        )
+
+        async def run(_: Dedup | None) -> Any:
+            result = await handler(session, request.data)
+            try:
+                return check_data(result, "result")
+            except GatewayError as exc:  # the application's bug: said so, never half-sent
+                log.error("handler result cannot be sent", extra={"event": request.event, "problem": exc.message})
+                raise GatewayError(f"the {request.event!r} handler returned what cannot be sent: {exc.message}") from None
+
+        return await self.dedup.once(self._dedup_key(session, request.client_event_id), run)
 
     async def resolve_ack(self, session: Session, request: AckRequest) -> None:
         ack = self.acks.resolve(request.ack_id, session.sid, request.result)
@@ -501,7 +512,7 @@ class Gateway:
         the whole namespace. Logged like any room event; returns its offset."""
         if namespace not in self.namespaces:
             raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
-        room, event = server_target(to, event)
+        room, event, data = server_event(to, event, data)
         draft = Envelope(namespace, room, event, data, "", None, None, 0)
         logged = await self.broker.publish(draft, True)
         return logged.offset
@@ -514,6 +525,7 @@ class Gateway:
         Raises ``AckTimeout`` if it does not come in time, ``SessionClosed`` if the
         session disconnects first, whatever the transport.
         """
+        check_data(data)
         session = self.sessions.get(sid)
         if session is None or session.namespace != namespace or session.channel is None:
             raise SessionClosed(f"session {sid!r} is not connected to {namespace}", sid=sid)
@@ -676,6 +688,16 @@ _REQUESTS: dict[str, Any] = {
     "join": JoinRequest, "leave": LeaveRequest, "publish": PublishRequest,
     "emit": EmitRequest, "ack": AckRequest,
 }
+
+
+def _check_auth(auth: dict[str, Any], limit: int) -> None:
+    """What a client connects with is held as long as its session: bounded, and plain JSON."""
+    try:
+        size = len(orjson.dumps(auth))
+    except (TypeError, orjson.JSONEncodeError):
+        raise ValidationFailed("auth must be a JSON object", field="auth") from None
+    if size > limit:
+        raise ValidationFailed(f"auth is {size} bytes, over the limit of {limit}", field="auth", limit=limit)
 
 
 def _unknown(sid: str) -> UnknownSession:

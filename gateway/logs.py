@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 
 import orjson
 
@@ -62,3 +64,46 @@ def configure(level: str, json: bool = True) -> None:
         handler.setFormatter(JsonFormatter() if json else logging.Formatter("%(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
+
+
+class QuietLibraryLog(logging.Filter):
+    """One short line per kind of library complaint per ``period``, each one counted.
+
+    python-engineio logs a full traceback for every malformed packet a client sends
+    (9 bytes in, 1.6 KB of log out): a client could flood the log at will. Here each
+    kind (the message template) passes at most once per ``period``, without its
+    traceback, with how many were suppressed since, and ``count(kind)`` sees them all.
+    """
+
+    def __init__(self, count: Callable[[str], None], period: float = 60.0, kinds: int = 256) -> None:
+        super().__init__()
+        self._count, self._period, self._kinds = count, period, kinds
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (last logged, suppressed since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = str(record.msg)[:80]
+        self._count(kind)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.msg}: {type(record.exc_info[1]).__name__}"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        now = time.monotonic()
+        last, suppressed = self._last.get(kind, (float("-inf"), 0))
+        if now - last < self._period:
+            self._last[kind] = (last, suppressed + 1)
+            return False
+        if len(self._last) >= self._kinds and kind not in self._last:
+            self._last.pop(next(iter(self._last)))  # bounded: forget the oldest kind
+        self._last[kind] = (now, 0)
+        if suppressed:
+            record.msg = f"{record.msg} (and {suppressed} more like it in the last {self._period:.0f} s)"
+        if isinstance(record.msg, str) and len(record.msg) > 300:
+            record.msg = record.msg[:300] + "…"
+        return True
+
+
+def library_logger(name: str, count: Callable[[str], None]) -> logging.Logger:
+    """A quiet logger for a library that would otherwise install its own loud handler."""
+    logger = logging.getLogger(f"gateway.{name}")
+    if not any(isinstance(f, QuietLibraryLog) for f in logger.filters):
+        logger.addFilter(QuietLibraryLog(count))
+    return logger

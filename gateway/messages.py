@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .envelope import RESERVED_EVENTS, check_name
+from .envelope import NAME_PATTERN, RESERVED_EVENTS, check_data, check_name
 from .errors import MalformedJSON, ValidationFailed
 
 
@@ -35,10 +35,19 @@ class Request(BaseModel):
 
 
 ClientEventId = Field(default=None, alias="clientEventId", min_length=1, max_length=128)
+# Documented in the schema; enforced by ``check_name`` (its message names the rule and the
+# reserved names, and it full-matches: no trailing newline).
+_NAME = {"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 128}
+Room = Field(json_schema_extra=_NAME)
+_DATA = {"description": "Any JSON value: finite numbers, at most 32 levels deep"}
+
+
+def Data(alias: str | None = None) -> Any:  # noqa: N802 - a Field factory, named like one
+    return Field(default=None, alias=alias, json_schema_extra=_DATA)
 
 
 class JoinRequest(Request):
-    room: str
+    room: str = Room
 
     @field_validator("room")
     @classmethod
@@ -51,9 +60,9 @@ class LeaveRequest(JoinRequest):
 
 
 class PublishRequest(Request):
-    room: str
-    event: str = "message"
-    data: Any = None
+    room: str = Room
+    event: str = Field("message", json_schema_extra=_NAME)
+    data: Any = Data()
     client_event_id: str | None = ClientEventId
     include_self: bool = Field(default=False, alias="includeSelf")
 
@@ -67,13 +76,23 @@ class PublishRequest(Request):
     def _event(cls, v: str) -> str:
         return check_name("event", v, reserved=RESERVED_EVENTS)
 
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: Any) -> Any:
+        return check_data(v)
+
 
 class EmitRequest(Request):
     """An application event for the namespace's handler; its return value is the ack."""
 
-    event: str
-    data: Any = None
+    event: str = Field(json_schema_extra=_NAME)
+    data: Any = Data()
     client_event_id: str | None = ClientEventId
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: Any) -> Any:
+        return check_data(v)
 
     @field_validator("event")
     @classmethod
@@ -83,18 +102,33 @@ class EmitRequest(Request):
 
 class AckRequest(Request):
     ack_id: str = Field(alias="ackId", min_length=1, max_length=64)
-    result: Any = None
+    result: Any = Data()
+
+    @field_validator("result")
+    @classmethod
+    def _result(cls, v: Any) -> Any:
+        return check_data(v, "result")
 
 
 class ServerPublish(Request):
     """``POST /api/publish``: a room event from the application's backend."""
 
-    namespace: str = "/"
-    room: str | None = None  # a room, a sid, or None for the whole namespace
-    event: str
-    data: Any = None
+    namespace: str = Field("/", max_length=128)
+    room: str | None = Field(None, json_schema_extra=_NAME)  # a room, a sid, or None for the whole namespace
+    event: str = Field(json_schema_extra=_NAME)
+    data: Any = Data()
 
     @field_validator("event")
     @classmethod
     def _event(cls, v: str) -> str:
         return check_name("event", v, reserved=RESERVED_EVENTS)
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, v: str | None) -> str | None:
+        return None if v is None else check_name("room", v)
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: Any) -> Any:
+        return check_data(v)

@@ -28,6 +28,11 @@ class Metrics:
         self.duplicates = Counter(
             "gateway_duplicates_total", "Retransmissions answered from the dedup window", registry=r
         )
+        self.library_errors = Counter(
+            "gateway_library_errors_total",
+            "Errors python-socketio / python-engineio reported (malformed packets and the like)",
+            ["library"], registry=r,
+        )
         self.calls = Counter("gateway_calls_total", "Server->client calls by outcome", ["outcome"], registry=r)
 
     def render(self) -> bytes:

@@ -46,12 +46,20 @@ def format_cursor(sid: str, key: str, positions: Mapping[str, str]) -> str:
     return sid + ":" + key + ";" + ",".join(f"{room}={off}" for room, off in positions.items())
 
 
-def parse_cursor(value: str) -> tuple[str, str | None, dict[str, str]]:
+# A cursor entry: a 128-character room name, "=", a 20+20 digit offset, a comma.
+_ENTRY_BYTES = 128 + 1 + 41 + 1
+
+
+def parse_cursor(value: str, max_rooms: int) -> tuple[str, str | None, dict[str, str]]:
     """Parse a ``Last-Event-ID`` into sid, key (None if absent) and positions.
 
     Raises ``BadLastEventId`` with the reason. A missing key is not a syntax error:
-    the hub refuses it as it refuses any wrong key, as an unknown session.
+    the hub refuses it as it refuses any wrong key, as an unknown session. A cursor
+    longer than a session in ``max_rooms`` rooms (plus its two own) can hold is refused
+    before it is split: a 7 MB header must not cost the event loop a second.
     """
+    if len(value) > 100 + (max_rooms + 2) * _ENTRY_BYTES or value.count(",") > max_rooms + 1:
+        raise BadLastEventId(f"Last-Event-ID lists more rooms than a session may be in ({max_rooms})")
     head, sep, rest = value.partition(";")
     sid, _, key = head.partition(":")
     if not sep or not NAME_RE.match(sid) or (key and not NAME_RE.match(key)):
@@ -65,10 +73,12 @@ def parse_cursor(value: str) -> tuple[str, str | None, dict[str, str]]:
     return sid, key or None, positions
 
 
-def check_positions(positions: object) -> dict[str, str]:
+def check_positions(positions: object, max_rooms: int) -> dict[str, str]:
     """Validate the ``offsets`` map a Socket.IO client sends in its auth payload."""
     if positions is None:
         return {}
+    if isinstance(positions, dict) and len(positions) > max_rooms + 2:
+        raise BadLastEventId(f"offsets lists more rooms than a session may be in ({max_rooms})")
     if not isinstance(positions, dict) or not all(
         _room_name(r) and is_offset(o) for r, o in positions.items()
     ):

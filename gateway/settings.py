@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # the SSE resume cursor, which travels as Last-Event-ID: ~30 bytes a room, and proxies
     # cap a header line (nginx: 8 KB by default).
     max_rooms_per_session: int = Field(100, gt=0)
+    # Bytes of the auth payload a client connects with (Socket.IO auth, SSE query and token).
+    max_auth_bytes: int = Field(8192, gt=0)
     # Publishing to a room the session has not joined is refused unless this is set.
     allow_publish_unjoined: bool = False
 

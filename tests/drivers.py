@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -232,7 +233,8 @@ class SseDriver(Driver):
         return {"X-Session-Key": self.key} if self.key else {}
 
     async def post(self, path: str, body: Any) -> httpx.Response:
-        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        # the stdlib encoder: it writes what orjson refuses (300 levels deep, NaN), as attackers do
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return await self.http.post(
             f"/sse/sessions/{self.sid}/{path}", content=content,
             headers={"content-type": "application/json", **self.key_header()},

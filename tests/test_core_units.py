@@ -96,13 +96,13 @@ class TestOffsetsAndCursor:
     def test_round_trip(self):
         cursor = format_cursor("abc", "k3y", {"lobby": "5-1", "*": "5-0"})
         assert cursor == "abc:k3y;lobby=5-1,*=5-0"
-        assert parse_cursor(cursor) == ("abc", "k3y", {"lobby": "5-1", "*": "5-0"})
-        assert parse_cursor("abc;lobby=5-1") == ("abc", None, {"lobby": "5-1"})  # no key: refused later, as unknown
+        assert parse_cursor(cursor, 100) == ("abc", "k3y", {"lobby": "5-1", "*": "5-0"})
+        assert parse_cursor("abc;lobby=5-1", 100) == ("abc", None, {"lobby": "5-1"})  # no key: refused later, as unknown
 
     @pytest.mark.parametrize("bad", ["", "abc", "abc;lobby", "abc;lobby=x", "a b;r=1-1", "abc;r=1-"])
     def test_garbage(self, bad):
         with pytest.raises(BadLastEventId):
-            parse_cursor(bad)
+            parse_cursor(bad, 100)
 
     def test_offset_order_is_numeric(self):
         assert parse_offset("10-2") > parse_offset("9-99")

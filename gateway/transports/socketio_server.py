@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from ..envelope import Envelope
 from ..errors import GatewayError, UnknownNamespace, ValidationFailed
 from ..hub import Gateway
+from ..logs import library_logger
 from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
 from ..offsets import check_positions
 from ..rooms import Room
@@ -91,8 +92,10 @@ class SocketIOTransport:
             max_http_buffer_size=s.max_payload,
             http_compression=False,
             compression_threshold=s.max_payload,
-            logger=False,
-            engineio_logger=False,
+            # Our own loggers, quiet and counted: left to themselves the libraries log a
+            # traceback per malformed packet, which any client can send by the thousand.
+            logger=library_logger("socketio", lambda _: gateway.metrics.library_errors.labels("socketio").inc()),
+            engineio_logger=library_logger("engineio", lambda _: gateway.metrics.library_errors.labels("engineio").inc()),
             namespaces="*",  # so an unknown namespace gets our error code, not a bare refusal
         )
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
@@ -372,7 +375,7 @@ class _Namespace(socketio.AsyncNamespace):
                 auth,
                 resume_sid=resume,
                 resume_key=key,
-                positions=check_positions(auth.get("offsets")),
+                positions=check_positions(auth.get("offsets"), self.gateway.settings.max_rooms_per_session),
             )
         except GatewayError as exc:
             self.gateway.metrics.rejected.labels(exc.code).inc()
@@ -408,7 +411,8 @@ class _UnknownNamespace(socketio.AsyncNamespace):
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
-            error = UnknownNamespace(f"no namespace {args[0]!r}", namespace=args[0])
+            name = str(args[0])[:64]  # never echo more than a short prefix of what a client sent
+            error = UnknownNamespace(f"no namespace {name!r}", namespace=name)
             self.metrics.rejected.labels(error.code).inc()
             raise refusal(error)
         return None

@@ -21,11 +21,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..envelope import Envelope
+from ..envelope import Envelope, sse_safe
 from ..errors import BadLastEventId, PayloadTooLarge, UnsupportedMediaType
 from ..hub import Gateway
 from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest, Request as Body
 from ..offsets import format_cursor, parse_cursor
+from ..problems import documented
 from ..rooms import Room
 from ..sessions import Session
 from .eager import run_eagerly
@@ -103,7 +104,7 @@ class SseChannel:
             head = b"id: " + format_cursor(session.sid, session.key, session.positions).encode() + b"\n"
         if event == "open":
             head += b"retry: 1000\n"
-        self._put(head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
+        self._put(head + b"event: " + event.encode() + b"\ndata: " + sse_safe(orjson.dumps(data)) + b"\n\n")
 
     def call(self, ack_id: str, event: str, data: Any) -> None:
         self.payloads += 1
@@ -412,6 +413,10 @@ def _body(model: type[Body]) -> dict[str, Any]:
     }
 
 
+# What a request on a session may answer besides 200 (docs/protocol.md#errors).
+ANSWERS = documented(400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 503)
+
+
 def _ok(result: Any) -> JSONResponse:
     return JSONResponse({"ok": True, "result": result})
 
@@ -429,7 +434,10 @@ def router(gateway: Gateway) -> APIRouter:
         "/connect",
         response_class=EventStreamResponse,
         status_code=200,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream"}},
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The event stream"},
+            **documented(400, 401, 403, 404, 410, 422, 429, 503),
+        },
         summary="Open (or resume) a session and receive its events",
     )
     async def connect(
@@ -453,7 +461,7 @@ def router(gateway: Gateway) -> APIRouter:
         cursor = last_event_id or last_event_id_query
         positions: dict[str, str] | None = None
         if cursor:
-            cursor_sid, cursor_key, positions = parse_cursor(cursor)
+            cursor_sid, cursor_key, positions = parse_cursor(cursor, settings.max_rooms_per_session)
             if sid is not None and sid != cursor_sid:
                 raise BadLastEventId("Last-Event-ID belongs to another session than ?sid=")
             sid, key = cursor_sid, cursor_key or key
@@ -467,11 +475,11 @@ def router(gateway: Gateway) -> APIRouter:
             channel.payloads += 1  # a new session's handshake is worth handing over at once
         return EventStreamResponse(gateway, channel, transport, settings.ping_interval)
 
-    @api.post("/sessions/{sid}/join", openapi_extra=_body(JoinRequest), summary="Join a room")
+    @api.post("/sessions/{sid}/join", openapi_extra=_body(JoinRequest), summary="Join a room", responses=ANSWERS)
     async def join(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
         return _ok(await gateway.request(sid, key, "join", await _read(request, JoinRequest, limit)))
 
-    @api.post("/sessions/{sid}/leave", openapi_extra=_body(LeaveRequest), summary="Leave a room")
+    @api.post("/sessions/{sid}/leave", openapi_extra=_body(LeaveRequest), summary="Leave a room", responses=ANSWERS)
     async def leave(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
         return _ok(await gateway.request(sid, key, "leave", await _read(request, LeaveRequest, limit)))
 
@@ -479,6 +487,7 @@ def router(gateway: Gateway) -> APIRouter:
         "/sessions/{sid}/publish",
         openapi_extra=_body(PublishRequest),
         summary="Publish a room event; the ack carries its offset",
+        responses=ANSWERS,
     )
     async def publish(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
         return _ok(await gateway.request(sid, key, "publish", await _read(request, PublishRequest, limit)))
@@ -487,6 +496,7 @@ def router(gateway: Gateway) -> APIRouter:
         "/sessions/{sid}/emit",
         openapi_extra=_body(EmitRequest),
         summary="Send an application event; the ack is the handler's return value",
+        responses={**ANSWERS, **documented(500)},
     )
     async def emit(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
         return _ok(await gateway.request(sid, key, "emit", await _read(request, EmitRequest, limit)))
@@ -496,12 +506,16 @@ def router(gateway: Gateway) -> APIRouter:
         openapi_extra=_body(AckRequest),
         status_code=204,
         summary="Acknowledge a server call",
+        responses=ANSWERS,
     )
     async def ack(sid: str, request: Request, key: str | None = _KEY) -> Response:
         await gateway.request(sid, key, "ack", await _read(request, AckRequest, limit))
         return Response(status_code=204)
 
-    @api.delete("/sessions/{sid}", status_code=204, summary="Close the session for good")
+    @api.delete(
+        "/sessions/{sid}", status_code=204, summary="Close the session for good",
+        responses=documented(403, 404, 422, 429, 503),
+    )
     async def close(sid: str, key: str | None = _KEY) -> Response:
         await gateway.request(sid, key, "close", None)
         return Response(status_code=204)
