@@ -30,8 +30,11 @@ serve: setup
 system-deps:
 	bash scripts/system-deps.sh
 
+# Most tests wait on the network, not the CPU: three workers (by file, so each file's servers
+# start once). Tests that measure throughput run afterwards, alone, so they measure the code.
 test: setup system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3 --dist loadfile -m "not serial"
+	$(PY) -m pytest -m serial
 
 bench: setup
 	$(PY) -m comparison bench

@@ -13,9 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from comparison.bench.servers import node_available
 
 from .servers import timeout
+
+pytestmark = pytest.mark.serial  # a load generator or throughput figures: runs alone
 
 ROOT = Path(__file__).resolve().parents[1]
 

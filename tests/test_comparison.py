@@ -23,6 +23,8 @@ import pytest
 
 from .servers import ROOT, timeout
 
+pytestmark = pytest.mark.serial  # a load generator or throughput figures: runs alone
+
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

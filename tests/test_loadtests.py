@@ -13,6 +13,8 @@ from comparison.proxy import ProxyProcess, read_stats
 
 from .servers import ROOT, ThreadedGateway, timeout
 
+pytestmark = pytest.mark.serial  # a load generator or throughput figures: runs alone
+
 NAMES = {"sse", "sio-websocket", "sio-default", "sio-polling"}
 
 
