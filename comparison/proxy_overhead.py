@@ -38,6 +38,7 @@ import socketio
 from httpx_sse import aconnect_sse
 
 from comparison import nginx
+from comparison.children import load_limits
 from comparison.proxy.launch import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,9 @@ def cpu_meter(process: psutil.Process, children: bool = False) -> Meter:
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    # Thousands of echo calls from one session, hundreds of streams at once: past the default limits.
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+                **load_limits())
 
 
 def _free_port() -> int:

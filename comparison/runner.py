@@ -31,7 +31,7 @@ from typing import Any
 
 from . import manifest as manifest_mod
 from . import signals
-from .children import ROOT, PortInUse, check_port_free, child_env
+from .children import ROOT, PortInUse, check_port_free, child_env, load_limits
 from .matrix import KINDS_BY_KEY, PRESETS, Cell, MatrixError, build_matrix, parse_cells
 from .progress import Progress, clock
 from .records import SCHEMA, cell_flags, cell_status, summarise
@@ -93,7 +93,7 @@ class Runner:
         self.cells = cells
         self.out = out
         self.args = args
-        self.env = child_env()
+        self.env = {**child_env(), **load_limits()}
         steps = [c.timing.warmup + c.timing.duration for c in cells for _ in range(c.timing.repeats)]
         self.progress = Progress(steps)
         plan = {"preset": "quick" if args.quick else "full",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,13 +16,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from sse_starlette.sse import AppStatus
 
 from . import client_files
-from .errors import BrokerUnavailable, Forbidden, GatewayError, InvalidToken, Unauthorized, ValidationFailed
+from .errors import (
+    BrokerUnavailable, Forbidden, GatewayError, InvalidToken, RateLimited, Unauthorized, ValidationFailed,
+)
 from .hub import Gateway
 from .logs import configure, redact_access_log
 from .messages import ServerPublish
 from .origins import OriginGuard
 from .problems import MEDIA_TYPE as PROBLEM
-from .problems import documented
+from .problems import documented, plain_optional_parameters
 from .sessions import hash_key, key_matches
 from .settings import Settings
 from .transports import sse
@@ -29,7 +32,11 @@ from .transports.socketio_server import SocketIOTransport
 
 
 def problem(exc: GatewayError, request: Request) -> JSONResponse:
-    return JSONResponse(exc.to_problem(request.url.path), status_code=exc.status, media_type=PROBLEM)
+    response = JSONResponse(exc.to_problem(request.url.path), status_code=exc.status, media_type=PROBLEM)
+    if isinstance(exc, RateLimited):
+        # Whole seconds (RFC 9110), rounded up; the body's retryAfter has the milliseconds.
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
 
 
 def create_app(
@@ -92,12 +99,20 @@ def create_app(
         lifespan=lifespan,
     )
     api.state.gateway = gateway
+    openapi = api.openapi
+
+    def plain_openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            api.openapi_schema = plain_optional_parameters(openapi())
+        return api.openapi_schema
+
+    api.openapi = plain_openapi  # type: ignore[method-assign]
     # Who may call at all is OriginGuard's decision (below); this adds the CORS headers
     # the allowed ones need. Never credentials: the gateway uses no cookies.
     api.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", sse.KEY_HEADER],
-        allow_credentials=False,
+        expose_headers=["Retry-After"], allow_credentials=False,
     )
 
     @api.exception_handler(GatewayError)
@@ -132,7 +147,7 @@ def create_app(
         summary="Publish a room event from the application's backend (Bearer GATEWAY_API_TOKEN)",
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
             "schema": ServerPublish.model_json_schema()}}}},
-        responses=documented(400, 401, 403, 413, 415, 422, 429, 503),
+        responses=documented(400, 401, 403, 404, 413, 415, 422, 429, 503),
     )
     async def server_publish(request: Request) -> JSONResponse:
         given = request.headers.get("authorization", "")

@@ -78,9 +78,17 @@ class Broker(Protocol):
     async def replay(self, namespace: str, room: str, after: str) -> Replay:
         """Logged events after ``after``; raises ``OffsetFromFuture``."""
 
+    async def sweep(self) -> None:
+        """Housekeeping the hub's sweeper runs every second or so: trim idle logs, drop
+        empty ones, expire dedup entries (a broker whose store expires keys itself: nothing)."""
+
+    def held_bytes(self) -> dict[str, int]:
+        """Bytes this node holds for the broker, by kind (``logs``, ``dedup``); {} when they live elsewhere."""
+
     async def dedup_get(self, key: str) -> Any | None: ...
 
-    async def dedup_put(self, key: str, result: Any, ttl: float) -> None: ...
+    async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
+        """Keep ``result`` (an ack) for ``ttl`` seconds; one over ``dedup_entry_max_bytes`` is not kept."""
 
     async def save_session(self, record: SessionRecord, ttl: float) -> None: ...
 

@@ -4,7 +4,11 @@ Several gateway nodes pointed at the same Redis (and ``redis_prefix``) share roo
 logs, dedup entries and session records. Needs Redis 7.0 or later (``XSETID
 MAXDELETEDID`` and ``XINFO STREAM``'s ``max-deleted-entry-id``). Keys::
 
-    {prefix}:log:{namespace}:{room}   stream, one entry per room event; its id is the offset
+    {prefix}:log:{namespace}:{room}   stream, one entry per room event; its id is the offset;
+                                      expires log_max_age after its last append
+    {prefix}:logmeta:{namespace}:{room}  hash: the stream's bytes and last id, outliving it
+                                      by a session's lifetime (see ``redis_streams``)
+    {prefix}:logs-since               when this data set issued its first offset
     {prefix}:fanout                   Pub/Sub channel every node listens to
     {prefix}:node:{node}              Pub/Sub channel of one node: commands routed to it, replies
     {prefix}:dedup:{key}              clientEventId results, with a TTL
@@ -15,7 +19,7 @@ A namespace may contain ``:``, so a namespace must not be another one plus ``:..
 (``/a`` and ``/a:b``) or their room keys could meet.
 
 A publication runs as one Lua script (``redis_streams``): ``XADD`` the entry, trim the
-stream, ``PUBLISH`` it. So no node ever sees a fan-out message for an event that is not in the log, and
+stream (by length, age and bytes), set its expiry, ``PUBLISH`` it. So no node ever sees a fan-out message for an event that is not in the log, and
 ``publish`` returns (and the client is acked) only once the event is logged. Every
 node, the publishing one included, delivers to its own subscribers from the
 channel: one distribution path.
@@ -60,8 +64,10 @@ from .redis_streams import (
     StreamState,
     decode_entry,
     decode_fanout,
-    encode_entry,
     judge_replay,
+    meta_key,
+    publish_call,
+    since_key,
 )
 from .sessions import SessionRecord
 from .settings import Settings
@@ -366,18 +372,9 @@ class RedisBroker:
         return f"{self._prefix}:log:{namespace}:{room}"
 
     async def publish(self, draft: Envelope, include_sender: bool, dedup: Dedup | None = None) -> Envelope:
-        s = self._settings
+        keys, args = publish_call(self._prefix, self._settings, draft, include_sender, dedup)
         offset, ts = await self._call(
-            f"log an event in {draft.namespace} {draft.room}",
-            self._publish(
-                keys=[self._stream(draft.namespace, draft.room),
-                      f"{self._prefix}:dedup:{dedup.key}" if dedup else ""],
-                args=[
-                    self._channel, s.log_max_length, _ms(s.log_max_age),
-                    encode_entry(draft), "1" if include_sender else "0",
-                    _ms(dedup.ttl) if dedup else 0, orjson.dumps(draft.room),
-                ],
-            ),
+            f"log an event in {draft.namespace} {draft.room}", self._publish(keys=keys, args=args)
         )
         return Envelope(
             draft.namespace, draft.room, draft.event, draft.data, _text(offset),
@@ -387,7 +384,7 @@ class RedisBroker:
     async def position(self, namespace: str, room: str) -> str:
         last = await self._call(
             f"read the position of {namespace} {room}",
-            self._position(keys=[self._stream(namespace, room)]),
+            self._position(keys=[self._stream(namespace, room), meta_key(self._prefix, namespace, room)]),
         )
         return _text(last)
 
@@ -397,19 +394,26 @@ class RedisBroker:
         reply: list[Any] = await self._call(
             f"replay {namespace} {room}",
             self._replay(
-                keys=[self._stream(namespace, room)],
-                args=[after, s.log_max_length, _ms(s.log_max_age)],
+                keys=[self._stream(namespace, room), meta_key(self._prefix, namespace, room), since_key(self._prefix)],
+                args=[after, s.log_max_length, _ms(s.log_max_age), s.log_max_bytes],
             ),
         )
         now_ms = int(reply[1])
+        since = _text(reply[-1])
+        since_ms = int(since) if since else None
         if not reply[0]:
-            return Replay([], judge_replay(after, None, now_ms))
-        last, max_deleted, added, length, first, entries = reply[2:]
+            ended = _text(reply[2])
+            complete = judge_replay(
+                after, None, now_ms, ended=parse_offset(ended) if ended else None,
+                max_age_ms=_ms(s.log_max_age), since_ms=since_ms,
+            )
+            return Replay([], complete)
+        last, max_deleted, added, length, first, entries = reply[2:8]
         state = StreamState(
             parse_offset(_text(last)), parse_offset(_text(max_deleted)), int(added), int(length),
             parse_offset(_text(first)) if first else None,
         )
-        complete = judge_replay(after, state, now_ms)
+        complete = judge_replay(after, state, now_ms, since_ms=since_ms)
         events = []
         for entry_id, flat in entries:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -421,13 +425,16 @@ class RedisBroker:
         return None if raw is None else orjson.loads(raw)
 
     async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
-        await self._call(
-            "write a dedup entry",
-            self._redis.set(
-                f"{self._prefix}:dedup:{key}", orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS),
-                px=_ms(ttl),
-            ),
-        )
+        ack = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+        if len(ack) > self._settings.dedup_entry_max_bytes:
+            return  # not kept: its TTL bounds how long, this how much
+        await self._call("write a dedup entry", self._redis.set(f"{self._prefix}:dedup:{key}", ack, px=_ms(ttl)))
+
+    async def sweep(self) -> None:
+        """Nothing to do: streams, their meta hashes and dedup entries expire in Redis."""
+
+    def held_bytes(self) -> dict[str, int]:
+        return {}  # logs and dedup entries live in Redis
 
     async def save_session(self, record: SessionRecord, ttl: float) -> None:
         body = orjson.dumps(

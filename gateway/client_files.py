@@ -32,6 +32,8 @@ def client_file(name: str) -> tuple[Path, str]:
                 file=name,
             )
         return path, MEDIA_TYPES[path.suffix]
+    if len(name) > 128:  # longer than any file here, and than some file systems take
+        raise NotFound("no client file by that name", file=name[:64])
     path = STATIC / name
     # ``name`` is a single path segment; the parent check keeps ".." out all the same.
     if path.parent != STATIC or not path.is_file() or path.suffix not in MEDIA_TYPES:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import redis
 
 from .envelope import Envelope, server_event
-from .redis_streams import PUBLISH, encode_entry
+from .redis_streams import PUBLISH, publish_call
 from .settings import Settings
 
 
@@ -34,12 +33,8 @@ class Emitter:
         namespace) of ``namespace``; returns its offset."""
         room, event, data = server_event(room, event, data)
         draft = Envelope(namespace, room, event, data, "", None, None, 0)
-        s = self.settings
-        offset, _ts = self._script(
-            keys=[f"{self.prefix}:log:{namespace}:{room}", ""],
-            args=[f"{self.prefix}:fanout", s.log_max_length, int(s.log_max_age * 1000),
-                  encode_entry(draft), "1", 0, orjson.dumps(room)],
-        )
+        keys, args = publish_call(self.prefix, self.settings, draft, True)  # as a node would (bounds, expiry)
+        offset, _ts = self._script(keys=keys, args=args)
         return offset.decode() if isinstance(offset, bytes) else str(offset)
 
     def close(self) -> None:

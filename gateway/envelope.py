@@ -47,7 +47,14 @@ def check_data(value: Any, what: str = "data") -> Any:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if item is None or isinstance(item, (bool, str)):
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:  # a lone surrogate: no UTF-8 encoder will send it
+                    raise ValidationFailed(f"{what}: strings must be valid Unicode", field=what) from None
             continue
         if isinstance(item, int):
             if not _INT_MIN <= item <= _INT_MAX:

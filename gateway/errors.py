@@ -19,6 +19,7 @@
     │   ├── ForbiddenOrigin           403 forbidden_origin
     │   └── NotJoined                 403 not_joined
     ├── TooManyRooms                  409 too_many_rooms
+    ├── RateLimited                   429 rate_limited
     ├── NotFound                      404 not_found
     │   ├── UnknownNamespace          404 unknown_namespace
     │   ├── UnknownSession            404 unknown_sid
@@ -135,6 +136,21 @@ class NotJoined(Forbidden):
 
 class TooManyRooms(GatewayError):
     code, status, title = "too_many_rooms", 409, "Too many rooms for one session"
+
+
+class RateLimited(GatewayError):
+    """Over one of the gateway's limits (``gateway/limits.py``): nothing was done. Try again
+    after ``retryAfter`` seconds (HTTP also says it in ``Retry-After``, in whole seconds)."""
+
+    code, status, title = "rate_limited", 429, "Too many requests"
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds to wait before trying again (the wire's ``retryAfter``; 1 if it is missing)."""
+        value = self.detail.get("retryAfter")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"):
+            return float(value)
+        return 1.0
 
 
 class NotFound(GatewayError):

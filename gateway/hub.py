@@ -19,6 +19,7 @@ from typing import Any
 from .acks import AckRegistry
 from .broker import Broker, Command, Dedup, Publication
 from .broker_memory import MemoryBroker
+from .budget import HeldBytes, collect_young
 from .dedup import Deduplicator
 from .delivery_log import Replay
 from .envelope import Envelope, check_data, server_event
@@ -38,6 +39,7 @@ from .errors import (
     ValidationFailed,
 )
 from .jwt_auth import JwtAuth
+from .limits import Limits
 from .messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
 from .metrics import Metrics
 from .namespaces import Namespace
@@ -70,9 +72,11 @@ class Gateway:
         self.sessions: dict[str, Session] = {}
         self.acks = AckRegistry()
         self.metrics = Metrics()
+        self.limits = Limits(self.settings, self.metrics)
         self._replaying: dict[str, set[Session]] = {}
         self._resumes: dict[str, _Resume] = {}
         self.dedup = Deduplicator(self.broker, self.settings.dedup_window, self.metrics)
+        self.metrics.registry.register(HeldBytes(self))  # gateway_held_bytes, read when scraped
         self.jwt: JwtAuth | None = JwtAuth.from_settings(self.settings)
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -122,13 +126,17 @@ class Gateway:
         resume_sid: str | None = None,
         resume_key: str | None = None,
         positions: dict[str, str] | None = None,
+        address: str | None = None,
     ) -> Session:
         """Authenticate and open (or resume) a session; call ``activate`` once the channel can write.
 
         Resuming takes the session's private key (``resume_key``): without the right
         one the answer is the same as for a session that never existed. Raises a
-        ``GatewayError`` and changes nothing if anything is wrong.
+        ``GatewayError`` and changes nothing if anything is wrong. ``address`` is the
+        client's (``limits.client_address``): new sessions are limited per address.
         """
+        if resume_sid is None or resume_sid not in self.sessions:  # one more session on this node
+            self.limits.open_session(address, len(self.sessions), fresh=resume_sid is None)
         ns = self.namespaces.get(namespace)
         if ns is None:
             raise UnknownNamespace(f"no namespace {namespace[:64]!r}", namespace=namespace[:64])
@@ -451,6 +459,7 @@ class Gateway:
 
     async def publish(self, session: Session, request: PublishRequest) -> dict[str, Any]:
         """Log and fan out a room event; the ack (its offset) comes once it is in the log."""
+        self.limits.request(session)  # before anything else: refused, it changes nothing
         await self._admit(session, request.room)
 
         async def publish(dedup: Dedup | None) -> dict[str, Any]:
@@ -467,6 +476,7 @@ class Gateway:
 
     async def emit_event(self, session: Session, request: EmitRequest) -> Any:
         """Run the namespace's handler; its return value is the ack."""
+        self.limits.request(session)
         handler = self.namespaces[session.namespace].handlers.get(request.event)
         if handler is None:
             raise UnknownEvent(f"no handler for event {request.event!r}", event=request.event)
@@ -654,6 +664,8 @@ class Gateway:
         while True:
             await asyncio.sleep(period)
             await self.expire_detached()
+            await self.broker.sweep()  # idle room logs trimmed, empty ones dropped (gateway/broker_memory.py)
+            collect_young()  # cyclic garbage holding client payloads, freed on a quiet node too (budget.py)
             if time.monotonic() - refreshed > self._session_ttl / 3:
                 refreshed = time.monotonic()
                 await self._refresh_records()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -18,10 +20,7 @@ class Request(BaseModel):
     def parse(cls, raw: Any):  # -> Self
         """From a decoded dict, or from raw JSON bytes; raises a ``GatewayError``."""
         if isinstance(raw, (bytes, bytearray, str)):
-            try:
-                raw = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise MalformedJSON(f"body is not valid JSON: {exc}") from None
+            raw = _loads(raw)
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
@@ -32,6 +31,22 @@ class Request(BaseModel):
             raise ValidationFailed(
                 "; ".join(f"{e['field']}: {e['problem']}" for e in errors), errors=errors
             ) from None
+
+
+# 19 digits in a row may be an integer beyond 64 bits, which orjson would silently read
+# as a float: such a body is read by the stdlib, which keeps it an int for check_data
+# to refuse, as the Socket.IO side (the stdlib's JSON too) does.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def _loads(raw: bytes | bytearray | str) -> Any:
+    body = raw.encode() if isinstance(raw, str) else bytes(raw)
+    try:
+        if _LONG_NUMBER.search(body) is None:
+            return orjson.loads(body)
+        return json.loads(body)
+    except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedJSON(f"body is not valid JSON: {exc}") from None
 
 
 ClientEventId = Field(default=None, alias="clientEventId", min_length=1, max_length=128)

@@ -34,6 +34,16 @@ class Metrics:
             ["library"], registry=r,
         )
         self.calls = Counter("gateway_calls_total", "Server->client calls by outcome", ["outcome"], registry=r)
+        # Rate and connection limits (gateway/limits.py); the gauges are read at scrape time.
+        self.limited = Counter(
+            "gateway_limited_total", "Connections and requests refused as rate_limited, by limit", ["limit"], registry=r
+        )
+        self.connections = Gauge(
+            "gateway_connections", "Open connections (SSE streams, Socket.IO namespace connections)", registry=r
+        )
+        self.limit_addresses = Gauge(
+            "gateway_limit_addresses", "Client addresses the limits hold state for (bounded)", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -44,6 +44,31 @@ _WHY = {
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` entry of a route that may answer these problem statuses."""
     return {
-        status: {"description": _WHY[status], "content": {MEDIA_TYPE: {"schema": SCHEMA}}}
+        status: {"description": _WHY[status], "content": {MEDIA_TYPE: {"schema": SCHEMA}},
+                 **({"headers": _RETRY_AFTER} if status == 429 else {})}
         for status in statuses
     }
+
+
+_RETRY_AFTER = {"Retry-After": {
+    "description": "Seconds to wait before trying again (whole seconds; the body's retryAfter has milliseconds)",
+    "schema": {"type": "integer", "minimum": 1},
+}}
+
+
+def plain_optional_parameters(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document an optional query or header parameter as what it is on the wire: a string
+    that may be absent. (FastAPI writes ``str | None`` as "string or null"; HTTP has no
+    null, and a fuzzer would send the text "null".) Changes ``spec`` in place."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                variants = schema.get("anyOf")
+                if parameter.get("required") or not variants or {"type": "null"} not in variants:
+                    continue
+                kept = [v for v in variants if v != {"type": "null"}]
+                if len(kept) == 1:
+                    del schema["anyOf"]
+                    schema.update(kept[0])
+    return spec

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .envelope import Envelope
+from .limits import TokenBucket
 
 
 class SessionState(enum.Enum):
@@ -106,6 +107,8 @@ class Session:
     expiry: Any = None  # the timer that ends the connection when ``expires_at`` passes
     # While replaying on resume, live events wait here instead of going out.
     backlog: list[Envelope] | None = None
+    # Its publishes and emits per second (``limits.Limits.request``), made on first use.
+    bucket: TokenBucket | None = None
 
     @property
     def live(self) -> bool:

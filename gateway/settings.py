@@ -125,3 +125,45 @@ class Settings(BaseSettings):
         if self.jwt_secret is not None and self.jwt_public_key:
             raise ValueError("set GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY, not both")
         return self
+
+    # -- rate and connection limits (issue 12) ------------------------------------------
+    # Over one: 429 rate_limited with Retry-After (Socket.IO: the same code, with retryAfter).
+    # 0 turns a limit off. The client address is the ASGI scope's "client": behind a reverse
+    # proxy, the proxy's own unless uvicorn trusts it for X-Forwarded-For (FORWARDED_ALLOW_IPS;
+    # by default 127.0.0.1 only). gateway/limits.py, README "Configuration".
+    # Connections (SSE streams, Socket.IO namespace connections) open at once from one address:
+    # a whole office behind one NAT is one address.
+    address_max_connections: int = Field(1000, ge=0)
+    # New sessions (a resume is not one) per second from one address, and the burst allowed:
+    # after a restart of a node on the memory broker, every client starts a new session, and
+    # those behind one NAT come back over burst / rate seconds (the clients honour Retry-After).
+    # The conformance and client suites peak at 25 a second (37 in 10 s) from 127.0.0.1.
+    address_session_rate: float = Field(20.0, ge=0)
+    address_session_burst: int = Field(100, ge=1)
+    # Publishes and application emits per second of one session, and the burst allowed.
+    session_publish_rate: float = Field(50.0, ge=0)
+    session_publish_burst: int = Field(100, ge=1)
+    # Sessions one node holds, connected or recoverable (~15-50 KB each, see Performance).
+    max_sessions: int = Field(50_000, ge=0)
+
+    # -- memory bounds in bytes (issue 12)
+    # An event weighs its encoded envelope. One room's delivery log, besides log_max_length and
+    # log_max_age (a room always keeps its newest event). Redis: the same bound on each stream.
+    log_max_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Every room log of this node together (memory broker): past it the oldest entries of
+    # any room go first, down to 7/8 of it; a resume that needed them is told of a gap.
+    logs_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # The dedup window's acks of this node together (memory broker), oldest out first.
+    dedup_max_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    # The largest ack kept for deduplication (both brokers): a larger handler result is not
+    # kept, and a retransmission of its clientEventId runs the handler again.
+    dedup_entry_max_bytes: int = Field(64 * 1024, gt=0)
+    # Bytes one connection may have waiting to be written (SSE frames queued or being
+    # written, Socket.IO packets queued) before it is cut as a slow consumer, as with
+    # session_queue_size. Keep it above max_payload: one largest event must fit (1 MiB, as
+    # Centrifugo's client_queue_max_size; an event of max_payload leaves ~45 KB beside it).
+    session_queue_bytes: int = Field(1024 * 1024, gt=0)
+    # What all SSE streams of this node together may have waiting: past it, a stream whose
+    # write has to wait (its socket is full) is cut as a slow consumer. A client stalls at
+    # most session_queue_bytes plus what the kernel buffers; this bounds many of them at once.
+    output_max_bytes: int = Field(32 * 1024 * 1024, gt=0)

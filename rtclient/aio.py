@@ -9,6 +9,13 @@ request. ``token=`` may be a callable (sync or async), asked before every connec
 attempt: after ``close {reason: "token_expired"}`` the client resumes with a fresh token.
 After ``close {reconnect: false}`` (``replaced``: another connection took the session over)
 the client stops for good; pending and later requests raise ``SessionEnded``.
+
+A frame the client cannot use is skipped and counted (``state.stats.malformed``, logged
+sparingly), never a reconnect: a bad event in a room's log comes back with every replay.
+A listener or call handler that raises is logged, not let out into the reader. A resume
+refused for its positions (``bad_last_event_id``, ``offset_from_future``), or answered
+``UNUSABLE_RESUMES`` times in a row with no usable ``open`` frame, starts a new session
+(with ``Gap`` events) rather than resuming for ever.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import socketio
 from gateway.errors import GatewayError
 
 from .protocol import (
+    RESUME_REFUSED,
     SESSION_GONE,
     TRANSIENT,
+    UNUSABLE_RESUMES,
     Backoff,
     Call,
     ClientEvent,
@@ -39,10 +48,16 @@ from .protocol import (
     SessionEnded,
     SseParser,
     TokenSource,
+    UnusableStream,
     atoken_value,
     bearer,
     error_from_body,
+    is_envelope,
     is_frame,
+    result_from_body,
+    retry_after,
+    retry_delay,
+    worth_logging,
 )
 
 log = logging.getLogger("rtclient")
@@ -80,6 +95,8 @@ class _Client:
         self._closing = False
         self.ended: SessionEnded | None = None  # set once the client stopped for good
         self._supervisor: asyncio.Task[None] | None = None
+        self._answering: set[asyncio.Task[None]] = set()  # server calls being answered
+        self._unusable = 0  # resumes in a row that gave no usable open frame
         self.dropped = 0  # events the application's queue had no room for
 
     # -- public API ----------------------------------------------------------------
@@ -89,8 +106,21 @@ class _Client:
         return self.state.sid
 
     async def connect(self) -> Opened:
-        """Open the session; raises the gateway's typed error if it refuses."""
-        opened = await self._open(resume=False)
+        """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
+        is tried again after its ``retryAfter``, for up to ``request_timeout`` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        refusals = 0
+        while True:
+            try:
+                opened = await self._open(resume=False)
+                break
+            except GatewayError as exc:
+                refusals += 1
+                wait = retry_delay(exc, refusals, self.backoff) if retry_after(exc) is not None else None
+                if wait is None or loop.time() + wait > deadline:
+                    raise
+                await asyncio.sleep(wait)
         self._supervisor = asyncio.create_task(self._supervise(), name="rtclient-supervisor")
         return opened
 
@@ -155,25 +185,28 @@ class _Client:
 
     # -- delivery --------------------------------------------------------------------
 
-    def _frame(self, name: str, data: Any) -> None:
-        try:
-            events = self.state.handle(name, data)
-        except ProtocolError as exc:
-            log.warning("%s", exc)
-            return
-        self._deliver(events)
+    def _malformed(self, exc: ProtocolError) -> None:
+        """A frame skipped (``ClientState`` counted it): logged, sparingly."""
+        count = self.state.stats.malformed
+        if worth_logging(count):
+            log.warning("%s (%d malformed frames so far)", exc, count)
 
     def _deliver(self, events: list[ClientEvent]) -> None:
         for event in events:
             if isinstance(event, Call):
-                asyncio.create_task(self._answer(event))
+                task = asyncio.create_task(self._answer(event))
+                self._answering.add(task)
+                task.add_done_callback(self._answering.discard)
                 continue
             if isinstance(event, Closing):
                 if not event.reconnect:
                     self._stop(SessionEnded(event.reason))
                 self._lost.set()
             for listener in self._listeners.get(event.kind, ()):
-                listener(event)
+                try:
+                    listener(event)
+                except Exception:  # the application's bug must not break the stream (and its replay)
+                    log.exception("a %r listener raised", event.kind)
             try:
                 self._queue.put_nowait(event)
             except asyncio.QueueFull:
@@ -184,9 +217,13 @@ class _Client:
         handler = self._call_handlers.get(call.event)
         if handler is None:
             return
-        result = handler(call.data)
-        if inspect.isawaitable(result):
-            result = await result
+        try:
+            result = handler(call.data)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:  # unanswered: the gateway's call times out, as it would for a lost ack
+            log.exception("the handler of call %r raised", call.event)
+            return
         if self.ended is not None:
             return
         with contextlib.suppress(ConnectionLost, GatewayError):
@@ -216,6 +253,7 @@ class _Client:
     async def _request(self, kind: str, body: dict[str, Any]) -> Any:
         """Send until acked: after a lost connection, again (same clientEventId) once resumed."""
         async def attempt() -> Any:
+            refusals = 0  # in a row, for the growing jitter of rate_limited retries
             while True:
                 if self.ended is not None:
                     raise self.ended
@@ -236,7 +274,8 @@ class _Client:
                         self._connected.clear()
                         self._lost.set()
                     elif exc.code in TRANSIENT:
-                        await asyncio.sleep(self.backoff.base)
+                        refusals += 1  # rate_limited: after its retryAfter (nothing was done)
+                        await asyncio.sleep(retry_delay(exc, refusals, self.backoff))
                     else:
                         raise
         return await asyncio.wait_for(attempt(), self.request_timeout)
@@ -246,6 +285,7 @@ class _Client:
     async def _open(self, resume: bool) -> Opened:
         self._lost.clear()
         opened = await self._open_connection(resume)
+        self._unusable = 0
         self._connected.set()
         return opened
 
@@ -257,30 +297,49 @@ class _Client:
             if self._closing:  # stopped for good (``replaced``): no reconnect
                 return
             self.backoff.reset()
+            asked = 0.0  # what a rate_limited refusal said to wait, at least
             while not self._closing:
-                await asyncio.sleep(self.backoff.next())
+                await asyncio.sleep(max(self.backoff.next(), asked))
+                asked = 0.0
+                resume = self.state.sid is not None
                 try:
-                    await self._open(resume=self.state.sid is not None)
+                    if resume:
+                        await self._open(resume=True)
+                    else:  # a start over that failed half-way: again
+                        await self._start_over()
                 except GatewayError as exc:
-                    if exc.code in SESSION_GONE:
-                        try:
-                            await self._start_over()
-                        except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
-                                socketio.exceptions.ConnectionError, asyncio.TimeoutError) as again:
-                            log.info("starting over failed: %r", again)
-                            continue
-                        except Exception:  # e.g. the token callback failed: keep trying
-                            log.warning("starting over failed", exc_info=True)
-                            continue
-                        break
-                    log.info("reconnect refused: %s", exc)
-                    continue
+                    if not resume or not (exc.code in SESSION_GONE or exc.code in RESUME_REFUSED):
+                        log.info("reconnect refused: %s", exc)
+                        asked = retry_after(exc) or 0.0
+                        continue
+                    why: Exception = exc
+                except UnusableStream as exc:
+                    self._unusable += 1
+                    if not resume or self._unusable < UNUSABLE_RESUMES:
+                        log.info("reconnect failed: %r", exc)
+                        continue
+                    why = exc
                 except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError,
                         asyncio.TimeoutError) as exc:
                     log.info("reconnect failed: %r", exc)
                     continue
                 except Exception:  # e.g. the token callback failed: keep trying, with backoff
                     log.warning("reconnect failed", exc_info=True)
+                    continue
+                else:
+                    self.state.stats.reconnects += 1
+                    break
+                # The session is gone, or cannot be resumed: a new one, its rooms joined again.
+                log.warning("cannot resume the session (%s): starting a new one", why)
+                try:
+                    await self._start_over()
+                except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
+                        socketio.exceptions.ConnectionError, asyncio.TimeoutError) as again:
+                    log.info("starting over failed: %r", again)
+                    asked = retry_after(again) or 0.0
+                    continue
+                except Exception:  # e.g. the token callback failed: keep trying
+                    log.warning("starting over failed", exc_info=True)
                     continue
                 self.state.stats.reconnects += 1
                 break
@@ -292,7 +351,6 @@ class _Client:
             self._deliver(self.state.session_lost())
         self.state.rooms = set(rooms)  # kept until rejoined, so a failed start over retries them
         await self._open(resume=False)
-        self.state.stats.reconnects += 1
         for room in rooms:
             try:
                 await self.join(room)
@@ -352,6 +410,7 @@ class SseClient(_Client):
         self.http = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(self.request_timeout))
         self._reader: asyncio.Task[None] | None = None
         self._opened: asyncio.Future[Opened] | None = None
+        self._heard = False  # bytes came on this connection: it is not held back by a proxy
 
     async def _get(self, resume: bool) -> httpx.Response:
         params = {"namespace": self.state.namespace, **({"mode": "poll"} if self.polling else {})}
@@ -373,14 +432,20 @@ class SseClient(_Client):
     async def _open_connection(self, resume: bool) -> Opened:
         response = await self._get(resume)
         self._opened = asyncio.get_running_loop().create_future()
+        self._heard = False
         self._reader = asyncio.create_task(self._read(response), name="rtclient-sse")
         detect = self.mode == "auto" and not self.polling
         try:
             return await asyncio.wait_for(
                 asyncio.shield(self._opened), self.buffer_timeout if detect else self.request_timeout
             )
+        except ConnectionLost:
+            await self._stop_reader()
+            raise
         except TimeoutError:
             await self._stop_reader()
+            if self._heard:  # bytes came, a usable open did not: not a proxy's doing
+                raise UnusableStream("no usable open frame in time") from None
             if not detect:
                 raise ConnectionLost("no open frame in time") from None
             # Headers came, the first frame did not: something holds the bytes back.
@@ -390,18 +455,19 @@ class SseClient(_Client):
 
     async def _read(self, response: httpx.Response) -> None:
         me = asyncio.current_task()
+        why: ConnectionLost = UnusableStream("the stream ended before its open frame")
         try:
             while True:
                 await self._consume(response)
                 if not self.polling or self._closing:
                     return
                 response = await self._get(resume=True)  # the next poll, at once
-        except (GatewayError, ConnectionLost, httpx.HTTPError, asyncio.TimeoutError, OSError):
-            pass
+        except (GatewayError, ConnectionLost, httpx.HTTPError, asyncio.TimeoutError, OSError) as exc:
+            why = ConnectionLost(f"the stream broke before its open frame: {exc!r}")
         finally:
             if self._reader is me:  # not stopped on purpose: the connection is lost
                 if self._opened is not None and not self._opened.done():
-                    self._opened.set_exception(ConnectionLost("stream ended before open"))
+                    self._opened.set_exception(why)
                 self._lost.set()
 
     async def _consume(self, response: httpx.Response) -> None:
@@ -416,15 +482,22 @@ class SseClient(_Client):
                     chunk = await asyncio.wait_for(chunks.__anext__(), silence)
                 except StopAsyncIteration:
                     return
+                self._heard = True
                 for frame in parser.feed(chunk):
+                    opening = self._opened is not None and not self._opened.done()
                     try:
-                        events = self.state.handle_raw(frame.event, frame.data)
+                        events = self.state.handle_frame(frame)
                     except ProtocolError as exc:
-                        log.warning("%s", exc)
-                        continue
-                    for event in events:
-                        if isinstance(event, Opened) and self._opened and not self._opened.done():
-                            self._opened.set_result(event)
+                        self._malformed(exc)
+                        events = []
+                    if opening:  # the gateway's first frame is always the open
+                        opened = [e for e in events if isinstance(e, Opened)]
+                        if opened:
+                            self._opened.set_result(opened[0])  # type: ignore[union-attr]
+                        else:
+                            self._opened.set_exception(  # type: ignore[union-attr]
+                                UnusableStream(f"the stream's first frame was not a usable open ({frame.event!r:.80})"))
+                            return
                     self._deliver(events)
         finally:
             await response.aclose()
@@ -449,7 +522,7 @@ class SseClient(_Client):
             raise ConnectionLost(repr(exc)) from None
         if response.status_code >= 400:
             raise error_from_body(response.content)
-        return response.json()["result"] if response.content else None
+        return result_from_body(response.content)
 
     async def _close_connection(self, goodbye: bool) -> None:
         if goodbye and self.state.sid is not None:
@@ -499,23 +572,47 @@ class SocketIOClient(_Client):
             if generation != self._generation:
                 return None  # a connection this client already let go of (e.g. its ``replaced``)
             if is_frame(event, data):
+                opening = self._opened is not None and not self._opened.done()
                 events = self._handle(event, data)
-                for e in events:
-                    if isinstance(e, Opened) and self._opened and not self._opened.done():
-                        self._opened.set_result(e)
+                if opening:  # the gateway's first frame is always the open
+                    opened = [e for e in events if isinstance(e, Opened)]
+                    if opened:
+                        self._opened.set_result(opened[0])  # type: ignore[union-attr]
+                    else:
+                        self._opened.set_exception(  # type: ignore[union-attr]
+                            UnusableStream(f"the first frame was not a usable open ({event!r:.80})"))
                 return None
             handler = self._call_handlers.get(event)  # a server call: answer through the ack
             if handler is None:
                 return None
-            result = handler(data)
-            return await result if inspect.isawaitable(result) else result
+            try:
+                result = handler(data)
+                return await result if inspect.isawaitable(result) else result
+            except Exception:  # unanswered: the gateway's call times out
+                log.exception("the handler of call %r raised", event)
+                return None
+
+        # python-socketio hands an event named "connect", "connect_error" or "disconnect" to
+        # these handlers too (its catch-all skips them): a room event by such a name is skipped.
+        @sio.on("connect", namespace=ns)
+        async def connected(*args: Any) -> None:
+            if args:  # a real connect has no argument
+                self._handle("connect", args[0])
 
         @sio.on("connect_error", namespace=ns)
-        async def connect_error(data: Any) -> None:
-            refused.append(data)
+        async def connect_error(data: Any = None, *args: Any) -> None:
+            if is_envelope(data):
+                self._handle("connect_error", data)
+            else:
+                refused.append(data)
 
         @sio.on("disconnect", namespace=ns)
         async def disconnected(*args: Any) -> None:
+            if args and not isinstance(args[0], str):  # a real one has no argument or a reason string
+                self._handle("disconnect", args[0])
+                return
+            if generation == self._generation and self._opened is not None and not self._opened.done():
+                self._opened.set_exception(UnusableStream("disconnected before the open frame"))
             if self.sio is sio:
                 self._lost.set()
 
@@ -532,13 +629,17 @@ class SocketIOClient(_Client):
                 raise error_from_body(refused[0]["data"]) from None
             raise ConnectionLost(str(exc)) from None
         self.sio = sio
-        return await asyncio.wait_for(asyncio.shield(self._opened), self.request_timeout)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._opened), self.request_timeout)
+        except (ConnectionLost, TimeoutError):
+            await self._close_connection(goodbye=False)  # let go of it: the session stays resumable
+            raise
 
     def _handle(self, name: str, data: Any) -> list[ClientEvent]:
         try:
             events = self.state.handle(name, data)
         except ProtocolError as exc:
-            log.warning("%s", exc)
+            self._malformed(exc)
             return []
         self._deliver(events)
         return events

@@ -7,13 +7,15 @@ reader and the reconnect loop.
 
 As there: the session key rides on every SSE request and every resume; ``token=`` may be
 a callable asked before every connection attempt; after ``close {reconnect: false}``
-(``replaced``) the client stops for good and requests raise ``SessionEnded``.
+(``replaced``) the client stops for good and requests raise ``SessionEnded``; a frame it
+cannot use is skipped and counted, and a resume that cannot succeed starts a new session.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import ssl
 import threading
@@ -27,8 +29,10 @@ import socketio
 from gateway.errors import GatewayError
 
 from .protocol import (
+    RESUME_REFUSED,
     SESSION_GONE,
     TRANSIENT,
+    UNUSABLE_RESUMES,
     Backoff,
     Call,
     ClientEvent,
@@ -38,11 +42,18 @@ from .protocol import (
     Opened,
     ProtocolError,
     SessionEnded,
+    SseFrame,
     SseParser,
+    UnusableStream,
     bearer,
     error_from_body,
+    is_envelope,
     is_frame,
+    result_from_body,
+    retry_after,
+    retry_delay,
     token_value,
+    worth_logging,
 )
 
 log = logging.getLogger("rtclient")
@@ -90,6 +101,8 @@ class BlockingClient:
         self._connected = threading.Event()
         self._lost = threading.Event()
         self._opened = threading.Event()
+        self._open_failure: ConnectionLost | None = None  # why the connection being opened is no good
+        self._unusable = 0  # resumes in a row that gave no usable open frame
         self._closing = False
         self.ended: SessionEnded | None = None  # set once the client stopped for good
         self._io = _SseIO(self) if transport == "sse" else _SocketIOIO(self)
@@ -104,7 +117,20 @@ class BlockingClient:
         return self._io.name()
 
     def connect(self) -> None:
-        self._open(resume=False)
+        """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
+        is tried again after its ``retryAfter``, for up to ``request_timeout`` seconds)."""
+        deadline = time.monotonic() + self.request_timeout
+        refusals = 0
+        while True:
+            try:
+                self._open(resume=False)
+                break
+            except GatewayError as exc:
+                refusals += 1
+                wait = retry_delay(exc, refusals, self.backoff) if retry_after(exc) is not None else None
+                if wait is None or time.monotonic() + wait > deadline:
+                    raise
+                time.sleep(wait)
         self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="rtclient-supervisor")
         self._supervisor.start()
 
@@ -134,10 +160,15 @@ class BlockingClient:
     # -- internals shared by both transports -------------------------------------------
 
     def _frame(self, name: str, data: Any) -> None:
+        opening = not self._opened.is_set()
         try:
             events = self.state.handle(name, data)
         except ProtocolError as exc:
-            log.warning("%s", exc)
+            self._malformed(exc)
+            events = []
+        if opening and not any(isinstance(event, Opened) for event in events):
+            # The gateway's first frame is always the open.
+            self._fail_open(UnusableStream(f"the first frame was not a usable open ({name!r:.80})"))
             return
         for event in events:
             if isinstance(event, Opened):
@@ -151,11 +182,40 @@ class BlockingClient:
                 if handler is not None:
                     threading.Thread(target=self._answer, args=(event, handler), daemon=True).start()
                 continue
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception:  # the application's bug must not break the stream (and its replay)
+                log.exception("on_event raised on a %r event", event.kind)
+
+    def _sse_frame(self, frame: SseFrame) -> None:
+        try:
+            data = self.state.decode_frame(frame)
+        except ProtocolError as exc:
+            self._malformed(exc)
+            self._fail_open(UnusableStream(f"the first frame was not a usable open: {exc}"))
+            return
+        self._frame(frame.event, data)
+
+    def _malformed(self, exc: ProtocolError) -> None:
+        """A frame skipped (``ClientState`` counted it): logged, sparingly."""
+        count = self.state.stats.malformed
+        if worth_logging(count):
+            log.warning("%s (%d malformed frames so far)", exc, count)
+
+    def _fail_open(self, why: ConnectionLost) -> None:
+        """The connection being opened will not give a usable open frame: say so at once."""
+        if not self._opened.is_set():
+            self._open_failure = why
+            self._opened.set()
 
     def _answer(self, call: Call, handler: Callable[[Any], Any]) -> None:
+        try:
+            result = handler(call.data)
+        except Exception:  # unanswered: the gateway's call times out, as for a lost ack
+            log.exception("the handler of call %r raised", call.event)
+            return
         with contextlib.suppress(ConnectionLost, GatewayError, SessionEnded):
-            self._io.send("ack", {"ackId": call.ack_id, "result": handler(call.data)})
+            self._io.send("ack", {"ackId": call.ack_id, "result": result})
 
     def _stop(self, why: SessionEnded) -> None:
         """Stop for good: no reconnect; pending and later requests raise ``why``."""
@@ -180,6 +240,7 @@ class BlockingClient:
 
     def _request(self, kind: str, body: dict[str, Any]) -> Any:
         deadline = time.monotonic() + self.request_timeout
+        refusals = 0  # in a row, for the growing jitter of rate_limited retries
         while True:
             if self.ended is not None:
                 raise self.ended
@@ -193,11 +254,12 @@ class BlockingClient:
                 raise self.ended
             try:
                 return self._io.send(kind, body)
-            except ConnectionLost:
+            except ConnectionLost as exc:
                 if self.ended is not None:
                     raise self.ended from None
-                self._connected.clear()
-                self._lost.set()
+                if not isinstance(exc, _Superseded):  # not a connection already replaced by a new one
+                    self._connected.clear()
+                    self._lost.set()
             except GatewayError as exc:
                 if self.ended is not None:  # e.g. unknown_sid: the key is someone else's now
                     raise self.ended from None
@@ -205,13 +267,15 @@ class BlockingClient:
                     self._connected.clear()
                     self._lost.set()
                 elif exc.code in TRANSIENT:
-                    time.sleep(self.backoff.base)
+                    refusals += 1  # rate_limited: after its retryAfter (nothing was done)
+                    time.sleep(min(retry_delay(exc, refusals, self.backoff), max(0.0, deadline - time.monotonic())))
                 else:
                     raise
 
     def _open(self, resume: bool) -> None:
         self._lost.clear()
         self._opened.clear()
+        self._open_failure = None
         self._io.open(resume)
         detect = self._io.detects_buffering()
         if not self._opened.wait(self.buffer_timeout if detect else self.request_timeout):
@@ -221,6 +285,10 @@ class BlockingClient:
             log.warning("the SSE stream looks buffered by a proxy; polling instead")
             self._io.polling = True
             return self._open(resume)
+        if self._open_failure is not None:
+            self._io.close(goodbye=False)
+            raise self._open_failure
+        self._unusable = 0
         self._connected.set()
 
     def _supervise(self) -> None:
@@ -233,38 +301,64 @@ class BlockingClient:
             self._connected.clear()
             self._io.close(goodbye=False)
             self.backoff.reset()
+            asked = 0.0  # what a rate_limited refusal said to wait, at least
             while not self._closing:
-                time.sleep(self.backoff.next())
+                time.sleep(max(self.backoff.next(), asked))
+                asked = 0.0
+                resume = self.state.sid is not None
                 try:
-                    self._open(resume=self.state.sid is not None)
+                    if resume:
+                        self._open(resume=True)
+                    else:  # a start over that failed half-way: again
+                        self._start_over()
                 except GatewayError as exc:
-                    if exc.code in SESSION_GONE:
-                        rooms = sorted(self.state.rooms)
-                        for event in self.state.session_lost():
-                            self.on_event(event)
-                        try:
-                            self._open(resume=False)
-                        except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
-                                socketio.exceptions.ConnectionError):
-                            continue
-                        except Exception:  # e.g. the token callback failed: keep trying
-                            log.warning("starting over failed", exc_info=True)
-                            continue
-                        for room in rooms:
-                            try:
-                                self.join(room)
-                            except (GatewayError, TimeoutError) as exc:  # say so, keep the others
-                                log.warning("could not rejoin %s: %s", room, exc)
-                        self.state.stats.reconnects += 1
-                        break
-                    continue
+                    if not resume or not (exc.code in SESSION_GONE or exc.code in RESUME_REFUSED):
+                        asked = retry_after(exc) or 0.0
+                        continue
+                    why: Exception = exc
+                except UnusableStream as exc:
+                    self._unusable += 1
+                    if not resume or self._unusable < UNUSABLE_RESUMES:
+                        continue
+                    why = exc
                 except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError):
                     continue
                 except Exception:  # e.g. the token callback failed: keep trying, with backoff
                     log.warning("reconnect failed", exc_info=True)
                     continue
+                else:
+                    self.state.stats.reconnects += 1
+                    break
+                # The session is gone, or cannot be resumed: a new one, its rooms joined again.
+                log.warning("cannot resume the session (%s): starting a new one", why)
+                try:
+                    self._start_over()
+                except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
+                        socketio.exceptions.ConnectionError) as again:
+                    asked = retry_after(again) or 0.0
+                    continue
+                except Exception:  # e.g. the token callback failed: keep trying
+                    log.warning("starting over failed", exc_info=True)
+                    continue
                 self.state.stats.reconnects += 1
                 break
+
+    def _start_over(self) -> None:
+        """The gateway forgot our session (or cannot resume it): say so, open a new one, rejoin."""
+        rooms = sorted(self.state.rooms)
+        if self.state.sid is not None:
+            for event in self.state.session_lost():
+                try:
+                    self.on_event(event)
+                except Exception:
+                    log.exception("on_event raised on a %r event", event.kind)
+        self.state.rooms = set(rooms)  # kept until rejoined, so a failed start over retries them
+        self._open(resume=False)
+        for room in rooms:
+            try:
+                self.join(room)
+            except (GatewayError, TimeoutError) as exc:  # say so, keep the others
+                log.warning("could not rejoin %s: %s", room, exc)
 
 
 @functools.cache
@@ -315,17 +409,19 @@ class _SseIO:
         return response
 
     def _read(self, response: httpx.Response) -> None:
+        why: ConnectionLost = UnusableStream("the stream ended before its open frame")
         try:
             while True:
                 self._consume(response)
                 if not self.polling or self._response is not response or self.c._closing:
                     break
                 response = self._response = self._get(resume=True)  # the next poll, at once
-        except (httpx.HTTPError, OSError, GatewayError, ConnectionLost):
-            pass
+        except (httpx.HTTPError, OSError, GatewayError, ConnectionLost) as exc:
+            why = ConnectionLost(f"the stream broke before its open frame: {exc!r}")
         finally:
             response.close()
             if self._response is response:
+                self.c._fail_open(why)
                 self.c._lost.set()
 
     def _consume(self, response: httpx.Response) -> None:
@@ -335,10 +431,7 @@ class _SseIO:
                 if self._response is not response:
                     return  # let go of (dropped, or replaced by the next poll): not ours any more
                 for frame in parser.feed(chunk):
-                    try:
-                        self.c._frame(frame.event, _json(frame.data))
-                    except ProtocolError as exc:
-                        log.warning("%s", exc)
+                    self.c._sse_frame(frame)
         finally:
             response.close()
 
@@ -356,7 +449,7 @@ class _SseIO:
             raise ConnectionLost(repr(exc)) from None
         if response.status_code >= 400:
             raise error_from_body(response.content)
-        return response.json()["result"] if response.content else None
+        return result_from_body(response.content)
 
     def close(self, goodbye: bool, final: bool = False) -> None:
         sid = self.c.state.sid
@@ -371,13 +464,69 @@ class _SseIO:
             self.http.close()
 
 
-def _json(raw: str) -> Any:
-    import orjson
+class _Superseded(ConnectionLost):
+    """The request's connection was lost and has already been replaced: send it again, and
+    leave the new connection alone."""
 
-    try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"frame is not JSON: {exc}") from None
+
+class _InOrder:
+    """Socket.IO messages handled one at a time, in the order they arrived.
+
+    python-socketio's threaded client hands each Engine.IO message to a thread of its own
+    (``engineio.Client._receive_packet`` calls ``_trigger_event("message", ..., run_async=True)``),
+    so a burst of frames (an ``open`` then its replay) is handled in whatever order those
+    threads run: a replayed event before the ``open``, or a later offset before an earlier one,
+    which then looks like a duplicate and is lost. Here each message takes a ticket in the read
+    loop (arrival order) and its thread waits for its turn. Acks to our requests skip the line
+    (a listener may make a request and wait for its ack), and a server call gives its turn up
+    before the application's handler runs (``release``), for the same reason.
+
+    Reaches into python-engineio (4.x): ``Client._trigger_event`` and ``Client.handlers``. If a
+    version renames them, ``install`` leaves the client as it is (in order as python-socketio
+    makes it), and tests/test_bad_frames.py's blocking Socket.IO cases fail.
+    """
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._tickets = itertools.count()
+        self._served = 0
+        self._held = threading.local()
+
+    def install(self, eio: Any) -> None:
+        trigger, handlers = getattr(eio, "_trigger_event", None), getattr(eio, "handlers", None)
+        if trigger is None or not isinstance(handlers, dict):
+            return
+
+        def in_order(event: str, *args: Any, **kwargs: Any) -> Any:
+            handler = handlers.get(event)
+            if event != "message" or not kwargs.get("run_async") or handler is None:
+                return trigger(event, *args, **kwargs)
+            data = args[0] if args else None
+            if isinstance(data, str) and data[:1] in ("3", "6"):  # ACK, BINARY_ACK
+                return trigger(event, *args, **kwargs)
+            return eio.start_background_task(self._run, next(self._tickets), handler, *args)
+
+        eio._trigger_event = in_order
+
+    def _run(self, ticket: int, handler: Callable[..., Any], *args: Any) -> None:
+        with self._turn:
+            self._turn.wait_for(lambda: self._served == ticket)
+        self._held.ticket = ticket
+        try:
+            handler(*args)
+        except Exception:  # as engineio does: one message's failure is logged, the rest go on
+            log.exception("a Socket.IO message handler raised")
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """The running message's turn is over (idempotent): the next message may be handled."""
+        if getattr(self._held, "ticket", None) is None:
+            return
+        self._held.ticket = None
+        with self._turn:
+            self._served += 1
+            self._turn.notify_all()
 
 
 class _SocketIOIO:
@@ -399,6 +548,8 @@ class _SocketIOIO:
         engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets, 4096)
         c, ns = self.c, self.c.state.namespace
         sio = socketio.Client(reconnection=False)
+        order = _InOrder()
+        order.install(sio.eio)
         refused: list[Any] = []
 
         @sio.on("*", namespace=ns)
@@ -409,16 +560,36 @@ class _SocketIOIO:
             if is_frame(event, data):
                 c._frame(event, data)
                 return None
+            order.release()  # a server call: the application's handler may take its time
             handler = c.call_handlers.get(event)
-            return handler(data) if handler is not None else None
+            if handler is None:
+                return None
+            try:
+                return handler(data)
+            except Exception:  # unanswered: the gateway's call times out
+                log.exception("the handler of call %r raised", event)
+                return None
+
+        # python-socketio hands an event named "connect", "connect_error" or "disconnect" to
+        # these handlers too (its catch-all skips them): a room event by such a name is skipped.
+        @sio.on("connect", namespace=ns)
+        def connected(*args: Any) -> None:
+            if args:  # a real connect has no argument
+                c._frame("connect", args[0])
 
         @sio.on("connect_error", namespace=ns)
-        def connect_error(data: Any) -> None:
-            refused.append(data)
+        def connect_error(data: Any = None, *args: Any) -> None:
+            if is_envelope(data):
+                c._frame("connect_error", data)
+            else:
+                refused.append(data)
 
         @sio.on("disconnect", namespace=ns)
         def disconnected(*args: Any) -> None:
-            if self.sio is sio:
+            if args and not isinstance(args[0], str):  # a real one has no argument or a reason string
+                c._frame("disconnect", args[0])
+            elif self.sio is sio:
+                c._fail_open(UnusableStream("disconnected before the open frame"))
                 c._lost.set()
 
         token = c._token()  # asked on every attempt
@@ -463,7 +634,11 @@ class _SocketIOIO:
             raise ConnectionLost(repr(exc)) from None
         deadline = time.monotonic() + self.c.request_timeout
         while not answered.wait(0.05):
-            if self.c._lost.is_set() or time.monotonic() > deadline:
+            # ``_lost`` may have been set and cleared again by a quick reconnect meanwhile:
+            # the connection it was sent on being gone is what says the ack cannot come.
+            if self.sio is not sio:
+                raise _Superseded("the connection was replaced before the ack")
+            if not sio.connected or self.c._lost.is_set() or time.monotonic() > deadline:
                 raise ConnectionLost("connection lost before the ack")
         reply = replies[0]
         if not isinstance(reply, dict) or "ok" not in reply:

@@ -15,12 +15,21 @@ The ``sid`` is the session's public id (others see it as ``sender``); the ``key`
 ``open`` frame carries is private and is what proves ownership: it goes in the
 ``X-Session-Key`` header of every SSE request, first in the resume cursor
 (``<sid>:<key>;<room>=<offset>,...``) and in Socket.IO's resume ``auth``.
+
+A frame the client cannot use is skipped and counted (``Stats.malformed``), never
+fatal: a bad frame sits in a room's delivery log and comes back with every replay, so
+anything else (a reconnect, an exception out of the reader) would trap the client in
+a loop. Whatever a frame says, what the client keeps stays valid: names by the wire
+format's rule, offsets as ASCII digits, so the resume cursor it builds is one the
+gateway reads.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,12 +44,39 @@ from gateway.errors import GatewayError, error_from_wire
 #    not depend on the server's internals) ------------------------------------------
 
 
+# docs/protocol.md: names are 1-128 characters of these; offsets two runs of ASCII digits
+# (a Redis stream id's shape, 64-bit each). ``str.isdigit`` would also take "²" and "١".
+NAME = re.compile(r"[A-Za-z0-9_.:@~-]{1,128}")
+OFFSET = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+# Event names no room event may carry: the gateway's own frames, and those Socket.IO
+# clients keep for themselves. The gateway refuses them; one that arrives anyway is skipped.
+RESERVED_EVENTS = frozenset({
+    "open", "recovery", "call", "close", "error", "joined", "left",
+    "connect", "connect_error", "disconnect", "disconnecting", "message_ack",
+    "newListener", "removeListener",
+    "join", "leave", "publish", "ack",
+})
+ALL_ROOM = "*"  # the namespace room every session is in (server-side emits without a room)
+
+
+def is_name(value: object) -> bool:
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
+
+
+def is_room(value: object) -> bool:
+    return value == ALL_ROOM or is_name(value)
+
+
+def is_offset(value: object) -> bool:
+    return isinstance(value, str) and OFFSET.fullmatch(value) is not None
+
+
 def parse_offset(offset: str) -> tuple[int, int]:
     """``"12-3"`` -> ``(12, 3)``; raises ``ValueError`` on anything else."""
-    ms, sep, seq = offset.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit():
-        raise ValueError(f"not an offset: {offset!r}")
-    return int(ms), int(seq)
+    match = OFFSET.fullmatch(offset) if isinstance(offset, str) else None
+    if match is None:
+        raise ValueError(f"not an offset: {offset!r:.80}")
+    return int(match[1]), int(match[2])
 
 
 def format_cursor(sid: str, key: str, positions: Mapping[str, str]) -> str:
@@ -149,6 +185,17 @@ class ConnectionLost(Exception):
     """The connection dropped under a request; it is retried after reconnecting."""
 
 
+class UnusableStream(ConnectionLost):
+    """The gateway answered a connect, but what came gave no usable ``open`` (the stream
+    ended, or its first frame was malformed). A few in a row while resuming, and the client
+    starts a new session instead (``UNUSABLE_RESUMES``): resuming again would replay the same."""
+
+
+def worth_logging(count: int) -> bool:
+    """Log the 1st, 2nd, 4th, 8th... malformed frame: a flood of them is a few lines, not a flood."""
+    return count > 0 and count & (count - 1) == 0
+
+
 class SessionEnded(Exception):
     """The client stopped for good: requests pending or made afterwards fail with this.
 
@@ -178,45 +225,94 @@ class SseFrame:
     event: str = "message"
     data: str = ""
     id: str | None = None
+    overlong: bool = False  # a line of it was over ``SseParser.max_line``: cut, so unusable
+
+
+MAX_LINE = 16 * 1024 * 1024
+"""Bytes in one event-stream line beyond which it is thrown away (the gateway's default
+``maxPayload`` is 1 MB): a stream must not make its reader hold unbounded memory."""
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class SseParser:
-    """Incremental ``text/event-stream`` parser (WHATWG rules for the fields used here).
+    """Incremental ``text/event-stream`` parser, by the WHATWG algorithm: every line ending
+    (``\\r\\n``, ``\\r``, ``\\n``, also split across chunks), a leading BOM dropped, ``id``
+    values with NUL ignored, ``retry`` ignored (the client owns its reconnect schedule),
+    and a frame without ``data`` not dispatched.
 
     ``feed`` returns completed frames; comment lines (``: ping``) only bump ``heard``,
-    which a driver uses as its liveness clock.
+    which a driver uses as its liveness clock. A line longer than ``max_line`` is thrown
+    away as it arrives, and its frame comes out with ``overlong`` set, for the reader to
+    skip and count: the stream goes on.
     """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._partial: list[bytes] = []  # the current line so far
+        self._partial_size = 0
+        self._skip_lf = False  # the last chunk ended in "\r": a "\n" next is the same line end
+        self._discarding = False  # the current line went over max_line: its bytes are dropped
+        self._started = False  # past the first line (where a BOM may be)
         self._frame = SseFrame()
         self._data: list[str] = []
         self.heard = 0
 
     def feed(self, chunk: bytes) -> list[SseFrame]:
         self.heard += 1
-        self._buffer += chunk
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        # Splitting on "\n" alone is 3x faster than the regular expression, and the gateway's way.
+        pieces = chunk.split(b"\n") if b"\r" not in chunk else _LINE_END.split(chunk)
         frames: list[SseFrame] = []
-        *lines, self._buffer = self._buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace")
-            if not line:
-                if self._data or self._frame.event != "message" or self._frame.id is not None:
-                    self._frame.data = "\n".join(self._data)
-                    frames.append(self._frame)
-                self._frame, self._data = SseFrame(), []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                self._data.append(value)
-            elif name == "event":
-                self._frame.event = value
-            elif name == "id":
-                self._frame.id = value
+        if len(pieces) > 1:
+            self._skip_lf = chunk[-1:] == b"\r"
+            lines = pieces[:-1]
+            if self._discarding:
+                self._discarding = False  # the end of the overlong line: nothing of it is kept
+                del lines[0]
+            elif self._partial:
+                lines[0] = b"".join(self._partial) + lines[0]
+            self._partial, self._partial_size = [], 0
+            if not self._started and lines:
+                self._started = True
+                lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
+            for raw in lines:
+                self._line(raw, frames)
+        rest = pieces[-1]
+        if rest and not self._discarding:
+            self._partial.append(rest)
+            self._partial_size += len(rest)
+            if self._partial_size > self.max_line:
+                self._partial, self._partial_size = [], 0
+                self._discarding = True
+                self._frame.overlong = True
         return frames
+
+    def _line(self, raw: bytes, frames: list[SseFrame]) -> None:
+        if not raw:
+            frame, data = self._frame, self._data
+            self._frame, self._data = SseFrame(), []
+            if data or frame.overlong:
+                frame.data = "\n".join(data)
+                frames.append(frame)
+            return
+        if len(raw) > self.max_line:  # the same as when it comes in pieces: thrown away
+            self._frame.overlong = True
+            return
+        if raw[:1] == b":":
+            return
+        line = raw.decode("utf-8", "replace")
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._frame.event = value or "message"
+        elif name == "id" and "\0" not in value:
+            self._frame.id = value
 
 
 # -- outbox ------------------------------------------------------------------------
@@ -328,74 +424,138 @@ class ClientState:
     def handle(self, name: str, data: Any) -> list[ClientEvent]:
         """A gateway frame in, what the application should see out.
 
-        Raises ``ProtocolError`` (and changes nothing) if the frame is malformed.
+        Raises ``ProtocolError`` if the frame is malformed, and then changes nothing but
+        the count (``stats.malformed``) and, for a room event that cannot be delivered but
+        has a good room and offset, that room's position: a resume must not ask for it again.
         """
         try:
             return self._handle(name, data)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        except ProtocolError:
             self.stats.malformed += 1
-            raise ProtocolError(f"malformed {name!r} frame: {exc!r}") from None
+            raise
+        except Exception as exc:  # whatever a frame holds, it is one frame skipped
+            self.stats.malformed += 1
+            raise ProtocolError(f"malformed {name!r:.140} frame: {exc!r:.300}") from None
 
     def handle_raw(self, name: str, raw: str) -> list[ClientEvent]:
+        return self.handle(name, self._json(name, raw))
+
+    def handle_frame(self, frame: SseFrame) -> list[ClientEvent]:
+        """One event-stream frame (``SseParser``'s output)."""
+        return self.handle(frame.event, self.decode_frame(frame))
+
+    def decode_frame(self, frame: SseFrame) -> Any:
+        """An event-stream frame's data as JSON; ``ProtocolError`` (counted) if it cannot be."""
+        if frame.overlong:
+            self.stats.malformed += 1
+            raise ProtocolError(f"{frame.event!r:.140} frame with a line over the parser's limit: skipped")
+        return self._json(frame.event, frame.data)
+
+    def _json(self, name: str, raw: str) -> Any:
         try:
-            data = orjson.loads(raw) if raw else None
+            return orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError as exc:
             self.stats.malformed += 1
-            raise ProtocolError(f"{name!r} frame is not JSON: {exc}") from None
-        return self.handle(name, data)
+            raise ProtocolError(f"{name!r:.140} frame is not JSON: {exc}") from None
 
     def _handle(self, name: str, data: Any) -> list[ClientEvent]:
+        # An envelope is a room event whatever the frame's name: a frame named like one of the
+        # gateway's own but carrying an envelope (an event named "close" or "left" that got into
+        # a log) must not close the connection or drop a room.
+        if is_envelope(data):
+            return self._room_event(name, data)
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{name!r:.140} frame must carry a JSON object, not {type(data).__name__}")
         if name == "open":
-            sid, key, namespace = data["sid"], data["key"], data["namespace"]
-            interval, timeout = data["pingInterval"] / 1000, data["pingTimeout"] / 1000
-            rooms = tuple(data.get("rooms", ()))
-            if not all(isinstance(x, str) for x in (sid, key, namespace, *rooms)):
-                raise TypeError("sid, key, namespace and rooms must be strings")
-            if not key:
-                raise ValueError("the session key is empty")
-            resumed = self.sid is not None and sid == self.sid
-            self.sid, self.key, self.namespace = sid, key, namespace
-            self.ping_interval, self.ping_timeout = interval, timeout
-            if resumed:
-                self.rooms = set(rooms)
-            return [Opened("open", sid, namespace, interval, timeout, rooms, resumed)]
+            return self._open(data)
         if name == "recovery":
-            gaps = tuple((g["room"], g.get("after")) for g in data["gaps"])
-            self.stats.gaps += len(gaps)
-            out: list[ClientEvent] = [Recovery("recovery", bool(data["complete"]), int(data["replayed"]), gaps)]
-            out += [Gap("gap", room, after, "log_trimmed") for room, after in gaps]
-            return out
+            return self._recovery(data)
         if name == "joined":
-            self.rooms.add(data["room"])
-            self.positions.setdefault(data["room"], data["offset"])
+            room, offset = data.get("room"), data.get("offset")
+            if not is_name(room) or not is_offset(offset):
+                raise ProtocolError(f"joined needs a room name and an offset: {data!r:.200}")
+            self.rooms.add(room)
+            self.positions.setdefault(room, offset)
             return []
         if name == "left":
-            self.rooms.discard(data["room"])
-            self.positions.pop(data["room"], None)
+            room = data.get("room")
+            if not is_name(room):
+                raise ProtocolError(f"left needs a room name: {data!r:.200}")
+            self.rooms.discard(room)
+            self.positions.pop(room, None)
             return []
         if name == "call":
-            return [Call("call", str(data["ackId"]), data["event"], data.get("data"))]
+            ack_id, event = data.get("ackId"), data.get("event")
+            if not isinstance(ack_id, str) or not ack_id or not isinstance(event, str):
+                raise ProtocolError(f"call needs string ackId and event: {data!r:.200}")
+            return [Call("call", ack_id, event, data.get("data"))]
         if name == "close":
-            reason = data.get("reason", "")
-            if not isinstance(reason, str):
-                raise TypeError("a close reason must be a string")
-            return [Closing("close", reason, bool(data.get("reconnect", True)))]
-        return self._room_event(name, data)
+            reason, reconnect = data.get("reason", ""), data.get("reconnect", True)
+            if not isinstance(reason, str) or not isinstance(reconnect, bool):
+                raise ProtocolError(f"close needs a string reason and a boolean reconnect: {data!r:.200}")
+            return [Closing("close", reason, reconnect)]
+        raise ProtocolError(f"{name!r:.140} frame is neither the gateway's nor a room event envelope")
 
-    def _room_event(self, name: str, data: Any) -> list[ClientEvent]:
-        if not isinstance(data, dict) or "offset" not in data:
-            raise ValueError("a room event needs an envelope with an offset")
-        room, offset = data["room"], data["offset"]
+    def _open(self, data: dict[str, Any]) -> list[ClientEvent]:
+        sid, key, namespace = data.get("sid"), data.get("key"), data.get("namespace")
+        interval, timeout = _seconds(data.get("pingInterval")), _seconds(data.get("pingTimeout"))
+        rooms = data.get("rooms", [])
+        # sid and key go into the cursor and headers: they must be what the gateway issues.
+        if not is_name(sid) or not is_name(key):
+            raise ProtocolError("open needs a sid and a key (names by the wire format's rule)")
+        if not isinstance(namespace, str) or interval is None or timeout is None:
+            raise ProtocolError("open needs a namespace and positive finite pingInterval and pingTimeout")
+        if not isinstance(rooms, list) or not all(is_name(r) for r in rooms):
+            raise ProtocolError("open's rooms must be a list of room names")
+        resumed = self.sid is not None and sid == self.sid
+        self.sid, self.key, self.namespace = sid, key, namespace
+        self.ping_interval, self.ping_timeout = interval, timeout
+        if resumed:
+            self.rooms = set(rooms)
+        return [Opened("open", sid, namespace, interval, timeout, tuple(rooms), resumed)]
+
+    def _recovery(self, data: dict[str, Any]) -> list[ClientEvent]:
+        complete, replayed, raw_gaps = data.get("complete"), data.get("replayed"), data.get("gaps")
+        if not isinstance(complete, bool) or type(replayed) is not int or replayed < 0 or not isinstance(raw_gaps, list):
+            raise ProtocolError(f"recovery needs complete (bool), replayed (int >= 0), gaps (list): {data!r:.200}")
+        gaps: list[tuple[str, str | None]] = []
+        for gap in raw_gaps:
+            after = gap.get("after") if isinstance(gap, dict) else None
+            if not isinstance(gap, dict) or not is_room(gap.get("room")) or not (after is None or is_offset(after)):
+                raise ProtocolError(f"a recovery gap needs a room and an offset or null: {gap!r:.200}")
+            gaps.append((gap["room"], after))
+        self.stats.gaps += len(gaps)
+        out: list[ClientEvent] = [Recovery("recovery", complete, replayed, tuple(gaps))]
+        out += [Gap("gap", room, after, "log_trimmed") for room, after in gaps]
+        return out
+
+    def _room_event(self, name: str, data: dict[str, Any]) -> list[ClientEvent]:
+        room, offset, event = data["room"], data["offset"], data["event"]
+        at = OFFSET.fullmatch(offset) if isinstance(offset, str) else None
+        if at is None or not is_room(room):
+            raise ProtocolError(f"a room event needs a room name and an offset: {room!r:.140} {offset!r:.60}")
+        # A room the client has not seen a ``joined`` for is still delivered: the gateway sends
+        # a room's events only to its members, and one may come just before the ``joined``.
         seen = self.positions.get(room)
-        if seen is not None and parse_offset(offset) <= parse_offset(seen):
+        if seen is not None and (int(at[1]), int(at[2])) <= parse_offset(seen):
             self.stats.duplicates += 1
             return []
+        sender, ceid, ts = data.get("sender"), data.get("clientEventId"), data.get("ts")
+        problem = (
+            "its event is not a name" if not is_name(event)
+            else "its event is reserved" if event in RESERVED_EVENTS
+            else "the frame's name is not its event" if name != event
+            else "sender, clientEventId or ts has the wrong type"
+            if not (_str_or_none(sender) and _str_or_none(ceid) and type(ts) is int)
+            else None
+        )
+        if problem is not None:
+            # Consumed, not delivered: a resume starts after it rather than bringing it back.
+            self.positions[room] = offset
+            raise ProtocolError(f"room event {event!r:.140} in {room!r} at {offset} skipped: {problem}")
         self.positions[room] = offset
         self.stats.received += 1
-        return [
-            RoomEvent("event", data["event"], data.get("data"), room, offset, data.get("sender"),
-                      data.get("clientEventId"), int(data["ts"]))
-        ]
+        return [RoomEvent("event", event, data.get("data"), room, offset, sender, ceid, ts)]
 
     def session_lost(self) -> list[ClientEvent]:
         """The gateway no longer knows our sid: every room may have missed events."""
@@ -407,26 +567,89 @@ class ClientState:
         return lost
 
 
+def _seconds(ms: Any) -> float | None:
+    """A positive, finite number of milliseconds as seconds, or None."""
+    if type(ms) not in (int, float) or not math.isfinite(ms) or ms <= 0:
+        return None
+    return ms / 1000
+
+
+def _str_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def is_envelope(data: Any) -> bool:
+    """A room event envelope, by its shape (no frame of the gateway's own has these three keys)."""
+    return isinstance(data, dict) and "offset" in data and "room" in data and "event" in data
+
+
 def error_from_body(body: bytes | str | dict[str, Any]) -> GatewayError:
     """A problem body (HTTP) or error ack (Socket.IO) as the typed error with its ``code``."""
     if not isinstance(body, dict):
         try:
             body = orjson.loads(body)
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, TypeError):
             return GatewayError(f"unreadable error body: {body!r:.200}")
     if not isinstance(body, dict):
         return GatewayError(f"unreadable error body: {body!r:.200}")
-    return error_from_wire(body)
+    try:
+        return error_from_wire(body)
+    except TypeError:  # a detail key that is not a keyword (a proxy's body, say)
+        return GatewayError(f"unreadable error body: {body!r:.200}")
 
 
-TRANSIENT = frozenset({"broker_unavailable", "internal_error"})
+def result_from_body(body: bytes) -> Any:
+    """The ``result`` of an ``{"ok": true, "result": ...}`` answer (None for an empty body)."""
+    if not body:
+        return None
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict) or answer.get("ok") is not True:
+        raise ProtocolError(f"unexpected answer {body!r:.200}")
+    return answer.get("result")
+
+
+TRANSIENT = frozenset({"broker_unavailable", "internal_error", "rate_limited"})
 """Error codes worth retrying; every other code is final for that request."""
+MAX_RETRY_AFTER = 60.0
+"""The longest wait a ``retryAfter`` is followed to (a larger one is taken as this)."""
+
+
+def retry_after(error: BaseException) -> float | None:
+    """The wait the gateway asked for before trying again: ``retryAfter`` seconds of a
+    ``rate_limited`` refusal (HTTP 429, or a Socket.IO error ack or ``connect_error``), or None."""
+    if not isinstance(error, GatewayError) or error.code != "rate_limited":
+        return None
+    value = error.detail.get("retryAfter")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        return 1.0  # rate limited, and not told for how long: a polite second
+    return min(float(value), MAX_RETRY_AFTER)
+
+
+def retry_delay(error: BaseException, refusals: int, backoff: Backoff, rng: random.Random | None = None) -> float:
+    """How long to wait before sending a refused request again (its ``refusals``-th refusal
+    in a row, from 1). Without a ``retryAfter``, ``backoff.base``. With one, at least that,
+    plus jitter that doubles with each refusal (up to ``backoff.cap``): a client with many
+    requests refused at once does not send them all back at the same instant."""
+    asked = retry_after(error)
+    if asked is None:
+        return backoff.base
+    spread = min(backoff.cap, max(asked, backoff.base / 4) * 2 ** min(max(refusals - 1, 0), 10))
+    return min(MAX_RETRY_AFTER, asked + (rng or random).uniform(0, spread))
 SESSION_GONE = frozenset({"unknown_sid", "session_expired"})
 """Error codes that mean: open a new session (and report the gap)."""
+RESUME_REFUSED = frozenset({"bad_last_event_id", "offset_from_future"})
+"""A resume refused for its positions: asking again would get the same answer, so the
+client opens a new session (and reports the gap) rather than retrying for ever."""
+UNUSABLE_RESUMES = 3
+"""Resumes in a row that the gateway answered but that gave no usable ``open`` (the stream
+ended, or its open frame was malformed) before the client stops resuming and starts over."""
 
 _FRAMES = frozenset({"open", "recovery", "joined", "left", "close"})
 
 
 def is_frame(event: str, data: Any) -> bool:
     """On Socket.IO: a gateway frame or a room event (an envelope), as opposed to a server call."""
-    return event in _FRAMES or (isinstance(data, dict) and "offset" in data and "room" in data and "event" in data)
+    return event in _FRAMES or is_envelope(data)

@@ -198,3 +198,21 @@ class NginxProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout(5))
+
+
+async def node_outcome(node: asyncio.subprocess.Process, wait: float = 40) -> dict[str, Any]:
+    """Let a Node test script finish (killed past ``wait`` s) and return the JSON object it
+    printed last; fail with its stderr if it printed none, exited non-zero or reported an error."""
+    import json
+
+    try:
+        out, err = await asyncio.wait_for(node.communicate(), timeout(wait))
+    finally:
+        if node.returncode is None:
+            node.kill()
+            await node.wait()
+    lines = out.decode().strip().splitlines()
+    assert lines, f"node printed nothing (exit {node.returncode}): {err.decode()[-3000:]}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    assert node.returncode == 0 and "error" not in result, f"{result}\n{err.decode()[-3000:]}"
+    return result

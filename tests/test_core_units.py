@@ -189,7 +189,7 @@ def test_public_api_is_pinned():
         "AckAlreadyUsed", "AckTimeout", "BadLastEventId", "BadRequest", "BrokerUnavailable",
         "Envelope", "Forbidden", "ForbiddenOrigin", "ForbiddenRoom", "Gateway", "GatewayError",
         "InvalidToken", "JwtAuth", "MalformedJSON", "MalformedToken", "Namespace", "NotFound",
-        "NotJoined", "OffsetFromFuture", "PayloadTooLarge", "Session", "SessionClosed",
+        "NotJoined", "OffsetFromFuture", "PayloadTooLarge", "RateLimited", "Session", "SessionClosed",
         "SessionExpired", "Settings", "TokenExpired", "TooManyRooms", "Unauthorized", "UnknownAck",
         "UnknownEvent", "UnknownNamespace", "UnknownSession", "UnsupportedMediaType",
         "ValidationFailed", "create_app",

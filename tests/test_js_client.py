@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .drivers import SseDriver
-from .servers import ThreadedGateway, timeout
+from .servers import ThreadedGateway, node_outcome, timeout
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(__file__).parent / "js" / "sio_chat.mjs"
@@ -91,17 +91,7 @@ async def run_scenario(client_module: pathlib.Path, scenario: str, url: str, tra
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "RTGW_CLIENT": str(client_module), "JWT_SECRET": JWT_SECRET},
     )
-    try:
-        out, err = await asyncio.wait_for(node.communicate(), timeout(40))
-    finally:
-        if node.returncode is None:
-            node.kill()
-            await node.wait()
-    lines = out.decode().strip().splitlines()
-    assert lines, f"node printed nothing (exit {node.returncode}): {err.decode()[-3000:]}"
-    result = json.loads(lines[-1])
-    assert node.returncode == 0 and "error" not in result, f"{result}\n{err.decode()[-3000:]}"
-    return result
+    return await node_outcome(node, 40)
 
 
 TRANSPORTS = ["sse", "socketio"]

@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from ..children import load_limits
 from . import report
 from .generator import NOISY, Spec
 from .machine import machine_info
@@ -103,11 +104,13 @@ def run_one(config: Config, name: str, n: int) -> dict[str, Any]:
                 "reason": "node or node_modules/socket.io not found"}
     print(f"{name} N={n}", file=sys.stderr, flush=True)
     quiet = wait_quiet(config) if config.quiet_wait > 0 else {}
-    env: dict[str, str] = {"GATEWAY_BROKER": "memory"} if kind.family == "gateway" else {}
+    # N connections from 127.0.0.1 in seconds and a publisher at full speed: limits far above that.
+    limits = load_limits() if kind.family == "gateway" else {}
+    env: dict[str, str] = {"GATEWAY_BROKER": "memory", **limits} if kind.family == "gateway" else {}
     prefix = None
     if kind.broker == "redis":  # a prefix of its own per run: no state shared with other runs or nodes
         prefix = f"rtgwbench-{secrets.token_hex(4)}"
-        env = {"GATEWAY_BROKER": REDIS_URL, "GATEWAY_REDIS_PREFIX": prefix}
+        env = {"GATEWAY_BROKER": REDIS_URL, "GATEWAY_REDIS_PREFIX": prefix, **limits}
     try:
         with contextlib.ExitStack() as stack:
             # Every node on the server core; the publisher uses the first, subscribers go round-robin.

@@ -2,7 +2,8 @@
  * rtgateway-links.js: one connection each, over SSE + POST or Socket.IO.
  *
  * A link is a single connection attempt. It reports to its owner through `events`:
- * frame(link, event, data), lost(link, reason), malformed(what), call(event, data, reply),
+ * frame(link, event, data), lost(link, reason), malformed(what), unusable(link) (after a
+ * malformed frame that could not even be read), call(event, data, reply),
  * transport(link, name), cursor(link, id). The owner (rtgateway.js) keeps sessions,
  * reconnection, the outbox and delivery. A link offers open(resume), opened(info),
  * request(kind, body), drop(), close() and `name`, the transport actually in use.
@@ -10,7 +11,7 @@
  * the private proof of ownership from the open frame) and the credential for this attempt.
  */
 
-import { GatewayError, SseParser, isObject, problemError, unwrapAck } from "./rtgateway-protocol.js";
+import { GatewayError, SseParser, isCursor, isObject, problemError, unwrapAck } from "./rtgateway-protocol.js";
 
 // -- Socket.IO, loaded only when asked for ---------------------------------------
 
@@ -36,6 +37,34 @@ export async function socketIOAvailable(url) {
   } catch {
     return false;
   }
+}
+
+/**
+ * socket.io-client closes the whole connection ("parse error") on one packet it will not
+ * decode: JSON it cannot parse (NaN, Infinity), or an event named like one it keeps for itself
+ * (connect, connect_error, disconnect, disconnecting, newListener, removeListener). Such a packet
+ * in a room's log would come back with every replay, and every reconnect would end the same way.
+ * So its Manager's decoder is wrapped: a text packet that fails to decode goes to `onBad`
+ * instead, and the connection goes on.
+ *
+ * This reaches into socket.io-client (4.8): `Manager.decoder`, whose `add` its `ondata` calls
+ * in a try/catch that closes with "parse error". If a version renames it, the guard is skipped
+ * (the client is then only as robust as socket.io-client itself), and
+ * tests/test_bad_frames.py's Socket.IO cases for rtgateway.js fail.
+ */
+export function guardDecoder(manager, onBad) {
+  const decoder = manager?.decoder;
+  if (typeof decoder?.add !== "function") return false;
+  const add = decoder.add;
+  decoder.add = function guarded(packet) {
+    try {
+      add.call(this, packet);
+    } catch (err) {
+      if (typeof packet !== "string") throw err; // binary attachments: socket.io-client's own business
+      onBad(packet, err);
+    }
+  };
+  return true;
 }
 
 // -- the links --------------------------------------------------------------------
@@ -125,13 +154,24 @@ export class SseLink {
         for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
           if (this.ended) return;
           if (frame.comment !== undefined) continue; // a ping: its bytes already fed the watchdog
-          if (frame.id !== undefined) this.events.cursor(this, frame.id);
+          if (frame.id !== undefined) {
+            // A cursor the gateway would refuse is not kept: a resume would lose the session.
+            if (isCursor(frame.id)) this.events.cursor(this, frame.id);
+            else this.events.malformed(`an id: line that is not a cursor: ${frame.id.slice(0, 80)}`);
+          }
           if (frame.data === undefined) continue;
+          const name = frame.event.slice(0, 80);
+          if (frame.overlong) {
+            this.events.malformed(`"${name}" frame with a line too long to keep`);
+            this.events.unusable(this);
+            continue;
+          }
           let data;
           try {
             data = JSON.parse(frame.data);
           } catch {
-            this.events.malformed(`"${frame.event}" frame whose data is not JSON: ${frame.data.slice(0, 80)}`);
+            this.events.malformed(`"${name}" frame whose data is not JSON: ${frame.data.slice(0, 80)}`);
+            this.events.unusable(this);
             continue;
           }
           this.events.frame(this, frame.event, data);
@@ -233,10 +273,13 @@ export class SocketIOLink {
       auth,
       reconnection: false,
       forceNew: true,
+      autoConnect: false, // guardDecoder first
       timeout: connectTimeout,
       transports: transport === "socketio-polling" ? ["polling"] : ["polling", "websocket"],
     });
     this.socket = socket;
+    guardDecoder(socket.io, (packet) => this._undecodable(packet));
+    socket.connect();
     socket.onAny((event, ...args) => this._incoming(event, args));
     socket.io.on("open", () => socket.io.engine.on("upgrade", (t) => this.events.transport(this, t.name)));
     socket.on("disconnect", (reason) => this._end(new GatewayError("network_error", `Socket.IO disconnected: ${reason}`)));
@@ -261,6 +304,28 @@ export class SocketIOLink {
       this.events.call(event, args[0], async (result) => reply(result ?? null));
     } else {
       this.events.frame(this, event, args[0]);
+    }
+  }
+
+  /**
+   * A packet socket.io-client would not decode. An event under a name it keeps for itself
+   * (newListener, disconnect...) still carries an envelope: handed on, so the client skips it
+   * knowing its offset; anything else (JSON with NaN, say) is counted.
+   */
+  _undecodable(packet) {
+    if (this.ended) return;
+    let args = null;
+    try {
+      const start = packet.indexOf("[");
+      args = packet[0] === "2" && start > 0 ? JSON.parse(packet.slice(start)) : null;
+    } catch {
+      /* not JSON */
+    }
+    if (Array.isArray(args) && typeof args[0] === "string" && args.length === 2) {
+      this.events.frame(this, args[0], args[1]);
+    } else {
+      this.events.malformed(`a Socket.IO packet socket.io-client cannot decode: ${packet.slice(0, 80)}`);
+      this.events.unusable(this);
     }
   }
 

@@ -24,6 +24,8 @@
  *   {sid, key, offsets} in its auth. `sid` is the session's public id; `key`, from the open
  *   frame, is its private proof of ownership (SSE requests carry it as X-Session-Key) and
  *   is never shown to anyone else.
+ * - Rate limits: a connect or a request refused with `rate_limited` is tried again, not before
+ *   the refusal's retryAfter (seconds; HTTP's Retry-After), with jitter.
  * - The gateway's close frames: {reason, reconnect: true} (shutdown, token_expired) are
  *   reconnected and resumed, with a fresh token when `token` is a function; {reconnect:
  *   false} (replaced: another connection resumed this session with its key) ends the client
@@ -32,6 +34,13 @@
  *   offset delivered for its room is dropped (offsets compare as the pair of integers ms-seq).
  * - Losses are explicit: a recovery that could not replay everything, or a session that
  *   expired while away (a new one is opened and its rooms joined again), emits `gap` events.
+ * - A frame it cannot use is skipped and counted (stats.malformed, and an `error` event with
+ *   code malformed_frame), never a reconnect: a bad event in a room's log comes back with every
+ *   replay. A room event under a name the gateway reserves (close, open, newListener...) is
+ *   skipped but its offset taken, so a resume does not ask for it again; a packet
+ *   socket.io-client would not decode no longer closes the connection ("parse error"); an id:
+ *   line that is not a cursor is not kept. A resume answered again and again with no usable
+ *   open frame (or refused for its positions) starts a new session, with gaps, instead.
  *
  * Errors are GatewayError {code, message, status?, detail}: the server's codes
  * (docs/protocol.md#errors) from problem bodies, error acks and connect_error, plus the
@@ -49,7 +58,8 @@
  */
 
 import {
-  GatewayError, OFFSET, compareOffsets, envelopeProblem, isObject, randomId,
+  GatewayError, compareOffsets, deliveryProblem, envelopeProblem, isEnvelope, isName, isObject, isOffset,
+  openProblem, randomId, recoveryProblem, retryAfterMs,
 } from "./rtgateway-protocol.js";
 import { SocketIOLink, SseLink } from "./rtgateway-links.js";
 
@@ -66,6 +76,11 @@ const FATAL = new Set([
   "validation_error", "socketio_unavailable",
 ]);
 const CONTROL = new Set(["open", "joined", "left", "recovery", "close", "call"]);
+// Resumes in a row that the gateway answered but that gave no usable open frame (the stream
+// ended, or its first frame was malformed) before the client stops resuming and starts a new
+// session: resuming again would replay the same.
+const UNUSABLE_RESUMES = 3;
+const show = (v) => String(typeof v === "string" ? v : JSON.stringify(v)).slice(0, 80);
 
 const DEFAULTS = {
   url: undefined, // the gateway's origin; default: the page's
@@ -82,7 +97,7 @@ const DEFAULTS = {
 
 /** Worth sending again: not answered, or the gateway's trouble rather than a refusal. */
 function retryable(error) {
-  return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code);
+  return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code) || error.code === "rate_limited";
 }
 
 /** Connect to a gateway; returns the client at once (listeners added now see every event). */
@@ -116,6 +131,10 @@ export class Client {
       frame: (link, event, data) => this._frame(link, event, data),
       lost: (link, reason) => this._linkLost(link, reason),
       malformed: (what) => this._malformed(what),
+      // A frame that could not be read at all: if it came first, there is no open frame to wait for.
+      unusable: (link) => {
+        if (link === this._link && !link.gotOpen) link.drop();
+      },
       call: (event, data, reply) => this._call(event, data, reply),
       transport: (link, name) => this._transportChanged(link, name),
       cursor: (link, id) => {
@@ -123,7 +142,9 @@ export class Client {
       },
     };
     this._attempt = 0;
+    this._unusable = 0; // resumes in a row that gave no usable open frame
     this._timer = null;
+    this._wake = null; // the outbox's timer for requests held back by a rate_limited refusal
     this._cursor = null; // SSE: the last id: read
     this._lost = null; // gaps to report once a replacement session is open
     this.ready = new Promise((resolve, reject) => {
@@ -262,7 +283,9 @@ export class Client {
     if (this.state === "closed") return;
     this._setState("reconnecting");
     const ceiling = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** this._attempt++);
-    const delay = Math.random() * ceiling; // full jitter: a crowd of clients does not come back in step
+    // Full jitter, so a crowd of clients does not come back in step; never before a
+    // rate_limited refusal's retryAfter.
+    const delay = Math.max(Math.random() * ceiling, retryAfterMs(reason));
     this.reconnects += 1;
     this._emit("reconnect", { attempt: this.reconnects, delay, reason });
     this._timer = setTimeout(() => this._dial(), delay);
@@ -272,6 +295,11 @@ export class Client {
     if (link !== this._link) return; // an older connection, already replaced
     this._link = null;
     if (this.state === "closed") return;
+    if (!link.gotOpen && this.sid && ++this._unusable >= UNUSABLE_RESUMES) {
+      // The gateway keeps answering our resume with nothing usable: a new session, with gaps.
+      this._unusable = 0;
+      this._sessionLost(new GatewayError("unusable_stream", "resuming the session gave no usable open frame, again and again"));
+    }
     // After a close frame, that is the reason (shutdown, token_expired), not "the stream ended".
     const frame = link.closeFrame;
     this._retry(frame ? new GatewayError(frame.reason, `the gateway closed the connection: ${frame.reason}`, frame, true) : reason);
@@ -310,6 +338,7 @@ export class Client {
 
   _shutdown(error) {
     clearTimeout(this._timer);
+    clearTimeout(this._wake);
     globalThis.removeEventListener?.("online", this._online);
     this._setState("closed");
     for (const entry of [...this._ordered, ...this._free]) this._settle(entry, undefined, error);
@@ -331,24 +360,40 @@ export class Client {
 
   _frame(link, event, data) {
     if (link !== this._link) return;
-    if (CONTROL.has(event) && event !== "call" && !isObject(data)) {
-      this._malformed(`"${event}" must carry a JSON object, got ${JSON.stringify(data)}`);
-      if (event === "open") link.drop();
+    if (!link.gotOpen && (event !== "open" || isEnvelope(data))) {
+      // The gateway's first frame is always the open: without it there is no session here.
+      this._malformed(`the first frame is not an open frame but "${show(event)}"`);
+      link.drop();
+      return;
+    }
+    // An envelope is a room event whatever the frame's name: a frame named like one of the
+    // gateway's own but carrying an envelope (an event named "close" or "open" that got into a
+    // log) must not close the connection or reset the session, or its replay would do it again.
+    if (isEnvelope(data)) return this._deliver(event, data);
+    if (CONTROL.has(event) && !isObject(data)) {
+      this._malformed(`"${show(event)}" must carry a JSON object, got ${show(data)}`);
       return;
     }
     switch (event) {
       case "open":
         return this._opened(link, data);
       case "joined":
-        if (typeof data.room !== "string" || typeof data.offset !== "string" || !OFFSET.test(data.offset)) {
-          return this._malformed(`joined ${JSON.stringify(data)}`);
-        }
+        if (!isName(data.room) || !isOffset(data.offset)) return this._malformed(`joined ${show(data)}`);
         return this._advance(data.room, data.offset);
       case "left":
+        if (!isName(data.room)) return this._malformed(`left ${show(data)}`);
+        // Forgotten, so the offsets a resume sends (Socket.IO) list only the session's rooms.
+        this._offsets.delete(data.room);
         return;
-      case "recovery":
+      case "recovery": {
+        const problem = recoveryProblem(data);
+        if (problem) return this._malformed(problem);
         return this._recovered(data);
+      }
       case "close":
+        if (typeof (data.reason ?? "") !== "string" || typeof (data.reconnect ?? true) !== "boolean") {
+          return this._malformed(`close ${show(data)}`);
+        }
         return this._closing(link, data);
       case "call":
         if (!isObject(data) || typeof data.ackId !== "string" || typeof data.event !== "string") {
@@ -361,15 +406,19 @@ export class Client {
   }
 
   _opened(link, info) {
-    if (typeof info.sid !== "string" || !Number.isFinite(info.pingInterval) || !Number.isFinite(info.pingTimeout)) {
-      this._malformed(`open ${JSON.stringify(info)}`);
+    if (link.gotOpen) return this._malformed("a second open frame on one connection"); // not the gateway's way
+    const problem = openProblem(info);
+    if (problem) {
+      this._malformed(problem);
       link.drop(); // nothing works without a session: try again
       return;
     }
+    link.gotOpen = true;
     this.sid = info.sid;
-    this.key = typeof info.key === "string" ? info.key : null;
+    this.key = info.key;
     this.info = info;
     this._attempt = 0;
+    this._unusable = 0;
     link.opened(info);
     this._transportChanged(link, link.name);
     this._setState("open");
@@ -393,20 +442,25 @@ export class Client {
   }
 
   _advance(room, offset) {
-    if (typeof offset !== "string" || !OFFSET.test(offset)) return;
+    if (!isOffset(offset)) return;
     const last = this._offsets.get(room);
     if (last === undefined || compareOffsets(offset, last) > 0) this._offsets.set(room, offset);
   }
 
   _deliver(event, envelope) {
     const problem = envelopeProblem(envelope);
-    if (problem) return this._malformed(`"${event}": ${problem}`);
+    if (problem) return this._malformed(`"${show(event)}": ${problem}`);
     const last = this._offsets.get(envelope.room);
     if (last !== undefined && compareOffsets(envelope.offset, last) <= 0) {
       this.stats.duplicates += 1; // at-least-once: a replay overlapping what we have
       return;
     }
+    // Consumed, delivered or not: a resume starts after it rather than bringing it back. A room
+    // with no joined frame yet is delivered too: the gateway sends a room's events only to its
+    // members, and one may come just before the joined frame.
     this._offsets.set(envelope.room, envelope.offset);
+    const unusable = deliveryProblem(event, envelope);
+    if (unusable) return this._malformed(`room event in "${envelope.room}" at ${envelope.offset} skipped: ${unusable}`);
     this.stats.delivered += 1;
     this._emit(envelope.event, envelope);
     this._emit("*", envelope);
@@ -450,9 +504,24 @@ export class Client {
   _pump() {
     const link = this._link;
     if (this.state !== "open" || !link) return;
-    for (const entry of this._free) if (entry.sentOn !== link.seq) this._send(link, entry);
+    const now = Date.now();
+    let wake = Infinity; // the earliest notBefore (a rate_limited refusal's wait) still ahead
+    const due = (entry) => {
+      if (entry.sentOn === link.seq) return false;
+      if (entry.notBefore > now) {
+        wake = Math.min(wake, entry.notBefore);
+        return false;
+      }
+      return true;
+    };
+    for (const entry of this._free) if (due(entry)) this._send(link, entry);
     const head = this._ordered[0];
-    if (head && head.sentOn !== link.seq) this._send(link, head);
+    if (head && due(head)) this._send(link, head);
+    if (wake < Infinity) {
+      // One timer, re-armed on every pump (a timer may fire a millisecond before Date.now() agrees).
+      clearTimeout(this._wake);
+      this._wake = setTimeout(() => this._pump(), wake - now + 1);
+    }
   }
 
   _send(link, entry) {
@@ -469,6 +538,17 @@ export class Client {
         // moment on this one if it is still up (the gateway deduplicates either way).
         if (SESSION_LOST.has(error.code)) link.drop();
         if (entry.sentOn === link.seq) entry.sentOn = 0;
+        const asked = retryAfterMs(error);
+        if (asked) {
+          // Refused by a rate limit, nothing done: not before retryAfter (whatever else pumps
+          // meanwhile), plus jitter growing with each refusal, so a burst of refused requests
+          // does not come back all at once.
+          entry.refusals = (entry.refusals ?? 0) + 1;
+          const spread = Math.min(this.options.maxDelay, Math.max(asked, this.options.minDelay / 4) * 2 ** Math.min(entry.refusals - 1, 10));
+          entry.notBefore = Date.now() + asked + Math.random() * spread;
+          this._pump(); // arms the timer for it
+          return;
+        }
         setTimeout(() => this._pump(), Math.min(this.options.maxDelay, this.options.minDelay * 4));
       },
     );

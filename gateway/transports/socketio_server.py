@@ -21,11 +21,13 @@ from starlette.types import Receive, Scope, Send
 from ..envelope import Envelope
 from ..errors import GatewayError, UnknownNamespace, ValidationFailed
 from ..hub import Gateway
+from ..limits import Lease, client_address
 from ..logs import library_logger
 from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
 from ..offsets import check_positions
 from ..rooms import Room
 from ..sessions import Session
+from .byte_queue import ByteQueue
 from .eager import run_eagerly
 
 NAME = "socketio"
@@ -98,7 +100,10 @@ class SocketIOTransport:
             engineio_logger=library_logger("engineio", lambda _: gateway.metrics.library_errors.labels("engineio").inc()),
             namespaces="*",  # so an unknown namespace gets our error code, not a bare refusal
         )
+        self.server.eio.create_queue = ByteQueue  # each socket's queue counts its bytes (byte_queue.py)
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
+        # (namespace, sio sid) -> its place in the address's connection count, until disconnect
+        self.leases: dict[tuple[str, str], Lease] = {}
         self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=s.socketio_outbox_size)
         self._sender: asyncio.Task[None] | None = None
         self._cutting: set[asyncio.Future[None]] = set()
@@ -211,6 +216,8 @@ class SocketIOTransport:
         encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, data]).encode()
         packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])]
         bound = self.gateway.settings.session_queue_size
+        # With this broadcast, a socket's queue may hold this many bytes (ByteQueue.held).
+        room_for = self.gateway.settings.session_queue_bytes - sum(len(p.data) for p in packets)
         sockets = server.eio.sockets
         text = "4" + encoded if isinstance(encoded, str) else None  # Engine.IO MESSAGE, as its writer frames it
         direct = self.websockets
@@ -223,9 +230,10 @@ class SocketIOTransport:
                 self.gateway.metrics.dropped.labels("socket_closed").inc()
                 continue
             queue = socket.queue
-            if queue.qsize() > bound:
+            held = getattr(queue, "held", 0)  # an empty queue takes any one event, as an idle SSE stream does
+            if queue.qsize() > bound or (held and held > room_for):
                 # Engine.IO's per-socket queue has no bound of its own: a client this far
-                # behind is cut, as on SSE, and resumes from the delivery log.
+                # behind (in packets or bytes) is cut, as on SSE, and resumes from the log.
                 self.cut(sid, namespace, "slow_consumer")
                 continue
             if text is not None and direct.write(socket, text):
@@ -245,6 +253,10 @@ class SocketIOTransport:
             except GatewayError:
                 pass  # a late ack for a call that already timed out
         return acked
+
+    def pending_bytes(self) -> int:
+        """Bytes queued for Engine.IO sockets (``gateway_held_bytes{held="output"}``)."""
+        return sum(getattr(socket.queue, "held", 0) for socket in list(self.server.eio.sockets.values()))
 
     async def close(self) -> None:
         if self._sender is not None:
@@ -331,8 +343,8 @@ class _Namespace(socketio.AsyncNamespace):
         self.gateway = transport.gateway
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event == "connect":
-            return await self._connect(args[0], args[2] if len(args) > 2 else None)
+        if event == "connect":  # (sid, environ, auth)
+            return await self._connect(args[0], args[2] if len(args) > 2 else None, args[1] if len(args) > 1 else None)
         if event == "disconnect":
             return self._disconnect(args[0], args[1] if len(args) > 1 else "")
         sio_sid, payload = args[0], args[1:]
@@ -361,9 +373,19 @@ class _Namespace(socketio.AsyncNamespace):
         )
         return await self.gateway.emit_event(session, request)
 
-    async def _connect(self, sio_sid: str, auth: Any) -> bool | None:
+    async def _connect(self, sio_sid: str, auth: Any, environ: Any = None) -> bool | None:
         auth = auth if isinstance(auth, dict) else {}
         channel = SioChannel(self.t, sio_sid, self.namespace)
+        # python-engineio's environ says REMOTE_ADDR 127.0.0.1 whoever connects: the address
+        # is the ASGI scope's, which it keeps beside it.
+        address = client_address(environ.get("asgi.scope") if isinstance(environ, dict) else None)
+        try:
+            # Released by _disconnect, which python-socketio calls only for a connection this
+            # handler accepted: every other way out of here releases it itself.
+            lease = self.gateway.limits.connection(address)
+        except GatewayError as exc:
+            self.gateway.metrics.rejected.labels(exc.code).inc()
+            raise refusal(exc) from None
         try:
             resume, key = auth.get("sid"), auth.get("key")
             for name, value in (("sid", resume), ("key", key)):
@@ -376,22 +398,31 @@ class _Namespace(socketio.AsyncNamespace):
                 resume_sid=resume,
                 resume_key=key,
                 positions=check_positions(auth.get("offsets"), self.gateway.settings.max_rooms_per_session),
+                address=address,
             )
-        except GatewayError as exc:
+        except BaseException as exc:
+            lease.release()
+            if not isinstance(exc, GatewayError):
+                raise
             self.gateway.metrics.rejected.labels(exc.code).inc()
             raise refusal(exc) from None
         if self.server.manager.eio_sid_from_sid(sio_sid, self.namespace) not in self.server.eio.sockets:
             # The socket went away while we awaited the hub: python-socketio will not
             # report its disconnect (it never finished connecting), so detach it here.
             self.gateway.detach(session, channel, "socket.io: gone during connect")
+            lease.release()
             return False
         channel.session = session
         self.t.channels[(self.namespace, sio_sid)] = channel
+        self.t.leases[(self.namespace, sio_sid)] = lease
         # python-socketio sends CONNECT after this handler returns; the outbox
         # drains later on the loop, so ``open`` always follows it.
         self.gateway.activate(session)
 
     def _disconnect(self, sio_sid: str, reason: str) -> None:
+        lease = self.t.leases.pop((self.namespace, sio_sid), None)
+        if lease is not None:  # first: a socket cut earlier (no channel left) is released too
+            lease.release()
         channel = self.t.channels.pop((self.namespace, sio_sid), None)
         session = channel.session if channel is not None else None
         if session is None or session.channel is not channel:

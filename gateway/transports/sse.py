@@ -24,15 +24,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..envelope import Envelope, sse_safe
 from ..errors import BadLastEventId, PayloadTooLarge, UnsupportedMediaType
 from ..hub import Gateway
+from ..limits import Lease, client_address
 from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest, Request as Body
 from ..offsets import format_cursor, parse_cursor
 from ..problems import documented
 from ..rooms import Room
 from ..sessions import Session
+from .connection import abort, pause_until_written
 from .eager import run_eagerly
 
 NAME = "sse"
 PING = b": ping\n\n"
+# Chunks this large are written, then followed by an empty body that returns only once the
+# transport's buffer is below its high-water mark (uvicorn's: 64 KiB); see _send_drained.
+DRAINED_AFTER = 64 * 1024
+DRAIN: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": True}
 
 
 def _tail(envelope: Envelope, wire: bytes) -> bytes:
@@ -50,11 +56,18 @@ class SseChannel:
     __slots__ = (
         "session", "cut", "payloads", "ended", "last_write", "_gateway", "_streams", "_limit",
         "_clock", "_send", "_receive", "_pending", "writing", "poll", "_rest", "_rest_key",
+        "held", "_flying", "_byte_limit", "_node_limit", "_frames", "_draining",
     )
 
     def __init__(self, gateway: Gateway, streams: SseTransport, *, poll: bool = False) -> None:
         self._gateway, self._streams = gateway, streams
         self._limit = gateway.settings.session_queue_size
+        # Bytes queued or being written (a replay aside), kept as frames come and go: the
+        # byte bound costs an addition per frame, not a sum per write.
+        self._byte_limit = gateway.settings.session_queue_bytes
+        self._node_limit = gateway.settings.output_max_bytes  # over every stream: SseTransport.held
+        self.held = 0
+        self._flying = 0  # the part of ``held`` in the write under way
         self._clock = asyncio.get_running_loop().time
         self.session: Session | None = None
         self.cut: str | None = None
@@ -63,7 +76,12 @@ class SseChannel:
         self.last_write = self._clock()  # when the last write began
         self._send: Send | None = None  # set once the response has started
         self._receive: Receive | None = None
+        # What the next write joins. A room event is two items, its own id line and the
+        # broadcast's shared rest, joined only when written: a large event to many streams
+        # is then copied once per stream as each is written, not all at once beforehand.
         self._pending: list[bytes] = []
+        self._frames = 0  # frames in ``_pending``: what session_queue_size bounds
+        self._draining: dict[str, Any] | None = None  # a large write's message, until written
         self.writing = False  # a write is under way: it only lasts past the call when the socket is full
         self.poll = poll
         # The cursor minus one room's position, kept between deliveries to that room:
@@ -78,13 +96,19 @@ class SseChannel:
 
     def push(self, session: Session, envelope: Envelope, tail: bytes) -> None:
         """``deliver`` with the broadcast's shared part of the frame already built."""
-        self._put(self._frame(session, envelope, tail))
+        self._put(self._head(session, envelope), tail)
 
     def replay(self, session: Session, envelopes: list[Envelope]) -> None:
         if envelopes:
-            self._put(b"".join(self._frame(session, e, _tail(e, e.encode())) for e in envelopes))
+            # Not counted against the byte bound: the log's own bounds bound it, and a live
+            # event arriving while it is written must not cut the session into resuming again.
+            self._put(b"".join(self._frame(session, e, _tail(e, e.encode())) for e in envelopes), counted=False)
 
     def _frame(self, session: Session, envelope: Envelope, tail: bytes) -> bytes:
+        return self._head(session, envelope) + tail
+
+    def _head(self, session: Session, envelope: Envelope) -> bytes:
+        """The frame's ``id:`` line up to this room's position (``_tail`` is the rest)."""
         self.payloads += 1
         room, positions = envelope.room, session.positions
         positions[room] = envelope.offset
@@ -93,7 +117,7 @@ class SseChannel:
             others = {r: o for r, o in positions.items() if r != room}
             self._rest = b"id: " + format_cursor(session.sid, session.key, others).encode() + (b"," if others else b"")
             self._rest_key = key
-        return self._rest + tail
+        return self._rest
 
     def send(self, event: str, data: Any) -> None:
         self._rest_key = None  # joined/left change the room set
@@ -123,33 +147,66 @@ class SseChannel:
         """Keep proxies and the client's dead-stream watchdog fed on a quiet stream."""
         self._put(PING)
 
-    def _put(self, frame: bytes) -> None:
+    def _put(self, frame: bytes, tail: bytes = b"", counted: bool = True) -> None:
         if self.cut is not None:
             return
+        size = len(frame) + len(tail) if counted else 0
         if self._send is None or self.writing:
-            # Waiting for the response to start or the socket to drain: bounded.
-            if len(self._pending) >= self._limit:
+            # Waiting for the response to start or the socket to drain: bounded in frames
+            # and in bytes (what waits plus what is being written), its own and the node's.
+            if self._frames >= self._limit or (size and (
+                (self.held and self.held + size > self._byte_limit)  # holding nothing, any one frame fits
+                or self._streams.held + size > self._node_limit
+            )):
                 self.stall()
                 return
         elif not self._pending:
             self._streams.flush_soon(self)
+        self.held += size
+        self._streams.held += size
+        self._frames += 1
         self._pending.append(frame)
+        if tail:
+            self._pending.append(tail)
 
     def flush(self) -> None:
         """Write what this loop iteration queued, as one chunk."""
         if self._pending and self._send is not None and not self.writing:
             chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
             self._pending.clear()
+            self._frames = 0
+            self._flying = self.held  # before the write: it may finish inside the call
             self._write(chunk)
+            if self.writing and self._streams.held > self._node_limit:
+                self.stall()  # its socket is full and the node holds too much: this one goes
 
     def _write(self, chunk: bytes) -> None:
         assert self._send is not None
         self.writing = True
         self.last_write = self._clock()
-        run_eagerly(self._send({"type": "http.response.body", "body": chunk, "more_body": True}), self._written)
+        body = {"type": "http.response.body", "body": chunk, "more_body": True}
+        if len(chunk) < DRAINED_AFTER:
+            run_eagerly(self._send(body), self._written)
+        else:
+            self._draining = body
+            run_eagerly(self._send_drained(body), self._written)
+
+    async def _send_drained(self, body: dict[str, Any]) -> None:
+        # A server's send returns once the chunk is in the transport's buffer; uvicorn waits
+        # for that buffer to drain only before the *next* write. A large chunk to a client
+        # that stopped reading would sit there, held but no longer counted: an empty body
+        # waits for the drain, so ``held`` covers it until the client has taken it (100 slow
+        # readers, 5 events of 1 MB: +100 MB per event uncounted without it).
+        assert self._send is not None
+        await self._send(body)
+        await self._send(DRAIN)
 
     def _written(self, _: None, error: BaseException | None) -> None:
         self.writing = False
+        self.held -= self._flying
+        self._streams.held -= self._flying
+        self._flying = 0
+        self._draining = None
         if error is not None:
             self._lost("stream closed")
         elif self._pending:
@@ -162,14 +219,26 @@ class SseChannel:
 
         Cut, not silently skipped: the session resumes from the delivery log when
         the client reconnects, and learns of a gap if the log no longer holds it all.
+        The connection is reset, not closed: a graceful close would keep what it did not
+        read in the write buffer for as long as it stays connected (``connection.py``).
         """
         self._gateway.metrics.dropped.labels("slow_consumer").inc()
+        if self._send is not None:
+            abort(self._send)  # first: the server then sees the client gone when the stream ends
         self._lost("slow_consumer")
 
     def _lost(self, reason: str) -> None:
         if self.cut is None or self.cut == "shutdown":
             self.cut = reason
         self._pending.clear()
+        self._frames = 0
+        self._streams.held -= self.held
+        self.held = self._flying = 0
+        if self._draining is not None:
+            # The server has its own copy (and frees it with the connection); ours need not
+            # wait for the drain that will never come (100 readers cut: 100 MB sooner).
+            self._draining["body"] = b""
+            self._draining = None
         self._end()
         if self.session is not None:
             self._gateway.detach(self.session, self, reason)
@@ -183,6 +252,7 @@ class SseChannel:
     def start(self, send: Send, receive: Receive) -> None:
         """The response has started: write what waited (one chunk) and watch for the client leaving."""
         self._send, self._receive = send, receive
+        pause_until_written(send)  # ``writing`` then lasts as long as the server holds our bytes
         self._listen()
         if self._pending:
             self.flush()
@@ -212,14 +282,29 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, gateway: Gateway, channel: SseChannel, streams: SseTransport, wait: float) -> None:
+    def __init__(
+        self, gateway: Gateway, channel: SseChannel, streams: SseTransport, wait: float, lease: Lease | None = None
+    ) -> None:
         # No ``Response.__init__``: without a body it would declare Content-Length: 0.
         self.status_code, self.background = 200, None
         self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
         self._gateway, self._channel, self._streams, self._wait = gateway, channel, streams, wait
+        self._lease = lease  # this stream's place in its address's connection count
+
+    def abandon(self) -> None:
+        """The stream will never run (the client left before the head went out): let go of
+        its session (recoverable, as after any lost connection) and its connection count."""
+        if self._channel.session is not None:
+            self._gateway.detach(self._channel.session, self._channel, "stream closed")
+        if self._lease is not None:
+            self._lease.release()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        except BaseException:
+            self.abandon()
+            raise
         self.raw_headers = []  # sent: not worth keeping for the life of the stream
         hosted = scope.get(_HOSTED)
         if hosted is not None:
@@ -248,6 +333,8 @@ class EventStreamResponse(Response):
                 timer.cancel()
             self._streams.unwatch(channel)
             gateway.detach(session, channel, channel.cut or "stream closed")
+            if self._lease is not None:
+                self._lease.release()
         if channel.cut not in ("stream closed", "slow_consumer"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -277,7 +364,12 @@ class EventStreamHost:
         hosted: list[EventStreamResponse] = []
         given = list(scope)
         scope[_HOSTED] = hosted
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except BaseException:
+            for response in hosted:  # its head went out, then something failed: it never runs
+                response.abandon()
+            raise
         if hosted:
             _forget_routing(scope, given)
             del given
@@ -304,6 +396,7 @@ class SseTransport:
         self._dirty: list[SseChannel] = []
         self._pinger: asyncio.Task[None] | None = None
         self._ping_interval = self._ping_timeout = 0.0
+        self.held = 0  # bytes every stream has queued or being written (each SseChannel.held)
 
     def broadcast(
         self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
@@ -342,6 +435,10 @@ class SseTransport:
     def unwatch(self, channel: SseChannel) -> None:
         self.streams.discard(channel)
 
+    def pending_bytes(self) -> int:
+        """Bytes the streams have queued or being written (``gateway_held_bytes{held="output"}``)."""
+        return self.held
+
     async def _ping_forever(self) -> None:
         """Ping streams quiet for a ping interval; cut those whose write has waited a ping timeout.
 
@@ -374,6 +471,14 @@ def _auth(request: Request, token: str | None, authorization: str | None) -> dic
     return auth
 
 
+# docs/protocol.md, "cursor": <sid>:<key>;<room>=<offset>,... (documented; parse_cursor enforces it)
+CURSOR_PATTERN = r"^[A-Za-z0-9_.@~-]{1,128}(:[A-Za-z0-9_.@~-]{1,128})?;([A-Za-z0-9_.:@~*-]{1,128}=[0-9]+-[0-9]+(,[A-Za-z0-9_.:@~*-]{1,128}=[0-9]+-[0-9]+)*)?$"
+# One event of the stream, as an event-stream reader parses it.
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"},
+                   "retry": {"type": "integer"}},
+}
 KEY_HEADER = "X-Session-Key"
 _KEY = Header(
     None, alias=KEY_HEADER,
@@ -435,7 +540,7 @@ def router(gateway: Gateway) -> APIRouter:
         response_class=EventStreamResponse,
         status_code=200,
         responses={
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The event stream"},
+            200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}}, "description": "The event stream"},
             **documented(400, 401, 403, 404, 410, 422, 429, 503),
         },
         summary="Open (or resume) a session and receive its events",
@@ -449,8 +554,14 @@ def router(gateway: Gateway) -> APIRouter:
         ),
         sid: str | None = Query(None, description=f"Session to resume (with its key in {KEY_HEADER})"),
         key: str | None = _KEY,
-        last_event_id_query: str | None = Query(None, alias="lastEventId", description="Resume cursor on a first connect"),
-        last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+        last_event_id_query: str | None = Query(
+            None, alias="lastEventId", description="Resume cursor on a first connect",
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
+        last_event_id: str | None = Header(
+            None, alias="Last-Event-ID", description="Resume cursor: the last id: line received",
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
         authorization: str | None = Header(None),
         mode: Literal["stream", "poll"] = Query(
             "stream",
@@ -458,22 +569,29 @@ def router(gateway: Gateway) -> APIRouter:
             "without any); for proxies that buffer responses. Resume each poll with Last-Event-ID.",
         ),
     ) -> EventStreamResponse:
-        cursor = last_event_id or last_event_id_query
-        positions: dict[str, str] | None = None
-        if cursor:
-            cursor_sid, cursor_key, positions = parse_cursor(cursor, settings.max_rooms_per_session)
-            if sid is not None and sid != cursor_sid:
-                raise BadLastEventId("Last-Event-ID belongs to another session than ?sid=")
-            sid, key = cursor_sid, cursor_key or key
-        channel = SseChannel(gateway, transport, poll=mode == "poll")
-        session = await gateway.connect(
-            namespace, channel, _auth(request, token, authorization),
-            resume_sid=sid, resume_key=key, positions=positions,
-        )
+        address = client_address(request.scope)
+        # Counted from here until the stream ends (EventStreamResponse releases it on every path).
+        lease = gateway.limits.connection(address)
+        try:
+            cursor = last_event_id or last_event_id_query
+            positions: dict[str, str] | None = None
+            if cursor:
+                cursor_sid, cursor_key, positions = parse_cursor(cursor, settings.max_rooms_per_session)
+                if sid is not None and sid != cursor_sid:
+                    raise BadLastEventId("Last-Event-ID belongs to another session than ?sid=")
+                sid, key = cursor_sid, cursor_key or key
+            channel = SseChannel(gateway, transport, poll=mode == "poll")
+            session = await gateway.connect(
+                namespace, channel, _auth(request, token, authorization),
+                resume_sid=sid, resume_key=key, positions=positions, address=address,
+            )
+        except BaseException:
+            lease.release()
+            raise
         channel.session = session
         if mode == "poll" and sid is None:
             channel.payloads += 1  # a new session's handshake is worth handing over at once
-        return EventStreamResponse(gateway, channel, transport, settings.ping_interval)
+        return EventStreamResponse(gateway, channel, transport, settings.ping_interval, lease)
 
     @api.post("/sessions/{sid}/join", openapi_extra=_body(JoinRequest), summary="Join a room", responses=ANSWERS)
     async def join(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
