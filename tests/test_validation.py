@@ -179,6 +179,13 @@ async def test_garbage_packets_are_counted_not_logged_one_by_one(server):
             await ws.recv()
             await ws.send("40/chat,")
             await ws.recv()
+
+            async def answer_pings() -> None:  # or Engine.IO closes us after pingTimeout
+                async for message in ws:
+                    if message == "2":
+                        await ws.send("3")
+
+            ponger = asyncio.create_task(answer_pings())
             for _ in range(300):
                 await ws.send('42/chat,["publish",{broken')
             # counted while the connection is still open (closing it would drop what is queued)
@@ -186,6 +193,7 @@ async def test_garbage_packets_are_counted_not_logged_one_by_one(server):
             while server.gateway.metrics.library_errors.labels("engineio")._value.get() < before + 300:
                 assert asyncio.get_running_loop().time() < deadline, "malformed packets not counted"
                 await asyncio.sleep(0.05)
+            ponger.cancel()
     finally:
         logger.removeHandler(handler)
     assert len(records) <= 2 and all(r.exc_info is None for r in records)
