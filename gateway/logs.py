@@ -102,8 +102,13 @@ class QuietLibraryLog(logging.Filter):
 
 
 def library_logger(name: str, count: Callable[[str], None]) -> logging.Logger:
-    """A quiet logger for a library that would otherwise install its own loud handler."""
-    logger = logging.getLogger(f"gateway.{name}")
-    if not any(isinstance(f, QuietLibraryLog) for f in logger.filters):
-        logger.addFilter(QuietLibraryLog(count))
+    """A quiet logger for a library that would otherwise install its own loud handler.
+
+    One per gateway, not registered by name: two gateways in one process (tests, an
+    application mounting two) each count their own library's complaints. Records go
+    to the ``gateway`` logger's handlers.
+    """
+    logger = logging.Logger(f"gateway.{name}")
+    logger.parent = logging.getLogger("gateway")
+    logger.addFilter(QuietLibraryLog(count))
     return logger

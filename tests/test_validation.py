@@ -170,7 +170,7 @@ async def test_garbage_packets_are_counted_not_logged_one_by_one(server):
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("gateway.engineio")
+    logger = server.gateway.transports["socketio"].server.eio.logger  # this gateway's own
     logger.addHandler(handler)
     before = server.gateway.metrics.library_errors.labels("engineio")._value.get()
     try:
