@@ -235,40 +235,38 @@ async def post(http: httpx.AsyncClient, url: str, stream: RawStream, op: str, bo
 Attack = Callable[[str, float], Awaitable[Outcome]]
 
 
-async def attack_publish(url: str, hold: float, count: int = 150) -> Outcome:
-    outcome = Outcome("publishes", count)
+async def _one_session_floods(
+    url: str, hold: float, outcome: Outcome, op: str, bodies: Callable[[], dict[str, Any]], join: str | None = None
+) -> Outcome:
+    """One SSE + POST session (its stream read and discarded) sends
+    requests ``op`` (``outcome.total`` of them) with ``bodies()``, then stays ``hold`` seconds before leaving."""
     setup = Outcome("connects", 1)
     async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
         stream = await RawStream.open(url, setup, small=False)
         if stream is None:
             return _setup_failed(outcome, setup)
         drain = asyncio.create_task(stream.drain())
-        await post(http, url, stream, "join", {"room": "flood"})
-        for _ in range(count):
-            status, code = await post(http, url, stream, "publish", {"room": "flood", "data": PAD})
+        if join is not None:
+            await post(http, url, stream, "join", {"room": join})
+        for _ in range(outcome.total):
+            status, code = await post(http, url, stream, op, bodies())
             _count(outcome, status, code)
         await asyncio.sleep(hold)
         stream.close()
         drain.cancel()
     return outcome
+
+
+async def attack_publish(url: str, hold: float, count: int = 150) -> Outcome:
+    body = {"room": "flood", "data": PAD}
+    return await _one_session_floods(url, hold, Outcome("publishes", count), "publish", lambda: body, join="flood")
 
 
 async def attack_emit(url: str, hold: float, count: int = 150) -> Outcome:
-    outcome = Outcome("emits", count)
-    setup = Outcome("connects", 1)
-    async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
-        stream = await RawStream.open(url, setup, small=False)
-        if stream is None:
-            return _setup_failed(outcome, setup)
-        drain = asyncio.create_task(stream.drain())
-        for _ in range(count):
-            body = {"event": "echo", "data": PAD, "clientEventId": uuid.uuid4().hex}
-            status, code = await post(http, url, stream, "emit", body)
-            _count(outcome, status, code)
-        await asyncio.sleep(hold)
-        stream.close()
-        drain.cancel()
-    return outcome
+    def body() -> dict[str, Any]:
+        return {"event": "echo", "data": PAD, "clientEventId": uuid.uuid4().hex}
+
+    return await _one_session_floods(url, hold, Outcome("emits", count), "emit", body)
 
 
 async def attack_auth(url: str, hold: float, count: int = 60) -> Outcome:

@@ -66,6 +66,8 @@ log = logging.getLogger("rtclient")
 class _Client:
     """Reconnect, resume, outbox and delivery, over a transport a subclass provides."""
 
+    _opened: asyncio.Future[Opened] | None  # the connect waiting for its open frame
+
     transport_name = "?"
 
     def __init__(
@@ -184,6 +186,19 @@ class _Client:
         return await asyncio.wait_for(self._queue.get(), timeout)
 
     # -- delivery --------------------------------------------------------------------
+
+    def _settle_open(self, events: list[ClientEvent], frame: str) -> bool:
+        """The gateway's first frame is always the open: settle the pending connect with it.
+
+        False when it was not a usable ``open`` (the connect then fails with ``UnusableStream``).
+        """
+        assert self._opened is not None
+        opened = [e for e in events if isinstance(e, Opened)]
+        if opened:
+            self._opened.set_result(opened[0])
+            return True
+        self._opened.set_exception(UnusableStream(f"the first frame was not a usable open ({frame!r:.80})"))
+        return False
 
     def _malformed(self, exc: ProtocolError) -> None:
         """A frame skipped (``ClientState`` counted it): logged, sparingly."""
@@ -490,14 +505,8 @@ class SseClient(_Client):
                     except ProtocolError as exc:
                         self._malformed(exc)
                         events = []
-                    if opening:  # the gateway's first frame is always the open
-                        opened = [e for e in events if isinstance(e, Opened)]
-                        if opened:
-                            self._opened.set_result(opened[0])  # type: ignore[union-attr]
-                        else:
-                            self._opened.set_exception(  # type: ignore[union-attr]
-                                UnusableStream(f"the stream's first frame was not a usable open ({frame.event!r:.80})"))
-                            return
+                    if opening and not self._settle_open(events, frame.event):
+                        return
                     self._deliver(events)
         finally:
             await response.aclose()
@@ -574,13 +583,8 @@ class SocketIOClient(_Client):
             if is_frame(event, data):
                 opening = self._opened is not None and not self._opened.done()
                 events = self._handle(event, data)
-                if opening:  # the gateway's first frame is always the open
-                    opened = [e for e in events if isinstance(e, Opened)]
-                    if opened:
-                        self._opened.set_result(opened[0])  # type: ignore[union-attr]
-                    else:
-                        self._opened.set_exception(  # type: ignore[union-attr]
-                            UnusableStream(f"the first frame was not a usable open ({event!r:.80})"))
+                if opening:
+                    self._settle_open(events, event)
                 return None
             handler = self._call_handlers.get(event)  # a server call: answer through the ack
             if handler is None:

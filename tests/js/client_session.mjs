@@ -7,6 +7,7 @@
 //   RTGW_DEBUG=1 logs every client event on stderr.
 import { createHmac } from "node:crypto";
 import { pathToFileURL } from "node:url";
+import { runScenario } from "./scenario.mjs";
 
 const { connect } = await import(pathToFileURL(process.env.RTGW_CLIENT).href);
 const [scenario, url, transport] = process.argv.slice(2);
@@ -194,16 +195,4 @@ const scenarios = {
   },
 };
 
-const deadline = setTimeout(() => {
-  process.stdout.write(JSON.stringify({ error: `scenario ${scenario} timed out` }) + "\n");
-  process.exit(2);
-}, 3 * WAIT);
-try {
-  const result = await scenarios[scenario]();
-  process.stdout.write(JSON.stringify(result) + "\n");
-  clearTimeout(deadline);
-  process.exit(0);
-} catch (err) {
-  process.stdout.write(JSON.stringify({ error: String(err?.stack ?? err), code: err?.code }) + "\n");
-  process.exit(1);
-}
+await runScenario(scenarios, scenario, 3 * WAIT);
