@@ -28,7 +28,7 @@ UVICORN_OPTIONS: Final = ("--loop", "uvloop", "--http", "httptools", "--log-leve
 # The comparison and the benchmark drive one node from one address (127.0.0.1, directly or
 # through the proxy): thousands of connections opened in seconds, publishers as fast as they
 # can go -- far past the per-address and per-session limits a deployment keeps
-# (gateway/limits.py). They run with these set far above what they reach, not off, so the
+# (gateway/core/limits.py). They run with these set far above what they reach, not off, so the
 # checks stay on the measured path. A value already in the environment wins.
 LOAD_LIMITS: Final = {
     "GATEWAY_ADDRESS_MAX_CONNECTIONS": "1000000",

@@ -13,7 +13,7 @@ import logging
 
 import uvicorn
 
-from .settings import Settings
+from gateway.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> None:

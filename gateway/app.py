@@ -15,20 +15,26 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from sse_starlette.sse import AppStatus
 
-from . import client_files
-from .errors import (
-    BrokerUnavailable, Forbidden, GatewayError, InvalidToken, RateLimited, Unauthorized, ValidationFailed,
+from gateway import client_files
+from gateway.core.hub import Gateway
+from gateway.core.sessions import hash_key, key_matches
+from gateway.logs import configure, redact_access_log
+from gateway.messages import ServerPublish
+from gateway.origins import OriginGuard
+from gateway.problems import MEDIA_TYPE as PROBLEM
+from gateway.problems import documented, plain_optional_parameters
+from gateway.settings import Settings
+from gateway.transports import sse
+from gateway.transports.socketio_server import SocketIOTransport
+from gateway.wire.errors import (
+    BrokerUnavailable,
+    Forbidden,
+    GatewayError,
+    InvalidToken,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
 )
-from .hub import Gateway
-from .logs import configure, redact_access_log
-from .messages import ServerPublish
-from .origins import OriginGuard
-from .problems import MEDIA_TYPE as PROBLEM
-from .problems import documented, plain_optional_parameters
-from .sessions import hash_key, key_matches
-from .settings import Settings
-from .transports import sse
-from .transports.socketio_server import SocketIOTransport
 
 
 def problem(exc: GatewayError, request: Request) -> JSONResponse:
@@ -56,7 +62,7 @@ def create_app(
     redact_access_log()
     gateway = Gateway(settings)
     if demo:
-        from . import demo as demo_app
+        from gateway import demo as demo_app
 
         demo_app.install(gateway)
     if declare is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import NotFound
+from gateway.wire.errors import NotFound
 
 STATIC = Path(__file__).resolve().parent / "static"
 INDEX = STATIC / "index.html"

@@ -16,17 +16,17 @@ import math
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import Field
 from fastapi.responses import FileResponse
+from pydantic import Field
 
-from . import client_files
-from .errors import Forbidden, InvalidToken, ValidationFailed
-from .hub import Gateway
-from .jwt_auth import HMAC_ALGORITHMS, JwtAuth
-from .messages import Request as Body
-from .problems import documented
-from .sessions import Session, hash_key, key_matches
-from .transports.sse import require_json
+from gateway import client_files
+from gateway.core.hub import Gateway
+from gateway.core.jwt_auth import HMAC_ALGORITHMS, JwtAuth
+from gateway.core.sessions import Session, hash_key, key_matches
+from gateway.messages import Request as Body
+from gateway.problems import documented
+from gateway.transports.sse import require_json
+from gateway.wire.errors import Forbidden, InvalidToken, ValidationFailed
 
 TOKEN_LIFETIME = 900  # seconds: the page asks for a fresh one when the gateway says it expired
 ADMIN_DISABLED = "the demo's admin is off: start the gateway with GATEWAY_ADMIN_TOKEN set (16+ random characters)"

@@ -12,7 +12,7 @@ import orjson
 # Query parameters that carry credentials: a token, or a resume cursor (it holds the
 # session's key). Clients send them in headers; browsers' EventSource cannot.
 SECRET_PARAMS = ("token", "lastEventId", "key", "access_token")
-_SECRET_QUERY = re.compile(r"([?&](?:%s)=)[^&\s]*" % "|".join(SECRET_PARAMS), re.IGNORECASE)
+_SECRET_QUERY = re.compile(r"([?&](?:{})=)[^&\s]*".format("|".join(SECRET_PARAMS)), re.IGNORECASE)
 
 
 def redact(text: str) -> str:

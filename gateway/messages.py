@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .envelope import NAME_PATTERN, RESERVED_EVENTS, check_data, check_name
-from .errors import MalformedJSON, ValidationFailed
+from gateway.wire.envelope import NAME_PATTERN, RESERVED_EVENTS, check_data, check_name
+from gateway.wire.errors import MalformedJSON, ValidationFailed
 
 
 class Request(BaseModel):
@@ -57,7 +57,7 @@ Room = Field(json_schema_extra=_NAME)
 _DATA = {"description": "Any JSON value: finite numbers, at most 32 levels deep"}
 
 
-def Data(alias: str | None = None) -> Any:  # noqa: N802 - a Field factory, named like one
+def Data(alias: str | None = None) -> Any:
     return Field(default=None, alias=alias, json_schema_extra=_DATA)
 
 

@@ -34,7 +34,7 @@ class Metrics:
             ["library"], registry=r,
         )
         self.calls = Counter("gateway_calls_total", "Server->client calls by outcome", ["outcome"], registry=r)
-        # Rate and connection limits (gateway/limits.py); the gauges are read at scrape time.
+        # Rate and connection limits (gateway/core/limits.py); the gauges are read at scrape time.
         self.limited = Counter(
             "gateway_limited_total", "Connections and requests refused as rate_limited, by limit", ["limit"], registry=r
         )

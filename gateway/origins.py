@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import ForbiddenOrigin
+from gateway.wire.errors import ForbiddenOrigin
 
 
 class OriginGuard:

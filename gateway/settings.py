@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # Bearer token of the server-side publish API (POST /api/publish); empty disables it.
     api_token: SecretStr = SecretStr("")
 
-    # JWT authentication on both transports (gateway/jwt_auth.py): HS256 with a shared
+    # JWT authentication on both transports (gateway/core/jwt_auth.py): HS256 with a shared
     # secret, or RS256/ES256 with a public key (PEM text or a file path). Neither: off.
     jwt_secret: SecretStr | None = None
     jwt_public_key: str = ""
@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     # Over one: 429 rate_limited with Retry-After (Socket.IO: the same code, with retryAfter).
     # 0 turns a limit off. The client address is the ASGI scope's "client": behind a reverse
     # proxy, the proxy's own unless uvicorn trusts it for X-Forwarded-For (FORWARDED_ALLOW_IPS;
-    # by default 127.0.0.1 only). gateway/limits.py, README "Configuration".
+    # by default 127.0.0.1 only). gateway/core/limits.py, README "Configuration".
     # Connections (SSE streams, Socket.IO namespace connections) open at once from one address:
     # a whole office behind one NAT is one address.
     address_max_connections: int = Field(1000, ge=0)

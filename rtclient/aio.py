@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import socketio
 
-from gateway.errors import GatewayError
+from gateway.wire.errors import GatewayError
 
 from .protocol import (
     RESUME_REFUSED,
@@ -334,8 +334,7 @@ class _Client:
                         log.info("reconnect failed: %r", exc)
                         continue
                     why = exc
-                except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError,
-                        asyncio.TimeoutError) as exc:
+                except (TimeoutError, ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError) as exc:
                     log.info("reconnect failed: %r", exc)
                     continue
                 except Exception:  # e.g. the token callback failed: keep trying, with backoff
@@ -348,8 +347,7 @@ class _Client:
                 log.warning("cannot resume the session (%s): starting a new one", why)
                 try:
                     await self._start_over()
-                except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
-                        socketio.exceptions.ConnectionError, asyncio.TimeoutError) as again:
+                except (TimeoutError, GatewayError, ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError) as again:
                     log.info("starting over failed: %r", again)
                     asked = retry_after(again) or 0.0
                     continue
@@ -477,7 +475,7 @@ class SseClient(_Client):
                 if not self.polling or self._closing:
                     return
                 response = await self._get(resume=True)  # the next poll, at once
-        except (GatewayError, ConnectionLost, httpx.HTTPError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, GatewayError, ConnectionLost, httpx.HTTPError, OSError) as exc:
             why = ConnectionLost(f"the stream broke before its open frame: {exc!r}")
         finally:
             if self._reader is me:  # not stopped on purpose: the connection is lost

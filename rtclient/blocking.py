@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import socketio
 
-from gateway.errors import GatewayError
+from gateway.wire.errors import GatewayError
 
 from .protocol import (
     RESUME_REFUSED,

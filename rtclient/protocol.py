@@ -38,7 +38,7 @@ from typing import Any, Literal, TypeAlias
 
 import orjson
 
-from gateway.errors import GatewayError, error_from_wire
+from gateway.wire.errors import GatewayError, error_from_wire
 
 # -- offsets and the resume cursor (the gateway's format, kept here so the client does
 #    not depend on the server's internals) ------------------------------------------
@@ -86,7 +86,7 @@ def format_cursor(sid: str, key: str, positions: Mapping[str, str]) -> str:
 
 # -- the connect credential ----------------------------------------------------------
 
-TokenSource: TypeAlias = str | Callable[[], str | None | Awaitable[str | None]] | None
+TokenSource: TypeAlias = str | Callable[[], str | Awaitable[str | None] | None] | None
 """``token=``: a string, or a callable (for the asyncio clients, possibly async) that
 returns one. A callable is asked before every connection attempt, so a reconnect after
 ``close {reason: "token_expired"}`` carries a fresh token."""

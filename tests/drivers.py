@@ -19,7 +19,7 @@ import orjson
 import socketio
 from httpx_sse import EventSource
 
-from gateway.errors import GatewayError, error_from_wire
+from gateway.wire.errors import GatewayError, error_from_wire
 from rtclient.aio import abandon
 
 from .servers import timeout

@@ -13,14 +13,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from gateway.app import create_app
-from gateway.hub import Gateway
+from gateway.core.hub import Gateway
 from gateway.settings import Settings
 
 # Scales every wait in the tests (slow CI machines: TIMEOUT_FACTOR=3).

@@ -26,9 +26,9 @@ import pytest
 import socketio
 import uvicorn
 
-from gateway.envelope import Envelope
-from gateway.offsets import check_positions, parse_cursor
-from rtclient import SseClient, SocketIOClient
+from gateway.wire.envelope import Envelope
+from gateway.wire.offsets import check_positions, parse_cursor
+from rtclient import SocketIOClient, SseClient
 from rtclient.blocking import BlockingClient
 from rtclient.protocol import Backoff, Gap, RoomEvent
 

@@ -25,14 +25,14 @@ from httpx_sse import aconnect_sse
 
 from gateway import demo
 from gateway.app import create_app
-from gateway.broker import Command, Dedup, Publication
-from gateway.broker_redis import FanoutGap, RedisBroker
-from gateway.envelope import Envelope
-from gateway.errors import BrokerUnavailable, NotJoined, OffsetFromFuture
-from gateway.offsets import parse_offset
-from gateway.redis_streams import StreamState, encode_entry, judge_replay
-from gateway.sessions import SessionRecord
+from gateway.brokers.base import Command, Dedup, Publication
+from gateway.brokers.redis import FanoutGap, RedisBroker
+from gateway.brokers.redis_streams import StreamState, encode_entry, judge_replay
+from gateway.core.sessions import SessionRecord
 from gateway.settings import Settings
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import BrokerUnavailable, NotJoined, OffsetFromFuture
+from gateway.wire.offsets import parse_offset
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 FACTOR = float(os.environ.get("RTGW_TIMEOUT_FACTOR", "1"))
@@ -510,7 +510,7 @@ async def test_publish_stores_its_dedup_entry_in_the_same_step(open_broker: Open
 
 
 async def test_a_retransmission_during_the_lookup_runs_once(open_broker: Opener) -> None:
-    from gateway.dedup import Deduplicator
+    from gateway.core.dedup import Deduplicator
     from gateway.metrics import Metrics
 
     broker, _ = await open_broker()

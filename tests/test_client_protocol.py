@@ -9,7 +9,7 @@ import random
 import orjson
 import pytest
 
-from gateway.errors import NotJoined
+from gateway.wire.errors import NotJoined
 from rtclient.protocol import (
     Backoff,
     ClientState,
@@ -378,7 +378,7 @@ class TestBadFrames:
             assert len(s.handle("message", envelope(room, "6-0"))) == 1
 
     def test_whatever_comes_the_cursor_is_one_the_gateway_reads(self):
-        from gateway.offsets import parse_cursor
+        from gateway.wire.offsets import parse_cursor
 
         s = joined_state()
         for name, data in [("message", named("message", room="bad\n", offset="9-9")),
@@ -396,7 +396,7 @@ class TestBadFrames:
         s.cursor.encode("ascii")  # it goes in a header
 
     def test_the_reserved_names_are_the_gateways(self):
-        from gateway.envelope import RESERVED_EVENTS as GATEWAY_RESERVED
+        from gateway.wire.envelope import RESERVED_EVENTS as GATEWAY_RESERVED
         from rtclient.protocol import RESERVED_EVENTS
 
         assert RESERVED_EVENTS == GATEWAY_RESERVED
@@ -423,7 +423,7 @@ def test_the_javascript_clients_reserved_names_are_the_gateways_too():
     import pathlib
     import re as _re
 
-    from gateway.envelope import RESERVED_EVENTS as GATEWAY_RESERVED
+    from gateway.wire.envelope import RESERVED_EVENTS as GATEWAY_RESERVED
 
     source = (pathlib.Path(__file__).resolve().parents[1] / "gateway" / "static" / "rtgateway-protocol.js").read_text()
     block = _re.search(r"RESERVED_EVENTS = new Set\(\[(.*?)\]\)", source, _re.S)

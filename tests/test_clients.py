@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import jwt
 import pytest
 
-from gateway.errors import ForbiddenRoom, InvalidToken, TokenExpired, UnknownNamespace
+from gateway.wire.errors import ForbiddenRoom, InvalidToken, TokenExpired, UnknownNamespace
 from rtclient import Closing, Gap, Opened, Recovery, RoomEvent, SessionEnded, SocketIOClient, SseClient
 
 from .drivers import Driver, make_driver
@@ -174,7 +174,6 @@ async def test_malformed_frame_is_refused_and_connection_kept(server: ThreadedGa
 
 async def test_buffering_proxy_sse_falls_back_to_polling(server: ThreadedGateway):
     from comparison.proxy import ProxyProcess
-
     from rtclient import ConnectionLost
 
     with ProxyProcess(server.url, "buffering", "--buffer-kib", "64") as proxy:

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from gateway.errors import AckTimeout, SessionClosed
+from gateway.wire.errors import AckTimeout, SessionClosed
 
 from .drivers import TRANSPORTS, expect_error
 from .servers import REDIS_URL, ThreadedGateway, timeout

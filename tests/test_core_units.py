@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 import gateway
-from gateway.acks import AckRegistry, AckState
-from gateway.delivery_log import RoomLog
-from gateway.envelope import Envelope, decode_wire
-from gateway.errors import (
+from gateway.core.acks import AckRegistry, AckState
+from gateway.core.delivery_log import RoomLog
+from gateway.messages import PublishRequest
+from gateway.wire.envelope import Envelope, decode_wire
+from gateway.wire.errors import (
     AckAlreadyUsed,
     AckTimeout,
     BadLastEventId,
@@ -18,8 +19,7 @@ from gateway.errors import (
     ValidationFailed,
     error_from_wire,
 )
-from gateway.messages import PublishRequest
-from gateway.offsets import format_cursor, parse_cursor, parse_offset
+from gateway.wire.offsets import format_cursor, parse_cursor, parse_offset
 
 
 def env(offset: str, ts: int = 1_000, room: str = "r") -> Envelope:
@@ -128,7 +128,7 @@ class TestEnvelopeAndRequests:
 
 class TestErrors:
     def test_codes_are_unique_and_round_trip(self):
-        from gateway.errors import _ALL
+        from gateway.wire.errors import _ALL
 
         codes = [cls.code for cls in _ALL]
         assert len(codes) == len(set(codes))
@@ -147,7 +147,7 @@ class TestErrors:
 
 class TestSessionKeys:
     def test_keys_match_only_themselves_in_constant_time_on_bytes(self):
-        from gateway.sessions import hash_key, key_matches, new_key
+        from gateway.core.sessions import hash_key, key_matches, new_key
 
         key = new_key()
         stored = hash_key(key)
@@ -158,8 +158,8 @@ class TestSessionKeys:
         assert not key_matches(key, "")  # a record without a key admits nobody
 
     def test_ack_ids_are_random_and_bound(self):
-        from gateway.acks import AckRegistry
-        from gateway.errors import AckAlreadyUsed
+        from gateway.core.acks import AckRegistry
+        from gateway.wire.errors import AckAlreadyUsed
 
         acks = AckRegistry()
         first, second = acks.open("s1", "e"), acks.open("s1", "e")
@@ -173,7 +173,7 @@ class TestSessionKeys:
             acks.resolve(first.ack_id, "s2", "again")  # used or not, still unknown to others
 
     def test_rooms_claim(self):
-        from gateway.jwt_auth import HMAC_ALGORITHMS, JwtAuth
+        from gateway.core.jwt_auth import HMAC_ALGORITHMS, JwtAuth
 
         auth = JwtAuth("k" * 32, HMAC_ALGORITHMS)
         claims = {"rooms": ["lobby", "team:*"]}
@@ -229,8 +229,8 @@ def test_backoff_survives_a_very_long_outage():
 
 
 async def test_memory_broker_forgets_a_closed_sessions_personal_log():
-    from gateway.broker_memory import MemoryBroker
-    from gateway.sessions import SessionRecord
+    from gateway.brokers.memory import MemoryBroker
+    from gateway.core.sessions import SessionRecord
     from gateway.settings import Settings
 
     broker = MemoryBroker(Settings())

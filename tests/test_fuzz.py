@@ -34,7 +34,7 @@ import socketio
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from gateway.offsets import parse_cursor
+from gateway.wire.offsets import parse_cursor
 from rtclient import SocketIOClient, SseClient
 from rtclient.protocol import RESERVED_EVENTS, RoomEvent
 
@@ -556,7 +556,7 @@ FRAME_DATA = st.one_of(
 def test_client_state_stays_sound_whatever_frames_come(frames: list[tuple[str, Any]]) -> None:
     """rtclient's core: a frame is handled or refused with ProtocolError (nothing else), and what
     it keeps is always a cursor and Socket.IO offsets the gateway reads back."""
-    from gateway.offsets import check_positions
+    from gateway.wire.offsets import check_positions
     from rtclient.protocol import ClientState, ProtocolError
 
     state = ClientState()

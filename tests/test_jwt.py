@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.jwt_auth import JwtAuth
+from gateway.core.jwt_auth import JwtAuth
 
 from .drivers import expect_error, make_driver
 from .servers import REDIS_URL, ThreadedGateway
@@ -146,7 +146,7 @@ def test_public_key_tokens_and_the_hmac_confusion_attack() -> None:
     assert auth.verify(token("ada", key=private, algorithm="ES256"))["sub"] == "ada"
     # The public key is public: a token HMAC-signed with it must not pass.
     confused = forged({"alg": "HS256", "typ": "JWT"}, {"sub": "ada", "exp": int(time.time()) + 60}, pem.encode())
-    from gateway.errors import InvalidToken
+    from gateway.wire.errors import InvalidToken
 
     with pytest.raises(InvalidToken):
         auth.verify(confused)

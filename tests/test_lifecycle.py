@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from gateway.hub import Gateway
+from gateway.core.hub import Gateway
 from gateway.settings import Settings
 from gateway.transports.sse import SseChannel, SseTransport
 

@@ -1,4 +1,4 @@
-"""Rate and connection limits (gateway/limits.py): the pure pieces, then each limit over every
+"""Rate and connection limits (gateway/core/limits.py): the pure pieces, then each limit over every
 transport against a real gateway, the clients backing off, and no connection count leaking.
 
 Each gateway here keeps one limit small and the others off, so a test sees only the limit it
@@ -8,7 +8,6 @@ is about; its windows are short (a second or less), scaled by ``TIMEOUT_FACTOR``
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pathlib
 import random
@@ -20,8 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.errors import GatewayError, RateLimited, error_from_wire
-from gateway.limits import (
+from gateway.core.limits import (
     ConnectionCounter,
     KeyedBuckets,
     Limits,
@@ -29,9 +27,10 @@ from gateway.limits import (
     address_key,
     client_address,
 )
+from gateway.core.sessions import Session
 from gateway.metrics import Metrics
-from gateway.sessions import Session
 from gateway.settings import Settings
+from gateway.wire.errors import GatewayError, RateLimited, error_from_wire
 from rtclient import SocketIOClient, SseClient
 from rtclient.blocking import BlockingClient
 from rtclient.protocol import Backoff, retry_after, retry_delay

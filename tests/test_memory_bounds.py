@@ -14,16 +14,15 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.budget import held_bytes
-from gateway.delivery_log import RoomLog, replay_without_log
-from gateway.envelope import Envelope
-from gateway.errors import OffsetFromFuture
-from gateway.offsets import parse_offset
-from gateway.redis_streams import StreamState, judge_replay, meta_key, stream_key
+from gateway.brokers.redis_streams import StreamState, judge_replay, meta_key, stream_key
+from gateway.core.budget import held_bytes
+from gateway.core.delivery_log import RoomLog, replay_without_log
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import OffsetFromFuture
+from gateway.wire.offsets import parse_offset
 
 from .drivers import make_driver
 from .servers import REDIS_URL, ThreadedGateway, timeout, wait_state
-
 
 
 def room() -> str:

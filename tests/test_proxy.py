@@ -24,8 +24,8 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from comparison import nginx
 from comparison.proxy import ProxyProcess, StatsSnapshot, classify, make_profile, read_stats, reset_stats
 from comparison.proxy.profiles import Stack
-from .servers import NginxProcess, ThreadedGateway, free_port, timeout
 
+from .servers import NginxProcess, ThreadedGateway, free_port, timeout
 
 # -- servers -------------------------------------------------------------------------
 

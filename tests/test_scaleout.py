@@ -137,7 +137,7 @@ async def test_server_side_publish_api_and_emitter(cluster):
         ok = await http.post("/api/publish", json={"namespace": "/chat", "room": "news", "event": "headline", "data": 1},
                              headers={"Authorization": "Bearer scaleout-api-secret"})
         assert ok.status_code == 200, ok.text
-    from gateway.emitter import Emitter
+    from gateway.brokers.emitter import Emitter
 
     emitter = Emitter(REDIS_URL, prefix=nodes[0].env["GATEWAY_REDIS_PREFIX"])
     offset = emitter.publish("/chat", "news", "headline", 2)

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from gateway.app import create_app
 from gateway.settings import Settings

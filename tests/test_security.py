@@ -186,13 +186,13 @@ async def test_publishing_unjoined_still_runs_the_join_rules() -> None:
 
 
 async def test_server_side_emits_pass_the_same_validation(server: ThreadedGateway) -> None:
-    from gateway.errors import ValidationFailed
+    from gateway.wire.errors import ValidationFailed
 
     for event, to in (("close", None), ("open", "lobby"), ("ok", "has space"), ("close\n", None)):
         with pytest.raises(ValidationFailed):
             await server.arun(server.gateway.emit("/chat", event, None, to=to))
     if server.settings.broker != "memory":
-        from gateway.emitter import Emitter
+        from gateway.brokers.emitter import Emitter
 
         emitter = Emitter(REDIS_URL, prefix=server.settings.redis_prefix)
         try:

@@ -60,8 +60,9 @@ async def test_ack_unknown_then_already_used(sse: SseDriver, server: ThreadedGat
 
 
 async def test_another_sessions_ack_id_is_unknown(server: ThreadedGateway):
-    from .drivers import NO_ANSWER
     import asyncio
+
+    from .drivers import NO_ANSWER
 
     a, b = SseDriver(server.url), SseDriver(server.url)
     await a.connect("/chat"), await b.connect("/chat")

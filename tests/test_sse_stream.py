@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from gateway.transports.eager import run_eagerly
+from gateway.fences.asyncio_eager import run_eagerly
 
 from .servers import ThreadedGateway, timeout, wait_state
 
@@ -103,14 +103,13 @@ async def test_the_stream_head_goes_through_the_middleware() -> None:
     """CORS headers on the event stream: only its body bypasses the middleware stack."""
     gw = ThreadedGateway(cors_origins=["https://app.example"]).start()
     try:
-        async with httpx.AsyncClient(base_url=gw.url) as http:
-            async with http.stream(
-                "GET", "/sse/connect", params={"namespace": "/chat"}, headers={"Origin": "https://app.example"}
-            ) as response:
-                assert response.headers["access-control-allow-origin"] == "https://app.example"
-                assert response.headers["content-type"].startswith("text/event-stream")
-                assert "content-length" not in response.headers
-                await _read_until(response.aiter_raw(), b"event: open", 1, wait=5)
+        async with httpx.AsyncClient(base_url=gw.url) as http, http.stream(
+            "GET", "/sse/connect", params={"namespace": "/chat"}, headers={"Origin": "https://app.example"}
+        ) as response:
+            assert response.headers["access-control-allow-origin"] == "https://app.example"
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert "content-length" not in response.headers
+            await _read_until(response.aiter_raw(), b"event: open", 1, wait=5)
     finally:
         gw.stop()
 

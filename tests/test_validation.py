@@ -15,8 +15,8 @@ import pytest
 import websockets
 
 from gateway.app import create_app
-from gateway.errors import ValidationFailed
 from gateway.settings import Settings
+from gateway.wire.errors import ValidationFailed
 
 from .drivers import expect_error, make_driver
 from .servers import ThreadedGateway, timeout
@@ -206,7 +206,7 @@ async def test_an_unknown_namespace_is_not_echoed_back_at_length(server):
 
 
 def test_the_documented_limit_is_the_enforced_one() -> None:
-    from gateway.envelope import MAX_DEPTH, check_data
+    from gateway.wire.envelope import MAX_DEPTH, check_data
 
     check_data(_nested(MAX_DEPTH - 1))
     with pytest.raises(ValidationFailed):

@@ -29,8 +29,16 @@ from . import report
 from .generator import NOISY, Spec
 from .machine import machine_info
 from .servers import (
-    CHILDREN, REDIS_URL, ROOT, SERVERS, ServerProcess, ServerStartError, die_with_parent, node_available,
-    redis_cleanup, redis_server_pid,
+    CHILDREN,
+    REDIS_URL,
+    ROOT,
+    SERVERS,
+    ServerProcess,
+    ServerStartError,
+    die_with_parent,
+    node_available,
+    redis_cleanup,
+    redis_server_pid,
 )
 
 
@@ -159,7 +167,7 @@ def run_one(config: Config, name: str, n: int) -> dict[str, Any]:
         if prefix is not None:
             try:
                 redis_cleanup(prefix)
-            except Exception as exc:  # noqa: BLE001 -- a leftover prefix is worth a line, not a failed run
+            except Exception as exc:
                 print(f"  could not delete the {prefix}* keys: {exc}", file=sys.stderr)
 
 
@@ -187,7 +195,7 @@ def run(config: Config, argv: list[str], out: Path) -> dict[str, Any]:
         "command": shlex.join(["python", "-m", "comparison.bench", *argv]),
         "cwd": str(ROOT),
         "python_executable": sys.executable,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "config": asdict(config),
         "runs": [],
@@ -198,6 +206,6 @@ def run(config: Config, argv: list[str], out: Path) -> dict[str, Any]:
             doc["runs"].append(run_quietest(config, name, n))
             doc["targets"] = report.targets(doc)
             out.write_text(json.dumps(doc, indent=1))
-    doc["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    doc["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     out.write_text(json.dumps(doc, indent=1))
     return doc

@@ -72,7 +72,7 @@ class Track:
     ``seq`` numbers; a late arrival fills its hole; anything else is a duplicate.
     """
 
-    __slots__ = ("sink", "expected", "missing", "duplicates", "deliveries", "closed")
+    __slots__ = ("closed", "deliveries", "duplicates", "expected", "missing", "sink")
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink

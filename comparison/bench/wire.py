@@ -104,7 +104,7 @@ class ChunkedDecoder:
     and ``rest`` holds the bytes that followed it (the next response on the connection).
     """
 
-    __slots__ = ("_head", "_left", "_crlf", "_ending", "done", "rest")
+    __slots__ = ("_crlf", "_ending", "_head", "_left", "done", "rest")
 
     def __init__(self) -> None:
         self._head = b""  # an incomplete chunk-size line
@@ -173,7 +173,7 @@ class Response(NamedTuple):
 class ResponseReader:
     """Sequential keep-alive responses on one connection: ``feed`` returns those completed."""
 
-    __slots__ = ("_buf", "_head", "_chunks", "_body")
+    __slots__ = ("_body", "_buf", "_chunks", "_head")
 
     def __init__(self) -> None:
         self._buf = b""
@@ -257,7 +257,7 @@ class WsReader:
     whose payload is short (Engine.IO pings, acks), control frames and reassembled
     fragments. Long, final text frames (deliveries) are not sliced out at all."""
 
-    __slots__ = ("buf", "_frag", "short")
+    __slots__ = ("_frag", "buf", "short")
 
     def __init__(self, short: int = 1 << 30) -> None:
         self.buf = b""

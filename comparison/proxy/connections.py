@@ -27,7 +27,7 @@ from .stats import CutReason
 class Connection:
     """One client connection that has cutoffs."""
 
-    __slots__ = ("transport", "opened", "last_activity", "transport_class", "timer", "_deadlines", "_now")
+    __slots__ = ("_deadlines", "_now", "last_activity", "opened", "timer", "transport", "transport_class")
 
     def __init__(
         self,

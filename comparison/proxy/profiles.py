@@ -86,7 +86,7 @@ class BlockWebSocket(Profile):
 class BufferingSink:
     """Hold response bytes until ``limit`` are pending or the body ends, like a scanning proxy."""
 
-    __slots__ = ("_inner", "_limit", "_held")
+    __slots__ = ("_held", "_inner", "_limit")
 
     def __init__(self, inner: Sink, limit: int) -> None:
         self._inner = inner

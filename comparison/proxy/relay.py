@@ -75,7 +75,7 @@ def is_websocket_upgrade(request: web.BaseRequest) -> bool:
 class ClientSink:
     """The innermost sink: counts and writes to the client (aiohttp drains when its buffer is full)."""
 
-    __slots__ = ("_response", "_counters")
+    __slots__ = ("_counters", "_response")
 
     def __init__(self, response: web.StreamResponse, counters: Counters) -> None:
         self._response = response

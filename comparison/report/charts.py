@@ -13,10 +13,10 @@ from typing import Final
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
-from .results import CellView, Results  # noqa: E402
+from .results import CellView, Results
 
 COLORS: Final = {"sio-websocket-direct": "#4c72b0", "sse-direct": "#55a868", "sio-polling-direct": "#c44e52",
                  "sio-polling-block": "#dd8452", "sse-block": "#2a9d8f"}

@@ -18,17 +18,17 @@ from engineio import packet as eio_packet
 from socketio import packet
 from starlette.types import Receive, Scope, Send
 
-from ..envelope import Envelope
-from ..errors import GatewayError, UnknownNamespace, ValidationFailed
-from ..hub import Gateway
-from ..limits import Lease, client_address
-from ..logs import library_logger
-from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
-from ..offsets import check_positions
-from ..rooms import Room
-from ..sessions import Session
-from .byte_queue import ByteQueue
-from .eager import run_eagerly
+from gateway.core.hub import Gateway
+from gateway.core.limits import Lease, client_address
+from gateway.core.rooms import Room
+from gateway.core.sessions import Session
+from gateway.fences.asyncio_eager import run_eagerly
+from gateway.logs import library_logger
+from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
+from gateway.transports.byte_queue import ByteQueue
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import GatewayError, UnknownNamespace, ValidationFailed
+from gateway.wire.offsets import check_positions
 
 NAME = "socketio"
 log = logging.getLogger("gateway.socketio")
@@ -49,7 +49,7 @@ def refusal(error: GatewayError) -> socketio.exceptions.ConnectionRefusedError:
 
 class SioChannel:
     transport = NAME
-    __slots__ = ("_transport", "sio_sid", "namespace", "session")
+    __slots__ = ("_transport", "namespace", "session", "sio_sid")
 
     def __init__(self, transport: SocketIOTransport, sio_sid: str, namespace: str) -> None:
         self._transport = transport

@@ -21,17 +21,18 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..envelope import Envelope, sse_safe
-from ..errors import BadLastEventId, PayloadTooLarge, UnsupportedMediaType
-from ..hub import Gateway
-from ..limits import Lease, client_address
-from ..messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest, Request as Body
-from ..offsets import format_cursor, parse_cursor
-from ..problems import documented
-from ..rooms import Room
-from ..sessions import Session
-from .connection import abort, pause_until_written
-from .eager import run_eagerly
+from gateway.core.hub import Gateway
+from gateway.core.limits import Lease, client_address
+from gateway.core.rooms import Room
+from gateway.core.sessions import Session
+from gateway.fences.asyncio_eager import run_eagerly
+from gateway.fences.uvicorn_transport import abort, pause_until_written
+from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
+from gateway.messages import Request as Body
+from gateway.problems import documented
+from gateway.wire.envelope import Envelope, sse_safe
+from gateway.wire.errors import BadLastEventId, PayloadTooLarge, UnsupportedMediaType
+from gateway.wire.offsets import format_cursor, parse_cursor
 
 NAME = "sse"
 PING = b": ping\n\n"
@@ -54,9 +55,28 @@ class SseChannel:
 
     transport = NAME
     __slots__ = (
-        "session", "cut", "payloads", "ended", "last_write", "_gateway", "_streams", "_limit",
-        "_clock", "_send", "_receive", "_pending", "writing", "poll", "_rest", "_rest_key",
-        "held", "_flying", "_byte_limit", "_node_limit", "_frames", "_draining",
+        "_byte_limit",
+        "_clock",
+        "_draining",
+        "_flying",
+        "_frames",
+        "_gateway",
+        "_limit",
+        "_node_limit",
+        "_pending",
+        "_receive",
+        "_rest",
+        "_rest_key",
+        "_send",
+        "_streams",
+        "cut",
+        "ended",
+        "held",
+        "last_write",
+        "payloads",
+        "poll",
+        "session",
+        "writing",
     )
 
     def __init__(self, gateway: Gateway, streams: SseTransport, *, poll: bool = False) -> None:

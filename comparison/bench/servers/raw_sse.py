@@ -27,7 +27,7 @@ SESSIONS: dict[str, Stream] = {}
 
 
 class Stream:
-    __slots__ = ("sid", "key", "transport")
+    __slots__ = ("key", "sid", "transport")
 
     def __init__(self, sid: str, key: bytes, transport: asyncio.Transport) -> None:
         self.sid, self.key, self.transport = sid, key, transport

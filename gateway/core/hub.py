@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-import orjson
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from .acks import AckRegistry
-from .broker import Broker, Command, Dedup, Publication
-from .broker_memory import MemoryBroker
-from .budget import HeldBytes, collect_young
-from .dedup import Deduplicator
-from .delivery_log import Replay
-from .envelope import Envelope, check_data, server_event
-from .errors import (
+import orjson
+
+from gateway.brokers.base import Broker, Command, Dedup, Publication
+from gateway.brokers.memory import MemoryBroker
+from gateway.core.acks import AckRegistry
+from gateway.core.budget import HeldBytes, collect_young
+from gateway.core.dedup import Deduplicator
+from gateway.core.delivery_log import Replay
+from gateway.core.jwt_auth import JwtAuth
+from gateway.core.limits import Limits
+from gateway.core.namespaces import Namespace
+from gateway.core.rooms import Rooms
+from gateway.core.sessions import Channel, Session, SessionState, hash_key, key_matches, new_key, new_sid
+from gateway.core.transport import Transport
+from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.wire.envelope import Envelope, check_data, server_event
+from gateway.wire.errors import (
     AckTimeout,
     ForbiddenRoom,
     GatewayError,
@@ -38,16 +47,7 @@ from .errors import (
     UnknownSession,
     ValidationFailed,
 )
-from .jwt_auth import JwtAuth
-from .limits import Limits
-from .messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
-from .metrics import Metrics
-from .namespaces import Namespace
-from .offsets import parse_offset
-from .rooms import Rooms
-from .sessions import Channel, Session, SessionState, hash_key, key_matches, new_key, new_sid
-from .settings import Settings
-from .transport import Transport
+from gateway.wire.offsets import parse_offset
 
 log = logging.getLogger("gateway")
 
@@ -403,7 +403,6 @@ class Gateway:
     # -- client requests -----------------------------------------------------
 
     async def join(self, session: Session, request: JoinRequest) -> dict[str, Any]:
-        ns = self.namespaces[session.namespace]
         room = request.room
         if room in session.rooms:
             return {"room": room, "offset": session.rooms[room]}
@@ -664,7 +663,7 @@ class Gateway:
         while True:
             await asyncio.sleep(period)
             await self.expire_detached()
-            await self.broker.sweep()  # idle room logs trimmed, empty ones dropped (gateway/broker_memory.py)
+            await self.broker.sweep()  # idle room logs trimmed, empty ones dropped (gateway/brokers/memory.py)
             collect_young()  # cyclic garbage holding client payloads, freed on a quiet node too (budget.py)
             if time.monotonic() - refreshed > self._session_ttl / 3:
                 refreshed = time.monotonic()
@@ -725,7 +724,7 @@ def make_broker(settings: Settings) -> Broker:
     if settings.broker == "memory":
         return MemoryBroker(settings)
     if settings.broker.startswith(("redis://", "rediss://", "unix://")):
-        from .broker_redis import RedisBroker
+        from gateway.brokers.redis import RedisBroker
 
         return RedisBroker(settings)
     raise ValueError(f"GATEWAY_BROKER must be 'memory' or a redis:// URL, not {settings.broker!r}")

@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .sessions import Session
+from gateway.core.sessions import Session
 
 Handler = Callable[[Session, Any], Awaitable[Any]]
 # Connect middleware: inspects the client's auth payload, may set ``session.user``

@@ -22,8 +22,8 @@ from typing import Any
 
 import jwt
 
-from .errors import InvalidToken, MalformedToken, TokenExpired
-from .settings import Settings
+from gateway.settings import Settings
+from gateway.wire.errors import InvalidToken, MalformedToken, TokenExpired
 
 HMAC_ALGORITHMS = ("HS256",)
 PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .envelope import Envelope
-from .errors import OffsetFromFuture
-from .offsets import parse_offset
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import OffsetFromFuture
+from gateway.wire.offsets import parse_offset
 
 Offset = tuple[int, int]
 
@@ -36,8 +36,17 @@ class RoomLog:
     """
 
     __slots__ = (
-        "_entries", "_sizes", "_order", "bytes", "_epoch", "_seq", "_max_length", "_max_age_ms", "_max_bytes",
-        "_trimmed", "appended_ms",
+        "_entries",
+        "_epoch",
+        "_max_age_ms",
+        "_max_bytes",
+        "_max_length",
+        "_order",
+        "_seq",
+        "_sizes",
+        "_trimmed",
+        "appended_ms",
+        "bytes",
     )
 
     def __init__(

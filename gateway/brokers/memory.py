@@ -18,12 +18,12 @@ from typing import Any
 
 import orjson
 
-from .broker import Command, Dedup, OnCommand, OnGap, OnPublication, Publication
-from .delivery_log import Offset, Replay, RoomLog, replay_without_log
-from .envelope import Envelope
-from .errors import UnknownSession
-from .sessions import SessionRecord
-from .settings import Settings
+from gateway.brokers.base import Command, Dedup, OnCommand, OnGap, OnPublication, Publication
+from gateway.core.delivery_log import Offset, Replay, RoomLog, replay_without_log
+from gateway.core.sessions import SessionRecord
+from gateway.settings import Settings
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import UnknownSession
 
 # What a dedup entry costs besides its key and encoded ack: the dict slot, the tuple,
 # the bytes object's header (measured with tracemalloc: ~180 bytes on CPython 3.11).

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .errors import ValidationFailed
+from gateway.wire.errors import ValidationFailed
 
 # \Z, not $: "$" also matches before a final newline, which would split an SSE frame.
 NAME_RE = re.compile(r"\A[A-Za-z0-9_.:@~-]{1,128}\Z")

@@ -35,12 +35,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import RateLimited
+from gateway.wire.errors import RateLimited
 
 if TYPE_CHECKING:
-    from .metrics import Metrics
-    from .sessions import Session
-    from .settings import Settings
+    from gateway.core.sessions import Session
+    from gateway.metrics import Metrics
+    from gateway.settings import Settings
 
 # Addresses whose session buckets are kept at most; past it the least recently seen is
 # forgotten (which forgives what it owed: refusing new addresses instead would let one

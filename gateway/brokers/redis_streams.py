@@ -29,11 +29,11 @@ from typing import Any
 
 import orjson
 
-from .broker import Dedup, Publication
-from .envelope import Envelope
-from .errors import OffsetFromFuture
-from .offsets import parse_offset
-from .settings import Settings
+from gateway.brokers.base import Dedup, Publication
+from gateway.settings import Settings
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import OffsetFromFuture
+from gateway.wire.offsets import parse_offset
 
 Offset = tuple[int, int]
 

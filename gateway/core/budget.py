@@ -27,7 +27,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .hub import Gateway
+    from gateway.core.hub import Gateway
 
 
 class HeldBytes(Collector):

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AckAlreadyUsed, UnknownAck
+from gateway.wire.errors import AckAlreadyUsed, UnknownAck
 
 
 class AckState(enum.Enum):

@@ -3,7 +3,7 @@
 Any Python process that can reach the gateway's Redis can publish a room event:
 it is logged and fanned out exactly as if a node had published it::
 
-    from gateway.emitter import Emitter
+    from gateway.brokers.emitter import Emitter
     Emitter("redis://127.0.0.1:6379/0").publish("/chat", "lobby", "announcement", {"text": "hi"})
 
 Blocking (redis-py's sync client), so it fits a web app, a job or a script. Without
@@ -16,9 +16,9 @@ from typing import Any
 
 import redis
 
-from .envelope import Envelope, server_event
-from .redis_streams import PUBLISH, publish_call
-from .settings import Settings
+from gateway.brokers.redis_streams import PUBLISH, publish_call
+from gateway.settings import Settings
+from gateway.wire.envelope import Envelope, server_event
 
 
 class Emitter:

@@ -52,12 +52,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 from redis.maint_notifications import MaintNotificationsConfig
 
-from .broker import Command, Dedup, OnCommand, OnGap, OnPublication
-from .delivery_log import Replay
-from .envelope import Envelope
-from .errors import BrokerUnavailable, GatewayError, error_from_wire
-from .offsets import parse_offset
-from .redis_streams import (
+from gateway.brokers.base import Command, Dedup, OnCommand, OnGap, OnPublication
+from gateway.brokers.redis_streams import (
     POSITION,
     PUBLISH,
     REPLAY,
@@ -69,8 +65,12 @@ from .redis_streams import (
     publish_call,
     since_key,
 )
-from .sessions import SessionRecord
-from .settings import Settings
+from gateway.core.delivery_log import Replay
+from gateway.core.sessions import SessionRecord
+from gateway.settings import Settings
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import BrokerUnavailable, GatewayError, error_from_wire
+from gateway.wire.offsets import parse_offset
 
 log = logging.getLogger("gateway.redis")
 

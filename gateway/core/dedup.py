@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .broker import Broker, Dedup
-from .metrics import Metrics
+from gateway.brokers.base import Broker, Dedup
+from gateway.metrics import Metrics
 
 
 class Deduplicator:

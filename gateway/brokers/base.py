@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .delivery_log import Replay
-from .envelope import Envelope
-from .sessions import SessionRecord
+from gateway.core.delivery_log import Replay
+from gateway.core.sessions import SessionRecord
+from gateway.wire.envelope import Envelope
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .sessions import Session
+    from gateway.core.sessions import Session
 
 
 class Room:
-    __slots__ = ("namespace", "name", "members")
+    __slots__ = ("members", "name", "namespace")
 
     def __init__(self, namespace: str, name: str) -> None:
         self.namespace = namespace

@@ -32,7 +32,7 @@ def run_eagerly(
     except StopIteration as stop:
         done(stop.value, None)
         return
-    except BaseException as exc:  # noqa: BLE001 - handed to ``done``, the caller's to judge
+    except BaseException as exc:
         done(None, exc)
         return
     _wait(coro, waited, done)
@@ -62,7 +62,7 @@ class _Waiting:
             waited = self.coro.send(None)
         except StopIteration as stop:
             self.done(stop.value, None)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.done(None, exc)
         else:
             self.wait(waited)

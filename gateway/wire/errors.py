@@ -139,7 +139,7 @@ class TooManyRooms(GatewayError):
 
 
 class RateLimited(GatewayError):
-    """Over one of the gateway's limits (``gateway/limits.py``): nothing was done. Try again
+    """Over one of the gateway's limits (``gateway/core/limits.py``): nothing was done. Try again
     after ``retryAfter`` seconds (HTTP also says it in ``Retry-After``, in whole seconds)."""
 
     code, status, title = "rate_limited", 429, "Too many requests"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .envelope import Envelope
-from .rooms import Room
-from .sessions import Session
+from gateway.core.rooms import Room
+from gateway.core.sessions import Session
+from gateway.wire.envelope import Envelope
 
 
 class Transport(Protocol):

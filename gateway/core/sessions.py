@@ -16,8 +16,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .envelope import Envelope
-from .limits import TokenBucket
+from gateway.core.limits import TokenBucket
+from gateway.wire.envelope import Envelope
 
 
 class SessionState(enum.Enum):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .envelope import NAME_RE
-from .errors import BadLastEventId
+from gateway.wire.envelope import NAME_RE
+from gateway.wire.errors import BadLastEventId
 
 ZERO = "0-0"
 

@@ -1,0 +1,1 @@
+"""Brokers: how nodes share rooms, logs and sessions (in memory, or Redis)."""

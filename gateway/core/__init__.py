@@ -1,0 +1,1 @@
+"""The transport-neutral core: sessions, namespaces, rooms, acks, the delivery log."""

@@ -1,0 +1,1 @@
+"""The wire format: what gateway and clients exchange, with no server library inside."""
