@@ -30,9 +30,13 @@ serve: setup
 system-deps:
 	bash scripts/system-deps.sh
 
-# Most tests wait on the network, not the CPU: three workers (by file, so each file's servers
-# start once). Tests that measure throughput run afterwards, alone, so they measure the code.
+# Static checks first, and they fail the run: mypy --strict over what ships (gateway and
+# rtclient, as [tool.mypy] says) and ruff over everything (rules in [tool.ruff.lint]).
+# Then most tests wait on the network, not the CPU: three workers (by file, so each file's
+# servers start once). Tests that measure throughput run afterwards, alone, so they measure the code.
 test: setup system-deps
+	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 3 --dist loadfile -m "not serial"
 	$(PY) -m pytest -m serial
 

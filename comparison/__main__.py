@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "run the matrix of cells and write a results folder",
     "report": "render report.html and report.md from a results folder",
     "bench": "micro-benchmarks (comparison/bench/)",
+    "soak": "the chaos soak: two nodes on Redis behind nginx, drops, cuts, kills (docs/reliability.md)",
 }
 
 
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from .report import main as report_main
 
         return report_main(rest)
+    if command == "soak":
+        from .soak import main as soak_main
+
+        return int(soak_main(rest) or 0)
     entry = bench_main()
     if inspect.signature(entry).parameters:
         result = entry(rest)

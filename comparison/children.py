@@ -1,4 +1,4 @@
-"""The processes a run starts: the gateway (uvicorn) and Locust; port checks before anything starts.
+"""The processes a run starts: the gateway (python -m gateway) and Locust; port checks before anything starts.
 
 Every child is started in its own session (``start_new_session``), so a Ctrl-C in the
 terminal reaches only the runner, which then stops each child by its process id: SIGTERM,
@@ -23,7 +23,7 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 HOST: Final = "127.0.0.1"
 
 # The gateway as the comparison runs it: uvloop and httptools, quiet logs.
-UVICORN_OPTIONS: Final = ("--loop", "uvloop", "--http", "httptools", "--log-level", "warning")
+GATEWAY_OPTIONS: Final = ("--log-level", "warning")  # python -m gateway: uvloop, httptools, its GC tuning
 
 # The comparison and the benchmark drive one node from one address (127.0.0.1, directly or
 # through the proxy): thousands of connections opened in seconds, publishers as fast as they
@@ -106,14 +106,13 @@ def tail(path: Path, size: int = 2000) -> str:
 
 
 class GatewayProcess:
-    """``uvicorn gateway.main:app`` with ``UVICORN_OPTIONS`` on 127.0.0.1, logging to ``log``."""
+    """``python -m gateway`` (the gateway as the README serves it) on 127.0.0.1, logging to ``log``."""
 
     def __init__(self, port: int, log: Path, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.url = f"http://{HOST}:{port}"
         self.log = log
-        self.argv = [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", HOST,
-                     "--port", str(port), *UVICORN_OPTIONS]
+        self.argv = [sys.executable, "-m", "gateway", "--host", HOST, "--port", str(port), *GATEWAY_OPTIONS]
         self._env = env if env is not None else child_env()
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None

@@ -15,11 +15,11 @@ from typing import Any, Final
 
 import psutil
 
-from .children import ROOT, UVICORN_OPTIONS
+from .children import GATEWAY_OPTIONS, ROOT
 from .records import BUSY_CORES, SATURATED_PCT
 
 PACKAGES: Final = (
-    "fastapi", "starlette", "pydantic", "python-socketio", "python-engineio", "sse-starlette", "uvicorn",
+    "fastapi", "starlette", "pydantic", "python-socketio", "python-engineio", "uvicorn",
     "uvloop", "httptools", "websockets", "orjson", "locust", "gevent", "httpx", "websocket-client",
     "requests", "aiohttp", "psutil", "matplotlib", "jinja2",
 )
@@ -127,7 +127,7 @@ def build(argv: list[str], env: dict[str, str], plan: dict[str, Any]) -> dict[st
         "machine": machine(),
         "versions": versions(),
         "git": git_revision(),
-        "gateway": {"command": "uvicorn gateway.main:app --host 127.0.0.1 --port PORT " + " ".join(UVICORN_OPTIONS),
+        "gateway": {"command": "python -m gateway --host 127.0.0.1 --port PORT " + " ".join(GATEWAY_OPTIONS),
                     "settings": gateway_settings(env)},
         "load_generator": {"sse_client_setup_ms": client_setup_ms()},
         "thresholds": {"load_generator_saturated_pct": SATURATED_PCT, "busy_machine_cores": BUSY_CORES},

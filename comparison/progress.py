@@ -18,7 +18,7 @@ INITIAL_OVERHEAD = 9.0  # seconds a repeat costs beyond its load, before any was
 
 
 def clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     minutes, s = divmod(seconds, 60)
     return f"{minutes}m{s:02d}s" if minutes else f"{s}s"
 
@@ -66,7 +66,7 @@ class Progress:
         left = self.remaining()
         fraction = elapsed / (elapsed + left) if elapsed + left > 0 else 1.0
         width = 24
-        filled = int(round(fraction * width))
+        filled = round(fraction * width)
         bar = "#" * filled + "-" * (width - filled)
         step = min(self.done + 1, total)
         return (f"[{bar}] {fraction * 100:3.0f}% {step}/{total} {self.label}"

@@ -2,7 +2,7 @@
 
     python -m comparison.proxy_overhead [--requests 2000] [--messages 2000] [--streams 300]
 
-Starts the demo gateway (``uvicorn gateway.main:app``), a ``passthrough`` proxy and, when
+Starts the demo gateway (``python -m gateway``), a ``passthrough`` proxy and, when
 nginx is installed, nginx with ``comparison/nginx/block-websocket.conf``, each in its own
 process. Then, from this process, one request or message at a time:
 
@@ -218,8 +218,8 @@ async def run(args: argparse.Namespace) -> None:
         port = _free_port()
         gateway_url = f"http://127.0.0.1:{port}"
         gateway_child = stack.enter_context(_child(
-            [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning", "--no-access-log"], gateway_url, "the gateway"))
+            [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"], gateway_url, "the gateway"))
         gateway = cpu_meter(psutil.Process(gateway_child.pid))
         proxy = stack.enter_context(ProxyProcess(gateway_url, "passthrough"))
         proxy_process = psutil.Process(proxy.pid)

@@ -2,7 +2,7 @@
 
 For every repeat of every cell:
 
-1. start the gateway (``uvicorn gateway.main:app``, uvloop + httptools) on a free port, and
+1. start the gateway (``python -m gateway``: uvloop + httptools, as the README serves it) on a free port, and
    the proxy with the cell's profile in front of it;
 2. warm up: a short Locust run of the same transport in the ``/`` namespace (what it leaves
    behind, such as polling sessions the server has not yet timed out, never receives the
@@ -167,10 +167,9 @@ class Runner:
         document["flags"] = cell_flags(document["summary"], repeats)
         status = cell_status(repeats, cell.timing.repeats, interrupted)
         document["status"] = status if final else "running"
-        if final:
-            if status == "failed":
-                errors = [r.get("error") for r in repeats if r.get("error")]
-                document["error"] = errors[0] if errors else "no repeat ran"
+        if final and status == "failed":
+            errors = [r.get("error") for r in repeats if r.get("error")]
+            document["error"] = errors[0] if errors else "no repeat ran"
 
     def run_repeat(self, cell: Cell, number: int) -> dict[str, Any]:
         label = f"{cell.id} r{number}/{cell.timing.repeats}"

@@ -23,7 +23,7 @@ from gateway import client_files
 from gateway.core.hub import Gateway
 from gateway.core.jwt_auth import HMAC_ALGORITHMS, JwtAuth
 from gateway.core.sessions import Session, hash_key, key_matches
-from gateway.messages import Request as Body
+from gateway.messages import Body
 from gateway.problems import documented
 from gateway.transports.sse import require_json
 from gateway.wire.errors import Forbidden, InvalidToken, ValidationFailed

@@ -1,26 +1,38 @@
-"""Client->server requests, validated the same way whichever transport carried them."""
+"""Request bodies as pydantic models, for FastAPI's OpenAPI document.
+
+A client request (join, leave, publish, emit, ack) is validated by one gate only,
+``gateway.wire.requests.decode_request``, whatever carried it: the models below only
+describe its body in the document (``tests/test_wire_requests.py`` checks that they
+list the same fields). ``ServerPublish`` (``/api/publish``) is no client request and
+is validated here.
+"""
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
+from typing import Any, Self
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.config import JsonDict
 
 from gateway.wire.envelope import NAME_PATTERN, RESERVED_EVENTS, check_data, check_name
-from gateway.wire.errors import MalformedJSON, ValidationFailed
+from gateway.wire.errors import ValidationFailed
+from gateway.wire.requests import loads
 
 
-class Request(BaseModel):
+class Schema(BaseModel):
+    """A request body as the OpenAPI document describes it; not a validator (see the module doc)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+
+class Body(Schema):
+    """A body that is not a client request (``/api/publish``, the demo's login): validated here."""
+
     @classmethod
-    def parse(cls, raw: Any):  # -> Self
+    def parse(cls, raw: Any) -> Self:
         """From a decoded dict, or from raw JSON bytes; raises a ``GatewayError``."""
         if isinstance(raw, (bytes, bytearray, str)):
-            raw = _loads(raw)
+            raw = loads(raw)
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
@@ -33,99 +45,48 @@ class Request(BaseModel):
             ) from None
 
 
-# 19 digits in a row may be an integer beyond 64 bits, which orjson would silently read
-# as a float: such a body is read by the stdlib, which keeps it an int for check_data
-# to refuse, as the Socket.IO side (the stdlib's JSON too) does.
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
-
-
-def _loads(raw: bytes | bytearray | str) -> Any:
-    body = raw.encode() if isinstance(raw, str) else bytes(raw)
-    try:
-        if _LONG_NUMBER.search(body) is None:
-            return orjson.loads(body)
-        return json.loads(body)
-    except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise MalformedJSON(f"body is not valid JSON: {exc}") from None
-
-
 ClientEventId = Field(default=None, alias="clientEventId", min_length=1, max_length=128)
 # Documented in the schema; enforced by ``check_name`` (its message names the rule and the
 # reserved names, and it full-matches: no trailing newline).
-_NAME = {"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 128}
+_NAME: JsonDict = {"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 128}
 Room = Field(json_schema_extra=_NAME)
-_DATA = {"description": "Any JSON value: finite numbers, at most 32 levels deep"}
+_DATA: JsonDict = {"description": "Any JSON value: finite numbers, at most 32 levels deep"}
 
 
 def Data(alias: str | None = None) -> Any:
     return Field(default=None, alias=alias, json_schema_extra=_DATA)
 
 
-class JoinRequest(Request):
+class JoinRequest(Schema):
     room: str = Room
-
-    @field_validator("room")
-    @classmethod
-    def _room(cls, v: str) -> str:
-        return check_name("room", v)
 
 
 class LeaveRequest(JoinRequest):
     pass
 
 
-class PublishRequest(Request):
+class PublishRequest(Schema):
     room: str = Room
     event: str = Field("message", json_schema_extra=_NAME)
     data: Any = Data()
     client_event_id: str | None = ClientEventId
     include_self: bool = Field(default=False, alias="includeSelf")
 
-    @field_validator("room")
-    @classmethod
-    def _room(cls, v: str) -> str:
-        return check_name("room", v)
 
-    @field_validator("event")
-    @classmethod
-    def _event(cls, v: str) -> str:
-        return check_name("event", v, reserved=RESERVED_EVENTS)
-
-    @field_validator("data")
-    @classmethod
-    def _data(cls, v: Any) -> Any:
-        return check_data(v)
-
-
-class EmitRequest(Request):
+class EmitRequest(Schema):
     """An application event for the namespace's handler; its return value is the ack."""
 
     event: str = Field(json_schema_extra=_NAME)
     data: Any = Data()
     client_event_id: str | None = ClientEventId
 
-    @field_validator("data")
-    @classmethod
-    def _data(cls, v: Any) -> Any:
-        return check_data(v)
 
-    @field_validator("event")
-    @classmethod
-    def _event(cls, v: str) -> str:
-        return check_name("event", v, reserved=RESERVED_EVENTS)
-
-
-class AckRequest(Request):
+class AckRequest(Schema):
     ack_id: str = Field(alias="ackId", min_length=1, max_length=64)
     result: Any = Data()
 
-    @field_validator("result")
-    @classmethod
-    def _result(cls, v: Any) -> Any:
-        return check_data(v, "result")
 
-
-class ServerPublish(Request):
+class ServerPublish(Body):
     """``POST /api/publish``: a room event from the application's backend."""
 
     namespace: str = Field("/", max_length=128)

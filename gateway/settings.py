@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     # WebSocket), e.g. ["https://app.example.com"]; ["*"] for any (never with credentials).
     cors_origins: list[str] = []
 
-    # Allocations between young-generation collections (CPython's default is 700).
+    # Allocations between young-generation collections (CPython's default is 700). Applied
+    # by ``python -m gateway`` (process-wide: an app built with create_app leaves it alone).
     gc_threshold: int = Field(100_000, gt=0)
 
     log_level: str = "WARNING"

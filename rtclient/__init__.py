@@ -1,7 +1,10 @@
 """rtclient: Python clients for rtgateway, with reconnect, resume and retransmission.
 
 ``SseClient`` and ``SocketIOClient`` are asyncio; ``BlockingClient`` (``rtclient.blocking``)
-is the same thing for threads and gevent (Locust). All share ``rtclient.protocol``.
+is the same thing for threads and gevent (Locust). All share ``rtclient.protocol`` (frames
+in, typed events out) and ``rtclient.reconnect`` (what to do after a loss), and read the wire
+format from ``gateway.wire``. Importing them loads no server library, nor python-socketio
+(imported when a Socket.IO client connects).
 """
 
 from __future__ import annotations

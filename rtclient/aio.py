@@ -24,19 +24,18 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import socketio
 
 from gateway.wire.errors import GatewayError
 
+from ._bounds import CLOSE_BOUND, bounded, reap
+from ._engineio_fence import abandon, allow_long_payloads
+from ._engineio_fence import goodbye as say_goodbye
 from .protocol import (
-    RESUME_REFUSED,
-    SESSION_GONE,
-    TRANSIENT,
-    UNUSABLE_RESUMES,
     Backoff,
     Call,
     ClientEvent,
@@ -55,20 +54,36 @@ from .protocol import (
     is_envelope,
     is_frame,
     result_from_body,
-    retry_after,
-    retry_delay,
     worth_logging,
 )
+from .reconnect import Action, Deliver, GiveUp, OpenSession, Reconnector, Rejoin, RetryAfter, Sleep
+
+if TYPE_CHECKING:
+    import socketio
+
+__all__ = ["SocketIOClient", "SseClient", "abandon"]
 
 log = logging.getLogger("rtclient")
 
 
 class _Client:
-    """Reconnect, resume, outbox and delivery, over a transport a subclass provides."""
+    """Reconnect, resume, outbox and delivery, over a transport a subclass provides.
+
+    What to do after a loss is ``Reconnector``'s (``rtclient.reconnect``) to decide; this
+    class performs its actions on asyncio.
+
+    Bounds: ``join``, ``leave``, ``publish``, ``emit`` raise ``TimeoutError`` after
+    ``request_timeout`` s (retries and reconnects included). Each connection attempt (the
+    first ``connect`` and every reconnect) gets ``connect_timeout`` s for its handshake and
+    again for its ``open`` frame; by default ``min(request_timeout, pingInterval + pingTimeout)``,
+    the gateway's own limit for a silent peer, so an attempt lost in a proxy cut is given up
+    in seconds, not waited out. ``connect`` retries a ``rate_limited`` refusal for up to
+    ``request_timeout`` s more. ``drop`` and ``close`` let go of the connection within a few
+    ``CLOSE_BOUND`` (2 s) steps: a library call that does not finish in its step is left
+    behind and counted in ``state.stats.abandoned``. Every call honours cancellation.
+    """
 
     _opened: asyncio.Future[Opened] | None  # the connect waiting for its open frame
-
-    transport_name = "?"
 
     def __init__(
         self,
@@ -78,6 +93,7 @@ class _Client:
         token: TokenSource = None,
         auth: dict[str, Any] | None = None,
         request_timeout: float = 30.0,
+        connect_timeout: float | None = None,
         backoff: Backoff | None = None,
         queue_size: int = 10_000,
     ) -> None:
@@ -86,19 +102,17 @@ class _Client:
         self.auth = {k: v for k, v in (auth or {}).items() if k != "token"}
         self.token: TokenSource = token if token is not None else (auth or {}).get("token")
         self.state = ClientState(namespace=namespace)
+        self.machine = Reconnector(self.state, backoff or Backoff())
         self.request_timeout = request_timeout
-        self.backoff = backoff or Backoff()
+        self.connect_timeout = connect_timeout
         self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue(queue_size)
         self._listeners: dict[str, list[Callable[[ClientEvent], Any]]] = {}
         self._call_handlers: dict[str, Callable[[Any], Any]] = {}
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._closing = False
-        self.ended: SessionEnded | None = None  # set once the client stopped for good
         self._supervisor: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()  # server calls being answered
-        self._unusable = 0  # resumes in a row that gave no usable open frame
         self.dropped = 0  # events the application's queue had no room for
 
     # -- public API ----------------------------------------------------------------
@@ -106,6 +120,26 @@ class _Client:
     @property
     def sid(self) -> str | None:
         return self.state.sid
+
+    @property
+    def backoff(self) -> Backoff:
+        return self.machine.backoff
+
+    @property
+    def ended(self) -> SessionEnded | None:
+        """Why the client stopped for good, once it has."""
+        return self.machine.ended
+
+    @property
+    def transport_name(self) -> str:
+        return "?"
+
+    @property
+    def attempt_timeout(self) -> float:
+        """How long one step of a connection attempt may take (see the class docstring)."""
+        if self.connect_timeout is not None:
+            return self.connect_timeout
+        return min(self.request_timeout, self.machine.silence_limit)
 
     async def connect(self) -> Opened:
         """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
@@ -119,10 +153,12 @@ class _Client:
                 break
             except GatewayError as exc:
                 refusals += 1
-                wait = retry_delay(exc, refusals, self.backoff) if retry_after(exc) is not None else None
+                wait = self.machine.connect_retry(exc, refusals)
                 if wait is None or loop.time() + wait > deadline:
                     raise
                 await asyncio.sleep(wait)
+        self.machine.opened()
+        self._connected.set()
         self._supervisor = asyncio.create_task(self._supervise(), name="rtclient-supervisor")
         return opened
 
@@ -134,14 +170,10 @@ class _Client:
         """
         owned = self.ended is None
         self._stop(SessionEnded("closed"))
-        if self._supervisor is not None and self._supervisor is not asyncio.current_task():
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        await reap(self._supervisor, CLOSE_BOUND, "the reconnect supervisor", self.state.stats)
         with contextlib.suppress(Exception):
             await self._close_connection(goodbye=owned)
-        with contextlib.suppress(Exception):
-            await self._release()
+        await self._release()
         self._connected.clear()
 
     async def drop(self) -> None:
@@ -150,17 +182,27 @@ class _Client:
         self._lost.set()
 
     async def join(self, room: str) -> dict[str, Any]:
-        return await self._request("join", {"room": room})
+        """Join ``room``; after a start over (a new session) the client joins it again."""
+        self.machine.join(room)
+        try:
+            result: dict[str, Any] = await self._request("join", {"room": room})
+        except GatewayError:
+            self.machine.join_refused(room)
+            raise
+        return result
 
     async def leave(self, room: str) -> dict[str, Any]:
-        return await self._request("leave", {"room": room})
+        self.machine.leave(room)
+        result: dict[str, Any] = await self._request("leave", {"room": room})
+        return result
 
     async def publish(
         self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False
     ) -> dict[str, Any]:
         """Publish a room event; returns the ack ``{"room", "offset"}`` once it is logged."""
         body = {"room": room, "event": event, "data": data, "includeSelf": include_self}
-        return await self._outboxed("publish", body)
+        result: dict[str, Any] = await self._outboxed("publish", body)
+        return result
 
     async def emit(self, event: str, data: Any = None) -> Any:
         """Send an application event; returns its handler's return value."""
@@ -183,7 +225,8 @@ class _Client:
                 return
 
     async def next_event(self, timeout: float = 10.0) -> ClientEvent:
-        return await asyncio.wait_for(self._queue.get(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can lose a got event
+            return await self._queue.get()
 
     # -- delivery --------------------------------------------------------------------
 
@@ -206,7 +249,7 @@ class _Client:
         if worth_logging(count):
             log.warning("%s (%d malformed frames so far)", exc, count)
 
-    def _deliver(self, events: list[ClientEvent]) -> None:
+    def _deliver(self, events: Iterable[ClientEvent]) -> None:
         for event in events:
             if isinstance(event, Call):
                 task = asyncio.create_task(self._answer(event))
@@ -214,7 +257,7 @@ class _Client:
                 task.add_done_callback(self._answering.discard)
                 continue
             if isinstance(event, Closing):
-                if not event.reconnect:
+                if self.machine.closing(event):
                     self._stop(SessionEnded(event.reason))
                 self._lost.set()
             for listener in self._listeners.get(event.kind, ()):
@@ -246,17 +289,15 @@ class _Client:
 
     def _stop(self, why: SessionEnded) -> None:
         """Stop for good: no reconnect; pending and later requests raise ``why``."""
-        if self.ended is None:
-            self.ended = why
-        self._closing = True
+        self.machine.stop(why)
         self._connected.clear()
         self._stopped.set()
         self._lost.set()
 
     # -- requests with retransmission ------------------------------------------------
 
-    async def _outboxed(self, kind: str, body: dict[str, Any]) -> Any:
-        entry = self.state.outbox.add(kind, body)  # type: ignore[arg-type]
+    async def _outboxed(self, kind: Literal["publish", "emit"], body: dict[str, Any]) -> Any:
+        entry = self.state.outbox.add(kind, body)
         try:
             result = await self._request(kind, entry.body)
         except BaseException:
@@ -267,111 +308,82 @@ class _Client:
 
     async def _request(self, kind: str, body: dict[str, Any]) -> Any:
         """Send until acked: after a lost connection, again (same clientEventId) once resumed."""
-        async def attempt() -> Any:
-            refusals = 0  # in a row, for the growing jitter of rate_limited retries
-            while True:
-                if self.ended is not None:
-                    raise self.ended
-                if not self._connected.is_set():
-                    await _first(self._connected, self._stopped)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the caller's cancellation.
+        async with asyncio.timeout(self.request_timeout):
+            return await self._attempt(kind, body, wait=True)
+
+    async def _attempt(self, kind: str, body: dict[str, Any], *, wait: bool) -> Any:
+        """Send, retrying as the machine says; without ``wait``, a lost connection raises
+        ``ConnectionLost`` rather than waiting for the reconnect (the supervisor's own rejoins)."""
+        refusals = 0  # in a row, for the growing jitter of rate_limited retries
+        while True:
+            if self.ended is not None:
+                raise self.ended
+            if wait and not self._connected.is_set():
+                await _first(self._connected, self._stopped)
+                continue
+            try:
+                return await self._send(kind, body)
+            except (ConnectionLost, GatewayError) as exc:
+                step = self.machine.request_step(exc, refusals + 1)
+                if isinstance(step, GiveUp):
+                    raise step.error from None
+                if isinstance(step, RetryAfter):
+                    refusals += 1
+                    await asyncio.sleep(step.seconds)
                     continue
-                try:
-                    return await self._send(kind, body)
-                except ConnectionLost:
-                    if self.ended is not None:
-                        raise self.ended from None
-                    self._connected.clear()
-                    self._lost.set()
-                except GatewayError as exc:
-                    if self.ended is not None:  # e.g. unknown_sid: the key is someone else's now
-                        raise self.ended from None
-                    if exc.code in SESSION_GONE:
-                        self._connected.clear()
-                        self._lost.set()
-                    elif exc.code in TRANSIENT:
-                        refusals += 1  # rate_limited: after its retryAfter (nothing was done)
-                        await asyncio.sleep(retry_delay(exc, refusals, self.backoff))
-                    else:
-                        raise
-        return await asyncio.wait_for(attempt(), self.request_timeout)
+                refusals = 0
+                self._connected.clear()
+                self._lost.set()
+                if not wait:
+                    raise ConnectionLost(f"{kind} lost its connection: {exc!r}") from None
 
     # -- reconnection ----------------------------------------------------------------
 
     async def _open(self, resume: bool) -> Opened:
         self._lost.clear()
-        opened = await self._open_connection(resume)
-        self._unusable = 0
-        self._connected.set()
-        return opened
+        return await self._open_connection(resume)
 
     async def _supervise(self) -> None:
-        while not self._closing:
-            await self._until_lost()
+        while self.ended is None:
+            await self._lost.wait()
             self._connected.clear()
             await self._close_connection(goodbye=False)
-            if self._closing:  # stopped for good (``replaced``): no reconnect
-                return
-            self.backoff.reset()
-            asked = 0.0  # what a rate_limited refusal said to wait, at least
-            while not self._closing:
-                await asyncio.sleep(max(self.backoff.next(), asked))
-                asked = 0.0
-                resume = self.state.sid is not None
-                try:
-                    if resume:
-                        await self._open(resume=True)
-                    else:  # a start over that failed half-way: again
-                        await self._start_over()
-                except GatewayError as exc:
-                    if not resume or not (exc.code in SESSION_GONE or exc.code in RESUME_REFUSED):
-                        log.info("reconnect refused: %s", exc)
-                        asked = retry_after(exc) or 0.0
-                        continue
-                    why: Exception = exc
-                except UnusableStream as exc:
-                    self._unusable += 1
-                    if not resume or self._unusable < UNUSABLE_RESUMES:
-                        log.info("reconnect failed: %r", exc)
-                        continue
-                    why = exc
-                except (TimeoutError, ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError) as exc:
-                    log.info("reconnect failed: %r", exc)
-                    continue
-                except Exception:  # e.g. the token callback failed: keep trying, with backoff
-                    log.warning("reconnect failed", exc_info=True)
-                    continue
-                else:
-                    self.state.stats.reconnects += 1
-                    break
-                # The session is gone, or cannot be resumed: a new one, its rooms joined again.
-                log.warning("cannot resume the session (%s): starting a new one", why)
-                try:
-                    await self._start_over()
-                except (TimeoutError, GatewayError, ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError) as again:
-                    log.info("starting over failed: %r", again)
-                    asked = retry_after(again) or 0.0
-                    continue
-                except Exception:  # e.g. the token callback failed: keep trying
-                    log.warning("starting over failed", exc_info=True)
-                    continue
-                self.state.stats.reconnects += 1
-                break
+            actions = deque(self.machine.lost())
+            while actions:
+                actions.extend(await self._perform(actions.popleft()))
+            if self.ended is None and not self._lost.is_set():
+                self._connected.set()
 
-    async def _start_over(self) -> None:
-        """The gateway forgot our session: say so, open a new one, rejoin our rooms."""
-        rooms = sorted(self.state.rooms)
-        if self.state.sid is not None:
-            self._deliver(self.state.session_lost())
-        self.state.rooms = set(rooms)  # kept until rejoined, so a failed start over retries them
-        await self._open(resume=False)
-        for room in rooms:
+    async def _perform(self, action: Action) -> list[Action]:
+        """Do what the machine asked; what it says next."""
+        if isinstance(action, Sleep):
+            await asyncio.sleep(action.seconds)
+            return self.machine.timer_fired()
+        if isinstance(action, OpenSession):
             try:
-                await self.join(room)
-            except GatewayError as exc:  # e.g. no longer allowed: say so, keep the others
-                log.warning("could not rejoin %s: %s", room, exc)
-
-    async def _until_lost(self) -> None:
-        await self._lost.wait()
+                await self._open(action.resume)
+            except Exception as exc:
+                return self.machine.failed(exc)
+            return self.machine.opened()
+        if isinstance(action, Rejoin):
+            for room in action.rooms:
+                try:
+                    async with asyncio.timeout(self.request_timeout):
+                        await self._attempt("join", {"room": room}, wait=False)
+                except (ConnectionLost, TimeoutError) as exc:
+                    log.info("rejoining %s failed: %r", room, exc)
+                    await self._close_connection(goodbye=False)
+                    return self.machine.lost()
+                except GatewayError as exc:  # e.g. no longer allowed: say so, keep the others
+                    log.warning("could not rejoin %s: %s", room, exc)
+                    self.machine.join_refused(room)
+            return self.machine.rejoined()
+        if isinstance(action, Deliver):
+            self._deliver(action.events)
+            return []
+        self._stop(SessionEnded(action.reason))  # Stop
+        return []
 
     # -- transport hooks ---------------------------------------------------------------
 
@@ -408,7 +420,9 @@ class SseClient(_Client):
     the mark of a buffering proxy.
     """
 
-    transport_name = "sse"
+    @property
+    def transport_name(self) -> str:
+        return "sse"
 
     def __init__(
         self, url: str, namespace: str = "/", *, mode: str = "auto", buffer_timeout: float = 3.0,
@@ -432,14 +446,20 @@ class SseClient(_Client):
         if resume and self.state.cursor:
             headers["Last-Event-ID"] = self.state.cursor
         request = self.http.build_request("GET", "/sse/connect", params=params, headers=headers)
+        within = self.attempt_timeout
         try:
-            response = await self.http.send(request, stream=True)
+            async with asyncio.timeout(within):
+                response = await self.http.send(request, stream=True)
+                if response.status_code != 200:
+                    try:
+                        body = await response.aread()
+                    finally:
+                        await bounded(response.aclose(), CLOSE_BOUND, "closing an HTTP response", self.state.stats)
+                    raise error_from_body(body)
         except httpx.TransportError as exc:
             raise ConnectionLost(repr(exc)) from None
-        if response.status_code != 200:
-            body = await response.aread()
-            await response.aclose()
-            raise error_from_body(body)
+        except TimeoutError:
+            raise ConnectionLost(f"no answer to the connection attempt within {within} s") from None
         return response
 
     async def _open_connection(self, resume: bool) -> Opened:
@@ -449,10 +469,9 @@ class SseClient(_Client):
         self._reader = asyncio.create_task(self._read(response), name="rtclient-sse")
         detect = self.mode == "auto" and not self.polling
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(self._opened), self.buffer_timeout if detect else self.request_timeout
-            )
-        except ConnectionLost:
+            async with asyncio.timeout(self.buffer_timeout if detect else self.attempt_timeout):
+                return await asyncio.shield(self._opened)  # shielded: the reader settles it
+        except (ConnectionLost, asyncio.CancelledError):
             await self._stop_reader()
             raise
         except TimeoutError:
@@ -472,7 +491,7 @@ class SseClient(_Client):
         try:
             while True:
                 await self._consume(response)
-                if not self.polling or self._closing:
+                if not self.polling or self.ended is not None or self._reader is not me:
                     return
                 response = await self._get(resume=True)  # the next poll, at once
         except (TimeoutError, GatewayError, ConnectionLost, httpx.HTTPError, OSError) as exc:
@@ -485,16 +504,21 @@ class SseClient(_Client):
 
     async def _consume(self, response: httpx.Response) -> None:
         """Parse one response until it ends; raises ``TimeoutError`` on silence."""
+        me = asyncio.current_task()
         parser = SseParser()
         chunks = response.aiter_raw()
         try:
             while True:
                 # Pings are comment lines: any bytes at all prove the stream is alive.
-                silence = self.state.ping_interval + self.state.ping_timeout
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
+                # that stops this reader (a chunk and the cancel at once), which then reads on.
                 try:
-                    chunk = await asyncio.wait_for(chunks.__anext__(), silence)
+                    async with asyncio.timeout(self.machine.silence_limit):
+                        chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     return
+                if self._reader is not me:
+                    return  # let go of (a reader left behind by ``_stop_reader``): not ours any more
                 self._heard = True
                 for frame in parser.feed(chunk):
                     opening = self._opened is not None and not self._opened.done()
@@ -507,14 +531,11 @@ class SseClient(_Client):
                         return
                     self._deliver(events)
         finally:
-            await response.aclose()
+            await bounded(response.aclose(), CLOSE_BOUND, "closing an HTTP response", self.state.stats)
 
     async def _stop_reader(self) -> None:
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+        await reap(reader, CLOSE_BOUND, "the SSE reader", self.state.stats)
 
     async def _send(self, kind: str, body: dict[str, Any]) -> Any:
         if self.ended is not None:
@@ -533,12 +554,12 @@ class SseClient(_Client):
 
     async def _close_connection(self, goodbye: bool) -> None:
         if goodbye and self.state.sid is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                await self.http.delete(f"/sse/sessions/{self.state.sid}", headers=self.state.session_headers())
+            request = self.http.delete(f"/sse/sessions/{self.state.sid}", headers=self.state.session_headers())
+            await bounded(request, CLOSE_BOUND, "the goodbye (DELETE)", self.state.stats)
         await self._stop_reader()
 
     async def _release(self) -> None:
-        await self.http.aclose()
+        await bounded(self.http.aclose(), CLOSE_BOUND, "closing the HTTP client", self.state.stats)
 
 
 class SocketIOClient(_Client):
@@ -558,22 +579,22 @@ class SocketIOClient(_Client):
         self._opened: asyncio.Future[Opened] | None = None
 
     @property
-    def transport_name(self) -> str:  # type: ignore[override]
+    def transport_name(self) -> str:
         return self.sio.transport() if self.sio is not None and self.sio.connected else "?"
 
     async def _open_connection(self, resume: bool) -> Opened:
-        import engineio.payload
+        import socketio  # here, not at the top: ``import rtclient`` loads no Socket.IO library
 
-        # python-engineio refuses polling responses of more than 16 packets; a replay is often more.
-        engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets, 4096)
+        allow_long_payloads()  # a resume's replay is often more than a polling response's 16 packets
         ns = self.state.namespace
-        sio = socketio.AsyncClient(reconnection=False)
+        within = self.attempt_timeout
+        # python-engineio's own request_timeout bounds its handshake and each POST.
+        sio = socketio.AsyncClient(reconnection=False, request_timeout=within)
         refused: list[Any] = []
         self._opened = asyncio.get_running_loop().create_future()
         self._generation += 1
         generation = self._generation
 
-        @sio.on("*", namespace=ns)
         async def any_event(event: str, *args: Any) -> Any:
             data = args[0] if args else None
             if generation != self._generation:
@@ -596,19 +617,16 @@ class SocketIOClient(_Client):
 
         # python-socketio hands an event named "connect", "connect_error" or "disconnect" to
         # these handlers too (its catch-all skips them): a room event by such a name is skipped.
-        @sio.on("connect", namespace=ns)
         async def connected(*args: Any) -> None:
             if args:  # a real connect has no argument
                 self._handle("connect", args[0])
 
-        @sio.on("connect_error", namespace=ns)
         async def connect_error(data: Any = None, *args: Any) -> None:
             if is_envelope(data):
                 self._handle("connect_error", data)
             else:
                 refused.append(data)
 
-        @sio.on("disconnect", namespace=ns)
         async def disconnected(*args: Any) -> None:
             if args and not isinstance(args[0], str):  # a real one has no argument or a reason string
                 self._handle("disconnect", args[0])
@@ -618,22 +636,28 @@ class SocketIOClient(_Client):
             if self.sio is sio:
                 self._lost.set()
 
+        for event, handler in (("*", any_event), ("connect", connected), ("connect_error", connect_error),
+                               ("disconnect", disconnected)):
+            sio.on(event, handler, namespace=ns)
         token = await atoken_value(self.token)  # asked on every attempt
         auth = {**self.auth, **({"token": token} if token is not None else {}),
                 **(self.state.resume_auth() if resume else {})}
         try:
-            await sio.connect(self.url, namespaces=[ns], transports=self.transports, auth=auth or None,
-                              wait_timeout=self.request_timeout)
-        except socketio.exceptions.ConnectionError as exc:
-            with contextlib.suppress(Exception):
-                await sio.disconnect()
+            async with asyncio.timeout(within):
+                await sio.connect(self.url, namespaces=[ns], transports=self.transports, auth=auth or None,
+                                  wait_timeout=within)
+        except (socketio.exceptions.ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
+            await say_goodbye(sio, self.state.stats)  # a half-made connection (and its aiohttp session)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             if refused and isinstance(refused[0], dict) and isinstance(refused[0].get("data"), dict):
                 raise error_from_body(refused[0]["data"]) from None
-            raise ConnectionLost(str(exc)) from None
+            raise ConnectionLost(str(exc) or f"no connection within {within} s") from None
         self.sio = sio
         try:
-            return await asyncio.wait_for(asyncio.shield(self._opened), self.request_timeout)
-        except (ConnectionLost, TimeoutError):
+            async with asyncio.timeout(within):
+                return await asyncio.shield(self._opened)  # shielded: the frame handler settles it
+        except (ConnectionLost, TimeoutError, asyncio.CancelledError):
             await self._close_connection(goodbye=False)  # let go of it: the session stays resumable
             raise
 
@@ -647,11 +671,14 @@ class SocketIOClient(_Client):
         return events
 
     async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        import socketio
+
         if self.ended is not None:
             raise self.ended
         sio = self.sio
         if sio is None or not sio.connected:
             raise ConnectionLost("not connected")
+        args: Any
         if kind == "emit":
             event, args = body["event"], (body.get("data"), {"clientEventId": body.get("clientEventId")})
         elif kind == "ack":
@@ -666,10 +693,11 @@ class SocketIOClient(_Client):
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        finally:  # also when the caller is cancelled: neither is left waiting
             lost.cancel()
-        if not call.done():
-            call.cancel()
+            if not call.done():
+                call.cancel()
+        if call.cancelled():
             raise ConnectionLost("connection lost before the ack")
         try:
             reply = call.result()
@@ -688,26 +716,6 @@ class SocketIOClient(_Client):
         if sio is None:
             return
         if goodbye:
-            await sio.disconnect()
+            await say_goodbye(sio, self.state.stats)
         else:
-            await abandon(sio)
-
-
-async def abandon(sio: socketio.AsyncClient) -> None:
-    """Lose a python-socketio connection without a goodbye packet, as a network failure would.
-
-    Polling has no socket to close: the client just stops talking, and the server
-    notices after ``pingInterval + pingTimeout``.
-    """
-    eio = sio.eio
-    if eio.current_transport == "websocket" and eio.ws is not None:
-        await eio.ws.close()
-    else:
-        eio.state = "disconnected"
-        if eio.http is not None:
-            await eio.http.close()
-    for task in (eio.read_loop_task, eio.write_loop_task):
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await abandon(sio, self.state.stats)

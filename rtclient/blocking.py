@@ -20,19 +20,23 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import socketio
 
 from gateway.wire.errors import GatewayError
 
+from ._bounds import CLOSE_BOUND, bounded_blocking
+from ._engineio_fence import (
+    abandon_blocking,
+    allow_long_payloads,
+    event_trigger,
+    goodbye_blocking,
+    replace_event_trigger,
+)
 from .protocol import (
-    RESUME_REFUSED,
-    SESSION_GONE,
-    TRANSIENT,
-    UNUSABLE_RESUMES,
     Backoff,
     Call,
     ClientEvent,
@@ -50,11 +54,13 @@ from .protocol import (
     is_envelope,
     is_frame,
     result_from_body,
-    retry_after,
-    retry_delay,
     token_value,
     worth_logging,
 )
+from .reconnect import Action, Deliver, GiveUp, OpenSession, Reconnector, Rejoin, RetryAfter, Sleep
+
+if TYPE_CHECKING:
+    import socketio
 
 log = logging.getLogger("rtclient")
 Listener = Callable[[ClientEvent], None]
@@ -67,6 +73,14 @@ class BlockingClient:
     ``mode`` is the SSE mode, as for ``rtclient.SseClient`` (``auto`` falls back to polling
     behind a buffering proxy). ``token``: a string or a callable returning one, asked before
     every connection attempt; ``auth``: the namespace middleware's other fields.
+    What to do after a loss is ``Reconnector``'s (``rtclient.reconnect``) to decide; this
+    class performs its actions with threads.
+
+    Bounds, as ``rtclient.SseClient``'s: requests raise ``TimeoutError`` after
+    ``request_timeout`` s; each step of a connection attempt gets ``connect_timeout`` s
+    (default ``min(request_timeout, pingInterval + pingTimeout)``); ``drop`` and ``close``
+    give each library call that lets go of the connection ``CLOSE_BOUND`` (2 s), then leave
+    it to finish on its own thread (counted in ``state.stats.abandoned``).
     """
 
     def __init__(
@@ -81,6 +95,7 @@ class BlockingClient:
         auth: dict[str, Any] | None = None,
         on_event: Listener | None = None,
         request_timeout: float = 30.0,
+        connect_timeout: float | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         if transport not in ("sse", "socketio", "websocket", "polling"):
@@ -94,18 +109,16 @@ class BlockingClient:
         self.auth = {k: v for k, v in (auth or {}).items() if k != "token"}
         self.token = token if token is not None else (auth or {}).get("token")
         self.state = ClientState(namespace=namespace)
+        self.machine = Reconnector(self.state, backoff or Backoff())
         self.on_event = on_event or (lambda event: None)
         self.call_handlers: dict[str, Callable[[Any], Any]] = {}
         self.request_timeout = request_timeout
-        self.backoff = backoff or Backoff()
+        self.connect_timeout = connect_timeout
         self._connected = threading.Event()
         self._lost = threading.Event()
         self._opened = threading.Event()
         self._open_failure: ConnectionLost | None = None  # why the connection being opened is no good
-        self._unusable = 0  # resumes in a row that gave no usable open frame
-        self._closing = False
-        self.ended: SessionEnded | None = None  # set once the client stopped for good
-        self._io = _SseIO(self) if transport == "sse" else _SocketIOIO(self)
+        self._io: _SseIO | _SocketIOIO = _SseIO(self) if transport == "sse" else _SocketIOIO(self)
         self._supervisor: threading.Thread | None = None
 
     @property
@@ -113,8 +126,24 @@ class BlockingClient:
         return self.state.sid
 
     @property
+    def backoff(self) -> Backoff:
+        return self.machine.backoff
+
+    @property
+    def ended(self) -> SessionEnded | None:
+        """Why the client stopped for good, once it has."""
+        return self.machine.ended
+
+    @property
     def transport_name(self) -> str:
         return self._io.name()
+
+    @property
+    def attempt_timeout(self) -> float:
+        """How long one step of a connection attempt may take (see the class docstring)."""
+        if self.connect_timeout is not None:
+            return self.connect_timeout
+        return min(self.request_timeout, self.machine.silence_limit)
 
     def connect(self) -> None:
         """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
@@ -127,10 +156,12 @@ class BlockingClient:
                 break
             except GatewayError as exc:
                 refusals += 1
-                wait = retry_delay(exc, refusals, self.backoff) if retry_after(exc) is not None else None
+                wait = self.machine.connect_retry(exc, refusals)
                 if wait is None or time.monotonic() + wait > deadline:
                     raise
                 time.sleep(wait)
+        self.machine.opened()
+        self._connected.set()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="rtclient-supervisor")
         self._supervisor.start()
 
@@ -146,13 +177,24 @@ class BlockingClient:
         self._lost.set()
 
     def join(self, room: str) -> dict[str, Any]:
-        return self._request("join", {"room": room})
+        """Join ``room``; after a start over (a new session) the client joins it again."""
+        self.machine.join(room)
+        try:
+            result: dict[str, Any] = self._request("join", {"room": room})
+        except GatewayError:
+            self.machine.join_refused(room)
+            raise
+        return result
 
     def leave(self, room: str) -> dict[str, Any]:
-        return self._request("leave", {"room": room})
+        self.machine.leave(room)
+        result: dict[str, Any] = self._request("leave", {"room": room})
+        return result
 
     def publish(self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False) -> dict[str, Any]:
-        return self._outboxed("publish", {"room": room, "event": event, "data": data, "includeSelf": include_self})
+        body = {"room": room, "event": event, "data": data, "includeSelf": include_self}
+        result: dict[str, Any] = self._outboxed("publish", body)
+        return result
 
     def emit(self, event: str, data: Any = None) -> Any:
         return self._outboxed("emit", {"event": event, "data": data})
@@ -170,11 +212,14 @@ class BlockingClient:
             # The gateway's first frame is always the open.
             self._fail_open(UnusableStream(f"the first frame was not a usable open ({name!r:.80})"))
             return
+        self._deliver(events)
+
+    def _deliver(self, events: Iterable[ClientEvent]) -> None:
         for event in events:
             if isinstance(event, Opened):
                 self._opened.set()
             elif isinstance(event, Closing):
-                if not event.reconnect:
+                if self.machine.closing(event):
                     self._stop(SessionEnded(event.reason))
                 self._lost.set()
             elif isinstance(event, Call):
@@ -214,22 +259,20 @@ class BlockingClient:
         except Exception:  # unanswered: the gateway's call times out, as for a lost ack
             log.exception("the handler of call %r raised", call.event)
             return
-        with contextlib.suppress(ConnectionLost, GatewayError, SessionEnded):
-            self._io.send("ack", {"ackId": call.ack_id, "result": result})
+        with contextlib.suppress(ConnectionLost, GatewayError, SessionEnded, TimeoutError):
+            self._io.send("ack", {"ackId": call.ack_id, "result": result}, self.request_timeout)
 
     def _stop(self, why: SessionEnded) -> None:
         """Stop for good: no reconnect; pending and later requests raise ``why``."""
-        if self.ended is None:
-            self.ended = why
-        self._closing = True
+        self.machine.stop(why)
         self._lost.set()
         self._connected.set()  # wakes the requests waiting for a connection: they see ``ended``
 
     def _token(self) -> str | None:
-        return token_value(self.token)
+        return token_value(self.token)  # type: ignore[no-any-return]  # a sync callable's str
 
-    def _outboxed(self, kind: str, body: dict[str, Any]) -> Any:
-        entry = self.state.outbox.add(kind, body)  # type: ignore[arg-type]
+    def _outboxed(self, kind: Literal["publish", "emit"], body: dict[str, Any]) -> Any:
+        entry = self.state.outbox.add(kind, body)
         try:
             result = self._request(kind, entry.body)
         except BaseException:
@@ -238,7 +281,10 @@ class BlockingClient:
         self.state.outbox.acked(entry, result)
         return result
 
-    def _request(self, kind: str, body: dict[str, Any]) -> Any:
+    def _request(self, kind: str, body: dict[str, Any], *, wait: bool = True) -> Any:
+        """Send until acked: after a lost connection, again (same clientEventId) once resumed.
+        Without ``wait``, a lost connection raises ``ConnectionLost`` rather than waiting for
+        the reconnect (the supervisor's own rejoins)."""
         deadline = time.monotonic() + self.request_timeout
         refusals = 0  # in a row, for the growing jitter of rate_limited retries
         while True:
@@ -248,39 +294,35 @@ class BlockingClient:
             if left <= 0:
                 raise TimeoutError(f"{kind} not acknowledged within {self.request_timeout} s")
             # In slices: ``_stop`` sets ``_connected`` to wake waiters, a slice bounds any race.
-            if not self._connected.wait(min(left, 1.0)):
+            if wait and not self._connected.wait(min(left, 1.0)):
                 continue
             if self.ended is not None:
                 raise self.ended
             try:
-                return self._io.send(kind, body)
-            except ConnectionLost as exc:
-                if self.ended is not None:
-                    raise self.ended from None
+                return self._io.send(kind, body, max(0.01, deadline - time.monotonic()))
+            except (ConnectionLost, GatewayError) as exc:
+                step = self.machine.request_step(exc, refusals + 1)
+                if isinstance(step, GiveUp):
+                    raise step.error from None
+                if isinstance(step, RetryAfter):
+                    refusals += 1
+                    time.sleep(min(step.seconds, max(0.0, deadline - time.monotonic())))
+                    continue
+                refusals = 0
                 if not isinstance(exc, _Superseded):  # not a connection already replaced by a new one
                     self._connected.clear()
                     self._lost.set()
-            except GatewayError as exc:
-                if self.ended is not None:  # e.g. unknown_sid: the key is someone else's now
-                    raise self.ended from None
-                if exc.code in SESSION_GONE:
-                    self._connected.clear()
-                    self._lost.set()
-                elif exc.code in TRANSIENT:
-                    refusals += 1  # rate_limited: after its retryAfter (nothing was done)
-                    time.sleep(min(retry_delay(exc, refusals, self.backoff), max(0.0, deadline - time.monotonic())))
-                else:
-                    raise
+                if not wait:
+                    raise ConnectionLost(f"{kind} lost its connection: {exc!r}") from None
 
     def _open(self, resume: bool) -> None:
         self._lost.clear()
-        self._opened.clear()
-        self._open_failure = None
+        self._expect_open()
         self._io.open(resume)
         detect = self._io.detects_buffering()
-        if not self._opened.wait(self.buffer_timeout if detect else self.request_timeout):
+        if not self._opened.wait(self.buffer_timeout if detect else self.attempt_timeout):
             self._io.close(goodbye=False)
-            if not detect:
+            if not detect or not isinstance(self._io, _SseIO):
                 raise ConnectionLost("no open frame")
             log.warning("the SSE stream looks buffered by a proxy; polling instead")
             self._io.polling = True
@@ -288,77 +330,59 @@ class BlockingClient:
         if self._open_failure is not None:
             self._io.close(goodbye=False)
             raise self._open_failure
-        self._unusable = 0
-        self._connected.set()
+
+    def _expect_open(self) -> None:
+        """A connection is being opened: its reader settles ``_opened`` (and ``_open_failure``)."""
+        self._opened.clear()
+        self._open_failure = None
 
     def _supervise(self) -> None:
-        while not self._closing:
+        while self.ended is None:
             self._lost.wait()
-            if self._closing:
-                if self.ended is not None and self.ended.reason != "closed":
-                    self._io.close(goodbye=False)  # ``replaced``: let go, say nothing
-                return
-            self._connected.clear()
-            self._io.close(goodbye=False)
-            self.backoff.reset()
-            asked = 0.0  # what a rate_limited refusal said to wait, at least
-            while not self._closing:
-                time.sleep(max(self.backoff.next(), asked))
-                asked = 0.0
-                resume = self.state.sid is not None
-                try:
-                    if resume:
-                        self._open(resume=True)
-                    else:  # a start over that failed half-way: again
-                        self._start_over()
-                except GatewayError as exc:
-                    if not resume or not (exc.code in SESSION_GONE or exc.code in RESUME_REFUSED):
-                        asked = retry_after(exc) or 0.0
-                        continue
-                    why: Exception = exc
-                except UnusableStream as exc:
-                    self._unusable += 1
-                    if not resume or self._unusable < UNUSABLE_RESUMES:
-                        continue
-                    why = exc
-                except (ConnectionLost, OSError, httpx.HTTPError, socketio.exceptions.ConnectionError):
-                    continue
-                except Exception:  # e.g. the token callback failed: keep trying, with backoff
-                    log.warning("reconnect failed", exc_info=True)
-                    continue
-                else:
-                    self.state.stats.reconnects += 1
-                    break
-                # The session is gone, or cannot be resumed: a new one, its rooms joined again.
-                log.warning("cannot resume the session (%s): starting a new one", why)
-                try:
-                    self._start_over()
-                except (GatewayError, ConnectionLost, OSError, httpx.HTTPError,
-                        socketio.exceptions.ConnectionError) as again:
-                    asked = retry_after(again) or 0.0
-                    continue
-                except Exception:  # e.g. the token callback failed: keep trying
-                    log.warning("starting over failed", exc_info=True)
-                    continue
-                self.state.stats.reconnects += 1
-                break
+            if self.ended is None:
+                self._recover()
+        why = self.machine.ended
+        if why is not None and why.reason != "closed":
+            self._io.close(goodbye=False)  # ``replaced``: let go, say nothing
 
-    def _start_over(self) -> None:
-        """The gateway forgot our session (or cannot resume it): say so, open a new one, rejoin."""
-        rooms = sorted(self.state.rooms)
-        if self.state.sid is not None:
-            for event in self.state.session_lost():
-                try:
-                    self.on_event(event)
-                except Exception:
-                    log.exception("on_event raised on a %r event", event.kind)
-        self.state.rooms = set(rooms)  # kept until rejoined, so a failed start over retries them
-        self._open(resume=False)
-        for room in rooms:
+    def _recover(self) -> None:
+        """The connection is lost: run the machine's actions until it is back (or stopped)."""
+        self._connected.clear()
+        self._io.close(goodbye=False)
+        actions = deque(self.machine.lost())
+        while actions:
+            actions.extend(self._perform(actions.popleft()))
+        if self.ended is None and not self._lost.is_set():
+            self._connected.set()
+
+    def _perform(self, action: Action) -> list[Action]:
+        """Do what the machine asked; what it says next."""
+        if isinstance(action, Sleep):
+            time.sleep(action.seconds)
+            return self.machine.timer_fired()
+        if isinstance(action, OpenSession):
             try:
-                self.join(room)
-            except (GatewayError, TimeoutError) as exc:  # say so, keep the others
-                log.warning("could not rejoin %s: %s", room, exc)
+                self._open(action.resume)
+            except Exception as exc:
+                return self.machine.failed(exc)
+            return self.machine.opened()
+        if isinstance(action, Rejoin):
+            for room in action.rooms:
+                try:
+                    self._request("join", {"room": room}, wait=False)
+                except (ConnectionLost, TimeoutError) as exc:
+                    log.info("rejoining %s failed: %r", room, exc)
+                    self._io.close(goodbye=False)
+                    return self.machine.lost()
+                except GatewayError as exc:  # e.g. no longer allowed: say so, keep the others
+                    log.warning("could not rejoin %s: %s", room, exc)
+                    self.machine.join_refused(room)
+            return self.machine.rejoined()
+        if isinstance(action, Deliver):
+            self._deliver(action.events)
+            return []
+        self._stop(SessionEnded(action.reason))  # Stop
+        return []
 
 
 @functools.cache
@@ -393,10 +417,12 @@ class _SseIO:
         headers = bearer(c._token())  # asked on every attempt (and poll)
         if resume and c.state.cursor:
             headers["Last-Event-ID"] = c.state.cursor
-        silence = c.state.ping_interval + c.state.ping_timeout
+        # Reads (the headers, then every chunk) wait at most the gateway's silence limit once
+        # its ping settings are known, one attempt's bound before.
+        read = c.machine.silence_limit if c.state.sid is not None else c.attempt_timeout
         request = self.http.build_request(
             "GET", "/sse/connect", params=params, headers=headers,
-            timeout=httpx.Timeout(c.request_timeout, read=silence),
+            timeout=httpx.Timeout(c.attempt_timeout, read=read),
         )
         try:
             response = self.http.send(request, stream=True)
@@ -413,7 +439,7 @@ class _SseIO:
         try:
             while True:
                 self._consume(response)
-                if not self.polling or self._response is not response or self.c._closing:
+                if not self.polling or self._response is not response or self.c.ended is not None:
                     break
                 response = self._response = self._get(resume=True)  # the next poll, at once
         except (httpx.HTTPError, OSError, GatewayError, ConnectionLost) as exc:
@@ -435,7 +461,7 @@ class _SseIO:
         finally:
             response.close()
 
-    def send(self, kind: str, body: dict[str, Any]) -> Any:
+    def send(self, kind: str, body: dict[str, Any], within: float) -> Any:
         if self.c.ended is not None:
             raise self.c.ended
         sid = self.c.state.sid
@@ -444,7 +470,9 @@ class _SseIO:
         try:
             # json= sends Content-Type: application/json, which the gateway requires.
             response = self.http.post(f"/sse/sessions/{sid}/{kind}", json=body,
-                                      headers=self.c.state.session_headers())
+                                      headers=self.c.state.session_headers(), timeout=within)
+        except httpx.TimeoutException:
+            raise TimeoutError(f"{kind} not acknowledged within {self.c.request_timeout} s") from None
         except httpx.TransportError as exc:
             raise ConnectionLost(repr(exc)) from None
         if response.status_code >= 400:
@@ -452,16 +480,16 @@ class _SseIO:
         return result_from_body(response.content)
 
     def close(self, goodbye: bool, final: bool = False) -> None:
-        sid = self.c.state.sid
+        sid, stats = self.c.state.sid, self.c.state.stats
         if goodbye and sid is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                self.http.delete(f"/sse/sessions/{sid}", headers=self.c.state.session_headers())
+            headers = self.c.state.session_headers()
+            bounded_blocking(lambda: self.http.delete(f"/sse/sessions/{sid}", headers=headers, timeout=CLOSE_BOUND),
+                             CLOSE_BOUND, "the goodbye (DELETE)", stats)
         response, self._response = self._response, None
         if response is not None:
-            with contextlib.suppress(Exception):
-                response.close()
+            bounded_blocking(response.close, CLOSE_BOUND, "closing an HTTP response", stats)
         if final:
-            self.http.close()
+            bounded_blocking(self.http.close, CLOSE_BOUND, "closing the HTTP client", stats)
 
 
 class _Superseded(ConnectionLost):
@@ -481,8 +509,8 @@ class _InOrder:
     (a listener may make a request and wait for its ack), and a server call gives its turn up
     before the application's handler runs (``release``), for the same reason.
 
-    Reaches into python-engineio (4.x): ``Client._trigger_event`` and ``Client.handlers``. If a
-    version renames them, ``install`` leaves the client as it is (in order as python-socketio
+    Reaches into python-engineio (4.x) through ``rtclient._engineio_fence``. If a version
+    renames what it needs, ``install`` leaves the client as it is (in order as python-socketio
     makes it), and tests/test_bad_frames.py's blocking Socket.IO cases fail.
     """
 
@@ -493,9 +521,10 @@ class _InOrder:
         self._held = threading.local()
 
     def install(self, eio: Any) -> None:
-        trigger, handlers = getattr(eio, "_trigger_event", None), getattr(eio, "handlers", None)
-        if trigger is None or not isinstance(handlers, dict):
+        found = event_trigger(eio)
+        if found is None:
             return
+        trigger, handlers = found
 
         def in_order(event: str, *args: Any, **kwargs: Any) -> Any:
             handler = handlers.get(event)
@@ -506,7 +535,7 @@ class _InOrder:
                 return trigger(event, *args, **kwargs)
             return eio.start_background_task(self._run, next(self._tickets), handler, *args)
 
-        eio._trigger_event = in_order
+        replace_event_trigger(eio, in_order)
 
     def _run(self, ticket: int, handler: Callable[..., Any], *args: Any) -> None:
         with self._turn:
@@ -543,16 +572,17 @@ class _SocketIOIO:
         return False
 
     def open(self, resume: bool) -> None:
-        import engineio.payload
+        import socketio  # here, not at the top: ``import rtclient.blocking`` loads no Socket.IO library
 
-        engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets, 4096)
+        allow_long_payloads()  # a resume's replay is often more than a polling response's 16 packets
         c, ns = self.c, self.c.state.namespace
-        sio = socketio.Client(reconnection=False)
+        within = c.attempt_timeout
+        # python-engineio's own request_timeout bounds its handshake and each POST.
+        sio = socketio.Client(reconnection=False, request_timeout=within)
         order = _InOrder()
         order.install(sio.eio)
         refused: list[Any] = []
 
-        @sio.on("*", namespace=ns)
         def any_event(event: str, *args: Any) -> Any:
             data = args[0] if args else None
             if self.sio is not sio:
@@ -572,19 +602,16 @@ class _SocketIOIO:
 
         # python-socketio hands an event named "connect", "connect_error" or "disconnect" to
         # these handlers too (its catch-all skips them): a room event by such a name is skipped.
-        @sio.on("connect", namespace=ns)
         def connected(*args: Any) -> None:
             if args:  # a real connect has no argument
                 c._frame("connect", args[0])
 
-        @sio.on("connect_error", namespace=ns)
         def connect_error(data: Any = None, *args: Any) -> None:
             if is_envelope(data):
                 c._frame("connect_error", data)
             else:
                 refused.append(data)
 
-        @sio.on("disconnect", namespace=ns)
         def disconnected(*args: Any) -> None:
             if args and not isinstance(args[0], str):  # a real one has no argument or a reason string
                 c._frame("disconnect", args[0])
@@ -592,22 +619,26 @@ class _SocketIOIO:
                 c._fail_open(UnusableStream("disconnected before the open frame"))
                 c._lost.set()
 
+        for event, handler in (("*", any_event), ("connect", connected), ("connect_error", connect_error),
+                               ("disconnect", disconnected)):
+            sio.on(event, handler, namespace=ns)
         token = c._token()  # asked on every attempt
         auth = {**c.auth, **({"token": token} if token is not None else {}),
                 **(c.state.resume_auth() if resume else {})}
         self.sio = sio
         try:
             sio.connect(c.url, namespaces=[ns], transports=self.transports, auth=auth or None,
-                        wait_timeout=c.request_timeout)
+                        wait_timeout=within)
         except socketio.exceptions.ConnectionError as exc:
             self.sio = None
-            with contextlib.suppress(Exception):
-                sio.disconnect()
+            goodbye_blocking(sio, c.state.stats)  # a half-made connection
             if refused and isinstance(refused[0], dict) and isinstance(refused[0].get("data"), dict):
                 raise error_from_body(refused[0]["data"]) from None
             raise ConnectionLost(str(exc)) from None
 
-    def send(self, kind: str, body: dict[str, Any]) -> Any:
+    def send(self, kind: str, body: dict[str, Any], within: float) -> Any:
+        import socketio
+
         if self.c.ended is not None:
             raise self.c.ended
         sio = self.sio
@@ -615,6 +646,7 @@ class _SocketIOIO:
             raise ConnectionLost("not connected")
         if kind == "ack":
             return None
+        args: Any
         if kind == "emit":
             event, args = body["event"], (body.get("data"), {"clientEventId": body.get("clientEventId")})
         else:
@@ -632,11 +664,12 @@ class _SocketIOIO:
             sio.emit(event, args, namespace=self.c.state.namespace, callback=on_ack)
         except (socketio.exceptions.BadNamespaceError, socketio.exceptions.DisconnectedError) as exc:
             raise ConnectionLost(repr(exc)) from None
-        deadline = time.monotonic() + self.c.request_timeout
+        deadline = time.monotonic() + within
         while not answered.wait(0.05):
             # ``_lost`` may have been set and cleared again by a quick reconnect meanwhile:
             # the connection it was sent on being gone is what says the ack cannot come.
-            if self.sio is not sio:
+            replaced = self.sio is not sio
+            if replaced:
                 raise _Superseded("the connection was replaced before the ack")
             if not sio.connected or self.c._lost.is_set() or time.monotonic() > deadline:
                 raise ConnectionLost("connection lost before the ack")
@@ -652,14 +685,6 @@ class _SocketIOIO:
         if sio is None:
             return
         if goodbye:
-            with contextlib.suppress(Exception):
-                sio.disconnect()
-            return
-        eio = sio.eio
-        with contextlib.suppress(Exception):
-            if eio.current_transport == "websocket" and eio.ws is not None:
-                eio.ws.close()
-            else:
-                eio.state = "disconnected"
-                if eio.http is not None:
-                    eio.http.close()
+            goodbye_blocking(sio, self.c.state.stats)
+        else:
+            abandon_blocking(sio, self.c.state.stats)

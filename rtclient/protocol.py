@@ -3,7 +3,8 @@
 Every client (asyncio or blocking, SSE + POST or Socket.IO) is a thin driver over
 these pieces:
 
-- ``SseParser``     bytes of a ``text/event-stream`` in, frames out;
+- ``SseParser``     bytes of a ``text/event-stream`` in, frames out (decoded and checked by
+                    ``gateway.wire.frames.decode_frame``, the gateway's own definition);
 - ``ClientState``   one session's view: sid, private key, cursor, per-room offsets, the outbox;
                     gateway frames in, typed ``ClientEvent``s out (duplicates dropped,
                     gaps surfaced), malformed frames refused with ``ProtocolError``;
@@ -32,57 +33,19 @@ import random
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import orjson
 
+from gateway.wire import frames
+from gateway.wire.envelope import RESERVED_EVENTS, is_name
 from gateway.wire.errors import GatewayError, error_from_wire
+from gateway.wire.offsets import OFFSET_RE, format_cursor, is_room, parse_offset
 
-# -- offsets and the resume cursor (the gateway's format, kept here so the client does
-#    not depend on the server's internals) ------------------------------------------
-
-
-# docs/protocol.md: names are 1-128 characters of these; offsets two runs of ASCII digits
-# (a Redis stream id's shape, 64-bit each). ``str.isdigit`` would also take "²" and "١".
-NAME = re.compile(r"[A-Za-z0-9_.:@~-]{1,128}")
-OFFSET = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
-# Event names no room event may carry: the gateway's own frames, and those Socket.IO
-# clients keep for themselves. The gateway refuses them; one that arrives anyway is skipped.
-RESERVED_EVENTS = frozenset({
-    "open", "recovery", "call", "close", "error", "joined", "left",
-    "connect", "connect_error", "disconnect", "disconnecting", "message_ack",
-    "newListener", "removeListener",
-    "join", "leave", "publish", "ack",
-})
-ALL_ROOM = "*"  # the namespace room every session is in (server-side emits without a room)
-
-
-def is_name(value: object) -> bool:
-    return isinstance(value, str) and NAME.fullmatch(value) is not None
-
-
-def is_room(value: object) -> bool:
-    return value == ALL_ROOM or is_name(value)
-
-
-def is_offset(value: object) -> bool:
-    return isinstance(value, str) and OFFSET.fullmatch(value) is not None
-
-
-def parse_offset(offset: str) -> tuple[int, int]:
-    """``"12-3"`` -> ``(12, 3)``; raises ``ValueError`` on anything else."""
-    match = OFFSET.fullmatch(offset) if isinstance(offset, str) else None
-    if match is None:
-        raise ValueError(f"not an offset: {offset!r:.80}")
-    return int(match[1]), int(match[2])
-
-
-def format_cursor(sid: str, key: str, positions: Mapping[str, str]) -> str:
-    """``<sid>:<key>;<room>=<offset>,...``: what ``Last-Event-ID`` carries to resume."""
-    return f"{sid}:{key};" + ",".join(f"{room}={off}" for room, off in positions.items())
-
+# Names, offsets, the cursor and the reserved event names are the wire format's
+# (``gateway.wire``): one spelling, shared with the gateway.
 
 # -- the connect credential ----------------------------------------------------------
 
@@ -106,8 +69,8 @@ async def atoken_value(token: Any) -> str | None:
     value = token_value(token)
     if hasattr(value, "__await__"):
         value = await value
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"a token must be a str (or None), not {type(value).__name__}")
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"a token must be a str (or None), not {type(value).__name__}")
     return value
 
 
@@ -387,6 +350,9 @@ class Stats:
     gaps: int = 0
     malformed: int = 0
     reconnects: int = 0
+    # Library calls (closing a response, a WebSocket close handshake, python-engineio's loops)
+    # that did not finish within their bound and were left behind (``rtclient._bounds``).
+    abandoned: int = 0
 
 
 @dataclass(slots=True)
@@ -396,6 +362,8 @@ class ClientState:
     namespace: str = "/"
     sid: str | None = None
     key: str | None = None  # the session's private key, from ``open``: never shown to others
+    # The rooms the gateway confirmed (``joined``/``left``, a resumed ``open``); the rooms the
+    # application asked for are ``rtclient.reconnect.Reconnector.wanted``.
     rooms: set[str] = field(default_factory=set)
     # Last offset handed to the application, per room: the resume position and the dedup line.
     positions: dict[str, str] = field(default_factory=dict)
@@ -464,74 +432,42 @@ class ClientState:
         # a log) must not close the connection or drop a room.
         if is_envelope(data):
             return self._room_event(name, data)
-        if not isinstance(data, dict):
-            raise ProtocolError(f"{name!r:.140} frame must carry a JSON object, not {type(data).__name__}")
-        if name == "open":
-            return self._open(data)
-        if name == "recovery":
-            return self._recovery(data)
-        if name == "joined":
-            room, offset = data.get("room"), data.get("offset")
-            if not is_name(room) or not is_offset(offset):
-                raise ProtocolError(f"joined needs a room name and an offset: {data!r:.200}")
-            self.rooms.add(room)
-            self.positions.setdefault(room, offset)
-            return []
-        if name == "left":
-            room = data.get("room")
-            if not is_name(room):
-                raise ProtocolError(f"left needs a room name: {data!r:.200}")
-            self.rooms.discard(room)
-            self.positions.pop(room, None)
-            return []
-        if name == "call":
-            ack_id, event = data.get("ackId"), data.get("event")
-            if not isinstance(ack_id, str) or not ack_id or not isinstance(event, str):
-                raise ProtocolError(f"call needs string ackId and event: {data!r:.200}")
-            return [Call("call", ack_id, event, data.get("data"))]
-        if name == "close":
-            reason, reconnect = data.get("reason", ""), data.get("reconnect", True)
-            if not isinstance(reason, str) or not isinstance(reconnect, bool):
-                raise ProtocolError(f"close needs a string reason and a boolean reconnect: {data!r:.200}")
-            return [Closing("close", reason, reconnect)]
-        raise ProtocolError(f"{name!r:.140} frame is neither the gateway's nor a room event envelope")
+        try:
+            frame = frames.decode_frame(name, data)
+        except frames.FrameError as exc:
+            raise ProtocolError(str(exc)) from None
+        match frame:
+            case frames.Open():
+                return self._open(frame)
+            case frames.Recovery():
+                self.stats.gaps += len(frame.gaps)
+                out: list[ClientEvent] = [Recovery("recovery", frame.complete, frame.replayed, frame.gaps)]
+                return out + [Gap("gap", room, after, "log_trimmed") for room, after in frame.gaps]
+            case frames.Joined():
+                self.rooms.add(frame.room)
+                self.positions.setdefault(frame.room, frame.offset)
+                return []
+            case frames.Left():
+                self.rooms.discard(frame.room)
+                self.positions.pop(frame.room, None)
+                return []
+            case frames.Call():
+                return [Call("call", frame.ack_id, frame.event, frame.data)]
+            case frames.Close():
+                return [Closing("close", frame.reason, frame.reconnect)]
 
-    def _open(self, data: dict[str, Any]) -> list[ClientEvent]:
-        sid, key, namespace = data.get("sid"), data.get("key"), data.get("namespace")
-        interval, timeout = _seconds(data.get("pingInterval")), _seconds(data.get("pingTimeout"))
-        rooms = data.get("rooms", [])
-        # sid and key go into the cursor and headers: they must be what the gateway issues.
-        if not is_name(sid) or not is_name(key):
-            raise ProtocolError("open needs a sid and a key (names by the wire format's rule)")
-        if not isinstance(namespace, str) or interval is None or timeout is None:
-            raise ProtocolError("open needs a namespace and positive finite pingInterval and pingTimeout")
-        if not isinstance(rooms, list) or not all(is_name(r) for r in rooms):
-            raise ProtocolError("open's rooms must be a list of room names")
-        resumed = self.sid is not None and sid == self.sid
-        self.sid, self.key, self.namespace = sid, key, namespace
+    def _open(self, frame: frames.Open) -> list[ClientEvent]:
+        interval, timeout = frame.ping_interval / 1000, frame.ping_timeout / 1000
+        resumed = self.sid is not None and frame.sid == self.sid
+        self.sid, self.key, self.namespace = frame.sid, frame.key, frame.namespace
         self.ping_interval, self.ping_timeout = interval, timeout
         if resumed:
-            self.rooms = set(rooms)
-        return [Opened("open", sid, namespace, interval, timeout, tuple(rooms), resumed)]
-
-    def _recovery(self, data: dict[str, Any]) -> list[ClientEvent]:
-        complete, replayed, raw_gaps = data.get("complete"), data.get("replayed"), data.get("gaps")
-        if not isinstance(complete, bool) or type(replayed) is not int or replayed < 0 or not isinstance(raw_gaps, list):
-            raise ProtocolError(f"recovery needs complete (bool), replayed (int >= 0), gaps (list): {data!r:.200}")
-        gaps: list[tuple[str, str | None]] = []
-        for gap in raw_gaps:
-            after = gap.get("after") if isinstance(gap, dict) else None
-            if not isinstance(gap, dict) or not is_room(gap.get("room")) or not (after is None or is_offset(after)):
-                raise ProtocolError(f"a recovery gap needs a room and an offset or null: {gap!r:.200}")
-            gaps.append((gap["room"], after))
-        self.stats.gaps += len(gaps)
-        out: list[ClientEvent] = [Recovery("recovery", complete, replayed, tuple(gaps))]
-        out += [Gap("gap", room, after, "log_trimmed") for room, after in gaps]
-        return out
+            self.rooms = set(frame.rooms)
+        return [Opened("open", frame.sid, frame.namespace, interval, timeout, frame.rooms, resumed)]
 
     def _room_event(self, name: str, data: dict[str, Any]) -> list[ClientEvent]:
         room, offset, event = data["room"], data["offset"], data["event"]
-        at = OFFSET.fullmatch(offset) if isinstance(offset, str) else None
+        at = OFFSET_RE.match(offset) if isinstance(offset, str) else None
         if at is None or not is_room(room):
             raise ProtocolError(f"a room event needs a room name and an offset: {room!r:.140} {offset!r:.60}")
         # A room the client has not seen a ``joined`` for is still delivered: the gateway sends
@@ -555,7 +491,7 @@ class ClientState:
             raise ProtocolError(f"room event {event!r:.140} in {room!r} at {offset} skipped: {problem}")
         self.positions[room] = offset
         self.stats.received += 1
-        return [RoomEvent("event", event, data.get("data"), room, offset, sender, ceid, ts)]
+        return [RoomEvent("event", event, data.get("data"), room, offset, sender, ceid, data["ts"])]
 
     def session_lost(self) -> list[ClientEvent]:
         """The gateway no longer knows our sid: every room may have missed events."""
@@ -563,15 +499,9 @@ class ClientState:
                                    for room in sorted(self.rooms)]
         self.stats.gaps += len(lost)
         self.sid = self.key = None
+        self.rooms.clear()  # a new session is in nothing until it joins
         self.positions.clear()
         return lost
-
-
-def _seconds(ms: Any) -> float | None:
-    """A positive, finite number of milliseconds as seconds, or None."""
-    if type(ms) not in (int, float) or not math.isfinite(ms) or ms <= 0:
-        return None
-    return ms / 1000
 
 
 def _str_or_none(value: Any) -> bool:
@@ -647,9 +577,7 @@ UNUSABLE_RESUMES = 3
 """Resumes in a row that the gateway answered but that gave no usable ``open`` (the stream
 ended, or its open frame was malformed) before the client stops resuming and starts over."""
 
-_FRAMES = frozenset({"open", "recovery", "joined", "left", "close"})
-
-
 def is_frame(event: str, data: Any) -> bool:
-    """On Socket.IO: a gateway frame or a room event (an envelope), as opposed to a server call."""
-    return event in _FRAMES or is_envelope(data)
+    """On Socket.IO: a gateway frame or a room event (an envelope), as opposed to a server call
+    (which arrives under its own event name, answered through the Socket.IO ack)."""
+    return (event in frames.FRAMES and event != frames.Call.NAME) or is_envelope(data)

@@ -134,18 +134,22 @@ class SocketIODriver(Driver):
         @client.on("connect_error", namespace=namespace)
         async def connect_error(data: Any) -> None:
             refused.append(data)
+            self._changed.set()
 
+        # wait=False: on a refusal python-socketio's own wait would disconnect the slow way
+        # (see ``goodbye``); the gateway's answer is awaited here instead, open or refusal.
         try:
-            await client.connect(
-                self.url, namespaces=[namespace], transports=self.transports, auth=auth or None,
-                wait_timeout=timeout(5),
-            )
-        except socketio.exceptions.ConnectionError:
-            await client.disconnect()
-            if refused and isinstance(refused[0], dict) and isinstance(refused[0].get("data"), dict):
-                raise error_from_wire(refused[0]["data"]) from None
+            await client.connect(self.url, namespaces=[namespace], transports=self.transports,
+                                 auth=auth or None, wait=False)
+            await self.until(lambda: bool(refused) or len(self.control("open")) > opened, what="open")
+        except BaseException:
+            await goodbye(client)
             raise
-        await self.until(lambda: len(self.control("open")) > opened, what="open")
+        if refused:
+            await goodbye(client)
+            if isinstance(refused[0], dict) and isinstance(refused[0].get("data"), dict):
+                raise error_from_wire(refused[0]["data"])
+            raise socketio.exceptions.ConnectionError(f"{namespace} refused: {refused[0]!r}")
         self.info = self.control("open")[-1]
         self.sid, self.key = self.info["sid"], self.info["key"]
         return self.info
@@ -175,8 +179,32 @@ class SocketIODriver(Driver):
 
     async def close(self) -> None:
         if self.client is not None:
-            await self.client.disconnect()
-            self.client = None
+            client, self.client = self.client, None
+            await goodbye(client)
+
+
+async def goodbye(client: socketio.AsyncClient) -> None:
+    """``client.disconnect()``, over polling without waiting for the long-poll GET in flight.
+
+    python-engineio's ``disconnect`` returns only once its pending GET ends, and the server
+    answers that GET at its next ping (``pingInterval`` later: seconds per driver). A browser
+    aborts its XHR instead; this does the same once the goodbye has gone: the write loop
+    ends after its last POST (the DISCONNECT and CLOSE packets), then closing the HTTP
+    session cuts the GET, and the read loop ends at once. Reaches the same engine.io
+    attributes as ``rtclient``'s ``abandon`` (``write_loop_task``, ``http``), which
+    tests/test_client_imports.py pins.
+    """
+    eio = client.eio
+    if eio.current_transport != "polling":
+        await client.disconnect()
+        return
+    writer = eio.write_loop_task
+    disconnecting = asyncio.create_task(client.disconnect())
+    if writer is not None:
+        await asyncio.wait_for(asyncio.shield(writer), timeout(5))
+    if eio.http is not None:
+        await eio.http.close()
+    await asyncio.wait_for(disconnecting, timeout(5))
 
 
 class SseDriver(Driver):
@@ -188,6 +216,7 @@ class SseDriver(Driver):
         self.last_event_id: str | None = None
         self._stream: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._answering: set[asyncio.Task[httpx.Response]] = set()  # kept until done (or dropped)
 
     async def connect(
         self, namespace: str = "/chat", auth: dict[str, Any] | None = None, *, resume: bool = False,
@@ -226,7 +255,9 @@ class SseDriver(Driver):
                 if sse.event == "call":
                     reply = self.answer(data["event"], data["data"])
                     if reply is not NO_ANSWER:
-                        asyncio.create_task(self.ack(data["ackId"], reply))
+                        answer = asyncio.create_task(self.ack(data["ackId"], reply))
+                        self._answering.add(answer)
+                        answer.add_done_callback(self._answering.discard)
         self._received("__end__", None)
 
     def key_header(self) -> dict[str, str]:
@@ -259,11 +290,11 @@ class SseDriver(Driver):
         return "sse"
 
     async def drop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in [*self._answering, *([self._reader] if self._reader is not None else [])]:
+            task.cancel()
             with contextlib.suppress(BaseException):
-                await self._reader
-            self._reader = None
+                await task
+        self._reader = None
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 await self._stream.__aexit__(None, None, None)

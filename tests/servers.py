@@ -104,9 +104,12 @@ def _has_sansio() -> bool:
 
 
 class SubprocessGateway:
-    """``uvicorn gateway.main:app`` in its own process: for SIGTERM and kill -9."""
+    """The gateway in its own process, for SIGTERM and kill -9: ``uvicorn gateway.main:app``,
+    or ``python -m gateway`` with ``module=True`` (uvloop, httptools, the collector tuned)."""
 
-    def __init__(self, port: int = 0, env: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int = 0, env: dict[str, str] | None = None, *, module: bool = False) -> None:
+        self.command = [sys.executable, "-m", "gateway"] if module else [
+            sys.executable, "-m", "uvicorn", "gateway.main:app"]
         self.port = port
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
@@ -114,8 +117,7 @@ class SubprocessGateway:
 
     def start(self) -> SubprocessGateway:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "info"],
+            [*self.command, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info"],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         )
         deadline = time.monotonic() + timeout(20)

@@ -230,7 +230,7 @@ def named(event, offset: str = "2-0", room: str = "r", **more) -> dict:
 class TestSseParserEdges:
     WIRE = (b"\xef\xbb\xbfid: s:k;r=1-1\r\nevent: open\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"
             b": ping\r\rid: a\0b\nevent: m\ndata: x\n\nevent: lonely\n\n\rdata: last\r\n\r\n")
-    FRAMES = [("open", '{"a":\n1}', "s:k;r=1-1"), ("m", "x", None), ("message", "last", None)]
+    FRAMES = (("open", '{"a":\n1}', "s:k;r=1-1"), ("m", "x", None), ("message", "last", None))
 
     @pytest.mark.parametrize("cut", range(len(WIRE) + 1))
     def test_any_split_gives_the_same_frames(self, cut):
@@ -238,12 +238,12 @@ class TestSseParserEdges:
         frames = p.feed(self.WIRE[:cut]) + p.feed(self.WIRE[cut:])
         # WHATWG: BOM dropped, an id with NUL ignored, a frame without data not dispatched,
         # "\r\n" split between two chunks one line end
-        assert [(f.event, f.data, f.id) for f in frames] == self.FRAMES
+        assert [(f.event, f.data, f.id) for f in frames] == list(self.FRAMES)
 
     def test_bytes_one_at_a_time(self):
         p = SseParser()
         frames = [f for i in range(len(self.WIRE)) for f in p.feed(self.WIRE[i:i + 1])]
-        assert [(f.event, f.data, f.id) for f in frames] == self.FRAMES
+        assert [(f.event, f.data, f.id) for f in frames] == list(self.FRAMES)
 
     @pytest.mark.parametrize("cut", range(0, 80, 3))
     def test_an_overlong_line_is_thrown_away_as_it_comes_and_its_frame_marked(self, cut):
@@ -429,3 +429,16 @@ def test_the_javascript_clients_reserved_names_are_the_gateways_too():
     block = _re.search(r"RESERVED_EVENTS = new Set\(\[(.*?)\]\)", source, _re.S)
     assert block is not None
     assert set(_re.findall(r'"([^"]+)"', block.group(1))) == GATEWAY_RESERVED
+
+
+def test_the_client_spells_names_offsets_and_frames_as_the_gateway_does():
+    """One spelling: rtclient reads the wire format from gateway.wire, it keeps no copy."""
+    from gateway.wire import envelope, offsets
+    from rtclient import protocol
+
+    assert protocol.RESERVED_EVENTS is envelope.RESERVED_EVENTS
+    assert protocol.format_cursor is offsets.format_cursor and protocol.parse_offset is offsets.parse_offset
+    assert protocol.is_name is envelope.is_name and protocol.is_room is offsets.is_room
+    s = ClientState()
+    with pytest.raises(ProtocolError, match="sid and a key"):
+        s.handle("open", {**OPEN, "sid": "not a name"})

@@ -1,16 +1,24 @@
-"""The gateway process is killed and restarted mid-burst: the clients lose nothing,
-duplicate nothing, and keep the order (on Redis, so the log outlives the process)."""
+"""The gateway process is killed and restarted: mid-burst, the clients lose nothing,
+duplicate nothing, and keep the order (on Redis, so the log outlives the process); on the
+memory broker, which forgets every session, a client whose first start over is refused
+starts over again and is then really in the rooms its application had joined."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import uuid
+from typing import Any
 
+import httpx
 import pytest
 
-from rtclient import RoomEvent, SocketIOClient, SseClient
+from rtclient import Gap, RoomEvent, SocketIOClient, SseClient
+from rtclient.blocking import BlockingClient
+from rtclient.protocol import ClientEvent
 
-from .servers import REDIS_URL, SubprocessGateway, free_port, timeout
+from .servers import REDIS_URL, SubprocessGateway, free_port, timeout, wait_state
 
 
 def make(kind: str, url: str):
@@ -46,8 +54,7 @@ async def test_kill_and_restart_mid_burst(kind: str, redis_prefix: str):
             return [await pub.publish("burst", i) for i in range(50)]
 
         publishing = asyncio.create_task(burst())
-        while len(received) < 20:
-            await asyncio.sleep(0.01)
+        await wait_state(lambda: len(received) >= 20, 30, "the burst did not start")
         node.kill()  # SIGKILL: no goodbye, in the middle of the burst
         node = SubprocessGateway(port, env).start()
         acks = await asyncio.wait_for(publishing, timeout(60))
@@ -64,4 +71,103 @@ async def test_kill_and_restart_mid_burst(kind: str, redis_prefix: str):
     finally:
         for c in (sub, pub):
             await c.close()
+        node.kill()
+
+
+# A new session every 2 s from one address, 3 at once: the test drains it so that the
+# client's first start over is refused (rate_limited), and the next one, after its
+# retryAfter, is let in. Memory broker: a restarted gateway knows no session.
+LIMITED = {"GATEWAY_ADDRESS_SESSION_RATE": "0.5", "GATEWAY_ADDRESS_SESSION_BURST": "3",
+           "GATEWAY_PING_INTERVAL": "1", "GATEWAY_PING_TIMEOUT": "1"}
+
+
+class Restarted:
+    """One client of either driver, whose connection attempts wait at a gate (its token
+    callback, asked before every attempt) while the test restarts the gateway."""
+
+    def __init__(self, driver: str, transport: str, url: str) -> None:
+        self.events: list[ClientEvent] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.attempts = 0
+        self.blocking = driver == "blocking"
+        self.client: Any
+        if self.blocking:
+            self.client = BlockingClient(url, "/chat", transport=transport, on_event=self.events.append,
+                                         token=self._token, request_timeout=30)
+        elif transport == "sse":
+            self.client = SseClient(url, "/chat", token=self._atoken, request_timeout=30)
+        else:
+            self.client = SocketIOClient(url, "/chat", transports=[transport], token=self._atoken, request_timeout=30)
+        if not self.blocking:
+            for kind in ("event", "gap", "open"):
+                self.client.on(kind, self.events.append)
+        self.client.backoff.base, self.client.backoff.cap = 0.05, 0.5
+
+    def _token(self) -> str | None:
+        self.attempts += 1
+        assert self.gate.wait(timeout(30)), "the gate stayed closed"
+        return None
+
+    async def _atoken(self) -> str | None:
+        return await asyncio.to_thread(self._token)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        fn = getattr(self.client, method)
+        return await asyncio.to_thread(fn, *args) if self.blocking else await fn(*args)
+
+
+async def drain_new_sessions(url: str) -> float:
+    """Open new sessions until the gateway refuses one; its retryAfter."""
+    async with httpx.AsyncClient(base_url=url, timeout=timeout(10)) as http:
+        for _ in range(10):
+            async with http.stream("GET", "/sse/connect", params={"namespace": "/chat"}) as response:
+                if response.status_code == 429:
+                    return float((await response.aread() and response.json())["retryAfter"])
+                assert response.status_code == 200
+    raise AssertionError("the gateway never refused a new session")
+
+
+@pytest.mark.parametrize(("driver", "transport"), [
+    ("aio", "sse"), ("aio", "websocket"), ("blocking", "sse"), ("blocking", "websocket"),
+])
+async def test_a_refused_start_over_then_a_new_session_rejoins_the_rooms(driver: str, transport: str, caplog):
+    caplog.set_level(logging.INFO, logger="rtclient")
+    port = free_port()
+    node = SubprocessGateway(port, LIMITED).start()
+    sub = Restarted(driver, transport, node.url)
+    pub = None
+    try:
+        await sub.call("connect")
+        await sub.call("join", "lobby")
+        await sub.call("join", "gone")
+        await sub.call("leave", "gone")  # asked for, then left: not rejoined
+        old_sid = sub.client.sid
+        sub.gate.clear()  # every attempt from now on waits
+        node.kill()
+        node = SubprocessGateway(port, LIMITED).start()  # knows no session: the resume gets unknown_sid
+        waited = await drain_new_sessions(node.url)
+        assert waited > 0.5
+        tried = sub.attempts
+        sub.gate.set()  # resume (unknown_sid), start over (rate_limited), start over again (in)
+        await wait_state(lambda: sub.client.sid not in (None, old_sid) and "lobby" in sub.client.state.rooms,
+                         30, "the client did not start over and rejoin")
+        assert any("starting over failed" in r.getMessage() and "rate_limited" in r.getMessage()
+                   for r in caplog.records), "the first start over was not refused"
+        assert sub.attempts >= tried + 2
+        gaps = [e for e in sub.events if isinstance(e, Gap)]
+        assert [(g.room, g.reason) for g in gaps] == [("lobby", "session_lost")]
+        assert sub.client.state.rooms == {"lobby"}  # "gone" was left: not joined again
+        # The gateway really holds it in the room: another client's publish reaches it.
+        pub = SseClient(node.url, "/chat", request_timeout=30)
+        await pub.connect()  # rate_limited is retried after its retryAfter
+        await pub.join("lobby")
+        await pub.publish("lobby", "after the restart")
+        await wait_state(lambda: any(isinstance(e, RoomEvent) and e.data == "after the restart" for e in sub.events),
+                         10, "the publish did not reach the client")
+    finally:
+        sub.gate.set()
+        await sub.call("close")
+        if pub is not None:
+            await pub.close()
         node.kill()

@@ -144,7 +144,7 @@ async def test_gap_is_surfaced_as_an_event(server: ThreadedGateway):
             seen.append(await sub.next_event(timeout(10)))
     await asyncio.wait_for(until_gap(), timeout(15))
     recovery = [e for e in seen if isinstance(e, Recovery)]
-    gap = [e for e in seen if isinstance(e, Gap)][0]
+    gap = next(e for e in seen if isinstance(e, Gap))
     assert recovery and not recovery[0].complete
     assert gap.room == room and gap.reason == "log_trimmed"
     await sub.close(), await pub.close()

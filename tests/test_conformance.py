@@ -128,7 +128,7 @@ async def test_server_emits_to_sid_room_and_namespace(clients, transport, server
     await b.until(lambda: any(e["event"] == "everyone" for e in b.room_events()))
     await b.quiet()
     assert {e["event"] for e in b.room_events()} == {"everyone"}
-    personal = [e for e in a.room_events() if e["event"] == "notice"][0]
+    personal = next(e for e in a.room_events() if e["event"] == "notice")
     assert personal["room"] == a.sid and personal["sender"] is None
 
 

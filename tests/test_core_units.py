@@ -7,7 +7,6 @@ import pytest
 import gateway
 from gateway.core.acks import AckRegistry, AckState
 from gateway.core.delivery_log import RoomLog
-from gateway.messages import PublishRequest
 from gateway.wire.envelope import Envelope, decode_wire
 from gateway.wire.errors import (
     AckAlreadyUsed,
@@ -20,6 +19,7 @@ from gateway.wire.errors import (
     error_from_wire,
 )
 from gateway.wire.offsets import format_cursor, parse_cursor, parse_offset
+from gateway.wire.requests import Publish, decode_request
 
 
 def env(offset: str, ts: int = 1_000, room: str = "r") -> Envelope:
@@ -120,10 +120,10 @@ class TestEnvelopeAndRequests:
             decode_wire(b"{nope")
 
     def test_publish_request_aliases_and_reserved_names(self):
-        req = PublishRequest.parse(b'{"room":"r","clientEventId":"c1","includeSelf":true}')
-        assert req.client_event_id == "c1" and req.include_self and req.event == "message"
+        req = decode_request("publish", b'{"room":"r","clientEventId":"c1","includeSelf":true}')
+        assert req == Publish("r", "message", None, "c1", True)
         with pytest.raises(ValidationFailed):
-            PublishRequest.parse({"room": "r", "event": "recovery"})
+            decode_request("publish", {"room": "r", "event": "recovery"})
 
 
 class TestErrors:

@@ -93,7 +93,7 @@ def same(a: Any, b: Any, *, js: bool = False) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return float(a) == float(b) if js else a == b
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y, js=js) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y, js=js) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k], js=js) for k in a)
     return type(a) is type(b) and a == b
@@ -351,7 +351,7 @@ async def join_all(w: World, kind: str, room: Any) -> list[tuple[str, bool, Any]
     body = json.dumps({"room": room}).encode()
     answers = await asyncio.gather(r.raw.post(kind, body), client(r.sse), client(r.sio),
                                    *([r.node.emit(kind, {"room": room})] if r.node else []))
-    return list(zip(["raw", "sse", "sio", "node"], [a[0] for a in answers], [a[1] for a in answers]))
+    return list(zip(["raw", "sse", "sio", "node"][:len(answers)], [a[0] for a in answers], [a[1] for a in answers], strict=True))
 
 
 def publish_body(room: Any, event: Any, data: Any) -> bytes:
@@ -587,5 +587,5 @@ def test_sse_parser_any_split_same_frames(wire: bytes, cuts: list[int]) -> None:
     expected.feed(b"\n\n")  # whatever is pending ends
     parser = SseParser()
     bounds = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
-    frames = [f for a, b in zip(bounds, bounds[1:]) for f in parser.feed(wire[a:b])] + parser.feed(b"\n\n")
+    frames = [f for a, b in itertools.pairwise(bounds) for f in parser.feed(wire[a:b])] + parser.feed(b"\n\n")
     assert [(f.event, f.data) for f in frames] == [(f.event, f.data) for f in expected.frames]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
+import re
 import signal
+import time
 
 import pytest
 
@@ -12,7 +16,7 @@ from gateway.settings import Settings
 from gateway.transports.sse import SseChannel, SseTransport
 
 from .drivers import TRANSPORTS, expect_error, make_driver
-from .servers import SubprocessGateway, ThreadedGateway, wait_state
+from .servers import SubprocessGateway, ThreadedGateway, timeout, wait_state
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +71,14 @@ async def test_socketio_payload_over_max_is_cut_by_the_library():
         gw.stop()
 
 
-async def test_sigterm_sends_a_reconnect_hint_not_a_reset():
-    gw = SubprocessGateway().start()
+@pytest.mark.parametrize("module", [False, True], ids=["uvicorn gateway.main:app", "python -m gateway"])
+async def test_sigterm_sends_a_reconnect_hint_not_a_reset(module: bool):
+    gw = SubprocessGateway(module=module).start()
     sse = make_driver("sse-post", gw.url)
     sio = make_driver("socketio-websocket", gw.url)
     try:
         await sse.connect("/chat"), await sio.connect("/chat")
+        signalled = time.monotonic()
         stopped = asyncio.get_running_loop().run_in_executor(None, gw.terminate)
         await sse.until(lambda: bool(sse.control("close")), what="close frame")
         assert sse.control("close")[0] == {"reason": "shutdown", "reconnect": True}
@@ -85,10 +91,35 @@ async def test_sigterm_sends_a_reconnect_hint_not_a_reset():
         await sse.until(lambda: any(e == "__end__" for e, _ in sse.frames), what="stream end")
         # uvicorn re-raises the captured SIGTERM after its graceful shutdown
         assert await stopped in (0, -signal.SIGTERM)
+        # Promptly: the streams ended at the signal, not at a graceful-shutdown timeout
+        # (``python -m gateway``: 3 s; plain uvicorn: none, it would wait for ever).
+        assert time.monotonic() - signalled < timeout(2.5)
     finally:
         await sse.http.aclose()
         if gw.proc.poll() is None:
             gw.kill()
+
+
+def test_the_app_and_its_lifespan_leave_the_collector_alone():
+    before = gc.get_threshold(), gc.get_freeze_count()
+    gw = ThreadedGateway().start()  # create_app, and its lifespan's startup
+    try:
+        assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    finally:
+        gw.stop()
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_python_m_gateway_tunes_the_collector():
+    gw = SubprocessGateway(env={"GATEWAY_GC_THRESHOLD": "12345", "GATEWAY_LOG_LEVEL": "INFO"}, module=True).start()
+    try:
+        tuned = [line for line in gw.output if "garbage collector" in line]
+        assert len(tuned) == 1
+        match = re.search(r"threshold (\d+), (\d+) objects frozen", json.loads(tuned[0])["msg"])
+        assert match and int(match.group(1)) == 12345
+        assert int(match.group(2)) > 10_000  # the app, built before, is frozen with the modules
+    finally:
+        gw.terminate()
 
 
 async def test_slow_sse_consumer_is_cut_and_counted():

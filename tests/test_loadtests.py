@@ -35,11 +35,15 @@ async def locust(tmp_path: pathlib.Path, host: str, *extra: str, users: int = 8,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout(seconds + 40))
     assert proc.returncode == 0, out.decode()[-3000:]
-    with open(f"{prefix}_stats.csv") as f:
-        stats = {(r["Type"], r["Name"]): r for r in csv.DictReader(f) if r["Type"]}
-    with open(f"{prefix}_failures.csv") as f:
-        failures = [(r["Method"], r["Name"], r["Error"], int(r["Occurrences"])) for r in csv.DictReader(f)]
+    stats = {(r["Type"], r["Name"]): r for r in _csv_rows(f"{prefix}_stats.csv") if r["Type"]}
+    failures = [(r["Method"], r["Name"], r["Error"], int(r["Occurrences"])) for r in _csv_rows(f"{prefix}_failures.csv")]
     return {"stats": stats, "failures": failures, "output": out.decode()}
+
+
+def _csv_rows(path: str) -> list[dict[str, str]]:
+    """A CSV file Locust wrote, once it has exited (small: read in one go)."""
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def count(result: dict, kind: str, name: str, field: str = "Request Count") -> int:

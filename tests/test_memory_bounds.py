@@ -237,9 +237,7 @@ async def test_a_redis_stream_expires_after_the_log_age_and_its_end_is_remembere
         assert 0 < await redis_client.pttl(stream) <= 400  # refreshed by each append
         assert 400 < await redis_client.pttl(meta) <= 5_600
         assert int(await redis_client.hget(meta, "bytes")) > 2_000
-        async with asyncio.timeout(timeout(5)):
-            while await redis_client.exists(stream):
-                await asyncio.sleep(0.05)  # Redis expires it; nothing to await but its absence
+        await _expired(redis_client, stream)
         assert await gw.arun(broker.position("/chat", r)) == last
         assert (await gw.arun(broker.replay("/chat", r, last))).complete
         assert not (await gw.arun(broker.replay("/chat", r, first))).complete
@@ -249,9 +247,7 @@ async def test_a_redis_stream_expires_after_the_log_age_and_its_end_is_remembere
         assert replay.complete and [e.offset for e in replay.events] == [after]
         assert not (await gw.arun(broker.replay("/chat", r, first))).complete
         # Once its meta hash has expired too (deleted here), an offset of this data set is complete.
-        async with asyncio.timeout(timeout(5)):
-            while await redis_client.exists(stream):
-                await asyncio.sleep(0.05)
+        await _expired(redis_client, stream)
         await redis_client.delete(meta)
         assert (await gw.arun(broker.replay("/chat", r, first))).complete
         assert not (await gw.arun(broker.replay("/chat", r, "1000-0"))).complete  # before this data set
@@ -259,6 +255,15 @@ async def test_a_redis_stream_expires_after_the_log_age_and_its_end_is_remembere
         keys = [key async for key in redis_client.scan_iter(match=f"{prefix}:*")]
         if keys:
             await redis_client.delete(*keys)
+
+
+async def _expired(redis_client: aioredis.Redis, key: str) -> None:
+    """Wait out ``key``'s time to live. There is nothing to await but time: Redis treats a key
+    as gone from the millisecond its TTL ends (expiry is checked on every access)."""
+    left = await redis_client.pttl(key)
+    assert 0 < left <= timeout(5) * 1000, left  # it does expire, and soon
+    await asyncio.sleep(left / 1000 + 0.01)
+    assert not await redis_client.exists(key)
 
 
 async def test_a_redis_stream_is_bounded_in_bytes(gateways, redis_prefix: str, redis_client: aioredis.Redis):
@@ -310,8 +315,9 @@ async def _silent_sse_reader(port: int) -> tuple[asyncio.StreamReader, asyncio.S
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
     writer.write(b"GET /sse/connect?namespace=/chat HTTP/1.1\r\nHost: t\r\n\r\n")
-    while not (line := await reader.readline()).startswith(b"data: {"):
-        assert line, "stream ended before open"
+    async with asyncio.timeout(timeout(5)):
+        while not (line := await reader.readline()).startswith(b"data: {"):
+            assert line, "stream ended before open"
     return reader, writer, orjson.loads(line[6:])["sid"]
 
 

@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -52,8 +53,12 @@ class Inbox:
         self.changed.set()
 
     async def until(self, count: int, wait: float = 20) -> list[RoomEvent]:
+        """Wait (bounded) until ``count`` events have come."""
+        return await self.until_true(lambda events: len(events) >= count, wait)
+
+    async def until_true(self, done: Callable[[list[RoomEvent]], bool], wait: float = 20) -> list[RoomEvent]:
         async def watch() -> None:
-            while len(self.events) < count:
+            while not done(self.events):
                 self.changed.clear()
                 await self.changed.wait()
         await asyncio.wait_for(watch(), timeout(wait))
@@ -71,15 +76,26 @@ async def test_sse_posts_alternate_nodes_and_everyone_gets_everything_once(clust
     for c in clients:
         await c.connect()
         await c.join(room)
+    names = ("sse", "sio_b", "sio_a")
     acks: dict[str, list[str]] = collections.defaultdict(list)
     for i in range(10):
-        for name, c in zip(("sse", "sio_b", "sio_a"), clients):
+        for name, c in zip(names, clients, strict=True):
             acks[name].append((await c.publish(room, {"from": name, "i": i}))["offset"])
-    for inbox, mine in zip(inboxes, ("sse", "sio_b", "sio_a")):
-        got = await inbox.until(20)
-        await asyncio.sleep(0)  # nothing more is expected; anything extra would be a duplicate
-        others = [e for e in got if e.data["from"] != mine]
-        assert len(got) == 20 and len(others) == 20
+    # A last event after the checked ones, from the server side so that everyone gets it: a
+    # room's events reach each member in offset order, so a duplicate of any checked event
+    # would come before this one. Once it is in, nothing late can still be on its way.
+    async with httpx.AsyncClient(base_url=nodes[0].url) as http:
+        end = await http.post("/api/publish", json={"namespace": "/chat", "room": room, "event": "end"},
+                              headers={"Authorization": "Bearer scaleout-api-secret"})
+        assert end.status_code == 200, end.text
+    for c, inbox, mine in zip(clients, inboxes, names, strict=True):
+        got = await inbox.until_true(lambda events: any(e.event == "end" for e in events))
+        # A repeated offset is dropped by the client and counted; anything else repeated
+        # would be a 21st event before the end.
+        assert c.state.stats.duplicates == 0, mine
+        assert [e.event for e in got].index("end") == len(got) - 1 == 20, [e.data for e in got]
+        others = [e for e in got[:-1] if e.data["from"] != mine]
+        assert len(others) == 20
         for name in {"sse", "sio_b", "sio_a"} - {mine}:
             assert [e.data["i"] for e in others if e.data["from"] == name] == list(range(10))
             assert [e.offset for e in others if e.data["from"] == name] == acks[name]
@@ -114,7 +130,7 @@ async def test_node_killed_mid_burst_clients_resume_on_the_other(cluster):
         await pub.publish(room, i)
         if i == 20:
             await asyncio.get_running_loop().run_in_executor(None, victim.kill)
-    for s, inbox, sid in zip(subs, inboxes, sids):
+    for s, inbox, sid in zip(subs, inboxes, sids, strict=True):
         got = await inbox.until(total, 30)
         assert [e.data for e in got] == list(range(total)), type(s).__name__  # once each, in order
         assert s.sid == sid and inbox.gaps == []

@@ -31,7 +31,7 @@ from .servers import ThreadedGateway, timeout
 pytestmark = pytest.mark.serial
 
 API_TOKEN = "schemathesis-api-token-0123456789"
-SETTINGS = dict(ping_interval=1.0, ping_timeout=1.0, api_token=API_TOKEN, session_publish_rate=0, address_session_rate=0)
+SETTINGS = {"ping_interval": 1.0, "ping_timeout": 1.0, "api_token": API_TOKEN, "session_publish_rate": 0, "address_session_rate": 0}
 # The operations are known when the tests are collected, from the app itself; the live
 # gateway's /openapi.json is checked to be this very document (``live``). (Schemathesis's
 # lazy loading from a fixture, schemathesis.pytest.from_fixture, fails under pytest 9.)

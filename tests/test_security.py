@@ -120,7 +120,7 @@ async def test_the_owner_resuming_elsewhere_replaces_its_old_connection_with_a_c
 
 async def test_server_call_ack_ids_are_unguessable_and_bound_to_their_session(clients, server):
     """SSE + POST acks by id (Socket.IO acks travel on the call's own connection)."""
-    victim, attacker, r = await _victim_and_attacker(clients, "sse-post")
+    victim, attacker, _ = await _victim_and_attacker(clients, "sse-post")
     victim.answer = lambda event, data: "mine"
     for _ in range(3):
         assert await server.arun(server.gateway.call("/chat", victim.sid, "ping-me", None)) == "mine"

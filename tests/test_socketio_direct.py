@@ -13,7 +13,7 @@ import socket
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from .drivers import SocketIODriver, make_driver
+from .drivers import Driver, SocketIODriver, make_driver
 from .servers import ThreadedGateway, timeout, wait_state
 
 
@@ -22,23 +22,27 @@ def _ws_url(gw: ThreadedGateway, sid: str | None = None) -> str:
     return url + (f"&sid={sid}" if sid else "")
 
 
+async def _fifty_in_order(gw: ThreadedGateway, pub: Driver, transports: list[str]) -> None:
+    sub = SocketIODriver(gw.url, transports)
+    await sub.connect("/chat")
+    room = "direct-" + "-".join(transports)
+    await sub.join(room), await pub.join(room)
+    if transports[0] == "polling":
+        await sub.until(lambda: sub.upgraded() == "websocket", what="the upgrade")
+    for i in range(50):
+        await pub.publish(room, i)
+    await sub.until(lambda: len(sub.room_events(room)) >= 50, what="fifty events")
+    assert [e["data"] for e in sub.room_events(room)] == list(range(50))
+    await sub.close()
+
+
 async def test_both_websocket_kinds_get_room_events_in_order() -> None:
     gw = ThreadedGateway().start()
     try:
         pub = make_driver("sse-post", gw.url)
         await pub.connect("/chat")
         for transports in (["websocket"], ["polling", "websocket"]):  # direct, and upgraded from polling
-            sub = SocketIODriver(gw.url, transports)
-            await sub.connect("/chat")
-            room = "direct-" + "-".join(transports)
-            await sub.join(room), await pub.join(room)
-            if transports[0] == "polling":
-                await sub.until(lambda: sub.upgraded() == "websocket", what="the upgrade")
-            for i in range(50):
-                await pub.publish(room, i)
-            await sub.until(lambda: len(sub.room_events(room)) >= 50, what="fifty events")
-            assert [e["data"] for e in sub.room_events(room)] == list(range(50))
-            await sub.close()
+            await _fifty_in_order(gw, pub, transports)
         await pub.close()
     finally:
         gw.stop()

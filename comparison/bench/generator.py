@@ -156,7 +156,7 @@ class Meter:
         deliveries = (self.phase.deliveries if self.phase is not None else self.sink.delivered) - self.deliveries
         server_cpu = cpu_seconds(self.server) - self.server_cpu
         my_cpu = cpu_seconds(self.me) - self.my_cpu
-        busy, irq, steal = (now - before for now, before in zip(core_seconds(self.cpus), self.cores))
+        busy, irq, steal = (now - before for now, before in zip(core_seconds(self.cpus), self.cores, strict=True))
         # redis-server is not pinned: on a two-core machine it runs on the two cores, so it is
         # taken out of "other load" and reported on its own.
         broker_cpu = self._broker_seconds() - self.broker_cpu

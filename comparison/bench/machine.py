@@ -17,7 +17,7 @@ from .servers import ROOT
 
 PYTHON_PACKAGES = (
     "uvicorn", "uvloop", "httptools", "websockets", "wsproto", "python-socketio", "python-engineio",
-    "fastapi", "starlette", "sse-starlette", "pydantic", "orjson", "psutil",
+    "fastapi", "starlette", "pydantic", "orjson", "psutil",
 )
 NODE_PACKAGES = ("socket.io", "engine.io", "ws", "socket.io-adapter", "socket.io-parser")
 

@@ -276,9 +276,8 @@ class WsReader:
                 start = 4
             else:
                 start = 2
-            if length < 126 or start == 4:
-                if start + length == len(data) and length > self.short:
-                    return data, len(data), []
+            if (length < 126 or start == 4) and start + length == len(data) and length > self.short:
+                return data, len(data), []
         buf = self.buf + data if self.buf else data
         pos, n = 0, len(buf)
         frames: list[tuple[int, bytes]] = []

@@ -29,7 +29,7 @@ def fmt(value: float, style: Style = "num") -> str:
     if style == "pct":
         return f"{value:.0f}"
     if style == "int":
-        return f"{int(round(value)):,}"
+        return f"{round(value):,}"
     magnitude = abs(value)
     if magnitude >= 100:
         text = f"{value:,.0f}"

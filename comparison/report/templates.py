@@ -6,7 +6,7 @@ from typing import Final
 
 METHOD: Final = [
     "Each cell is one transport (one Locust user class) behind one proxy profile at one load. Every repeat starts "
-    "a fresh gateway (`uvicorn gateway.main:app`, uvloop + httptools) and a fresh proxy, warms up with a short run "
+    "a fresh gateway (`python -m gateway`: uvloop + httptools, as the README serves it) and a fresh proxy, warms up with a short run "
     "of the same transport in another namespace, then runs Locust headless for the cell's duration.",
     "\"Direct\" cells go through the proxy's `passthrough` profile (it forwards everything, WebSocket included), so "
     "every cell has the same single proxy hop and its bytes and requests are counted. The proxy's CPU is measured "

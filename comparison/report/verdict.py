@@ -152,7 +152,7 @@ def _rule(results: Results, scenario: str, a_key: str, b_key: str) -> list[Sente
             b.put(f"{tag}_a", ta)
             b.put(f"{tag}_b", tc)
             u = b.put(f"{tag}_users", users_of(a), "int")
-            winner, loser = (a, c) if ta.value <= tc.value else (c, a)
+            winner = a if ta.value <= tc.value else c
             w, l_ = (f"{tag}_a", f"{tag}_b") if winner is a else (f"{tag}_b", f"{tag}_a")
             ratio = b.derive(f"{tag}_x", "ratio", [l_, w])
             name = "even" if b.value(f"{tag}_x") < SIMILAR else transport_of(winner)

@@ -60,10 +60,13 @@ from gateway.brokers.redis_streams import (
     StreamState,
     decode_entry,
     decode_fanout,
+    dedup_key,
     judge_replay,
     meta_key,
+    ms,
     publish_call,
     since_key,
+    stream_key,
 )
 from gateway.core.delivery_log import Replay
 from gateway.core.sessions import SessionRecord
@@ -79,10 +82,6 @@ T = TypeVar("T")
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +175,10 @@ class RedisBroker:
         self._on_publication = None
         for task in list(self._commands):
             task.cancel()
-        task, self._listener = self._listener, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task], timeout=self._timeout)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.wait([listener], timeout=self._timeout)
         self._set_ready(False)
         await self._redis.aclose()
 
@@ -368,9 +367,6 @@ class RedisBroker:
             log.warning("redis: could not %s: %s: %s", what, type(exc).__name__, exc)
             raise BrokerUnavailable(f"the broker could not {what}") from exc
 
-    def _stream(self, namespace: str, room: str) -> str:
-        return f"{self._prefix}:log:{namespace}:{room}"
-
     async def publish(self, draft: Envelope, include_sender: bool, dedup: Dedup | None = None) -> Envelope:
         keys, args = publish_call(self._prefix, self._settings, draft, include_sender, dedup)
         offset, ts = await self._call(
@@ -384,7 +380,7 @@ class RedisBroker:
     async def position(self, namespace: str, room: str) -> str:
         last = await self._call(
             f"read the position of {namespace} {room}",
-            self._position(keys=[self._stream(namespace, room), meta_key(self._prefix, namespace, room)]),
+            self._position(keys=[stream_key(self._prefix, namespace, room), meta_key(self._prefix, namespace, room)]),
         )
         return _text(last)
 
@@ -394,8 +390,8 @@ class RedisBroker:
         reply: list[Any] = await self._call(
             f"replay {namespace} {room}",
             self._replay(
-                keys=[self._stream(namespace, room), meta_key(self._prefix, namespace, room), since_key(self._prefix)],
-                args=[after, s.log_max_length, _ms(s.log_max_age), s.log_max_bytes],
+                keys=[stream_key(self._prefix, namespace, room), meta_key(self._prefix, namespace, room), since_key(self._prefix)],
+                args=[after, s.log_max_length, ms(s.log_max_age), s.log_max_bytes],
             ),
         )
         now_ms = int(reply[1])
@@ -405,7 +401,7 @@ class RedisBroker:
             ended = _text(reply[2])
             complete = judge_replay(
                 after, None, now_ms, ended=parse_offset(ended) if ended else None,
-                max_age_ms=_ms(s.log_max_age), since_ms=since_ms,
+                max_age_ms=ms(s.log_max_age), since_ms=since_ms,
             )
             return Replay([], complete)
         last, max_deleted, added, length, first, entries = reply[2:8]
@@ -421,14 +417,14 @@ class RedisBroker:
         return Replay(events, complete)
 
     async def dedup_get(self, key: str) -> Any | None:
-        raw = await self._call("read a dedup entry", self._redis.get(f"{self._prefix}:dedup:{key}"))
+        raw = await self._call("read a dedup entry", self._redis.get(dedup_key(self._prefix, key)))
         return None if raw is None else orjson.loads(raw)
 
     async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
         ack = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
         if len(ack) > self._settings.dedup_entry_max_bytes:
             return  # not kept: its TTL bounds how long, this how much
-        await self._call("write a dedup entry", self._redis.set(f"{self._prefix}:dedup:{key}", ack, px=_ms(ttl)))
+        await self._call("write a dedup entry", self._redis.set(dedup_key(self._prefix, key), ack, px=ms(ttl)))
 
     async def sweep(self) -> None:
         """Nothing to do: streams, their meta hashes and dedup entries expire in Redis."""
@@ -442,7 +438,7 @@ class RedisBroker:
              "rooms": record.rooms, "node": record.node, "key": record.key_hash}
         )
         await self._call(
-            "save a session", self._redis.set(f"{self._prefix}:session:{record.sid}", body, px=_ms(ttl))
+            "save a session", self._redis.set(f"{self._prefix}:session:{record.sid}", body, px=ms(ttl))
         )
 
     async def load_session(self, sid: str) -> SessionRecord | None:
@@ -460,7 +456,7 @@ class RedisBroker:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(f"{self._prefix}:session:{sid}")
                 if expired:
-                    pipe.set(f"{self._prefix}:expired:{sid}", key_hash.encode(), px=_ms(ttl))
+                    pipe.set(f"{self._prefix}:expired:{sid}", key_hash.encode(), px=ms(ttl))
                 await pipe.execute()
 
         await self._call("drop a session", drop())
@@ -469,7 +465,7 @@ class RedisBroker:
         found = await self._call(
             "check a session tombstone", self._redis.get(f"{self._prefix}:expired:{sid}")
         )
-        return None if found is None else bytes(found).decode()
+        return None if found is None else _text(found)
 
 
 __all__ = ["FanoutGap", "RedisBroker"]

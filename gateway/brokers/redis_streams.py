@@ -39,7 +39,7 @@ Offset = tuple[int, int]
 
 # Shared by every script: Redis's clock, id comparison, XINFO as a table, the trim.
 LUA_LIB = """
-local function now_ms()
+local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
@@ -125,7 +125,7 @@ end
 # one that vanished sooner was lost by Redis, and everything before the new first entry
 # is a gap. (ENTRIESADDED 2 tells the gap rule this stream has a past.)
 PUBLISH = LUA_LIB + """
-local now = now_ms()
+local now = nowms()
 local ts = string.format('%d', now)
 local max_age = tonumber(ARGV[3])
 local id_arg = '*'
@@ -161,7 +161,7 @@ return {id, ts}
 # stream's state and the entries after ``after`` in one atomic step, so the gap verdict
 # matches the entries returned. Without a stream: where it ended (if known) instead.
 REPLAY = LUA_LIB + """
-local now = now_ms()
+local now = nowms()
 local ts = string.format('%d', now)
 local since = redis.call('GET', KEYS[3]) or ''
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -197,7 +197,12 @@ def since_key(prefix: str) -> str:
     return f"{prefix}:logs-since"
 
 
-def _ms(seconds: float) -> int:
+def dedup_key(prefix: str, key: str) -> str:
+    return f"{prefix}:dedup:{key}"
+
+
+def ms(seconds: float) -> int:
+    """A duration as Redis's milliseconds, never 0 (an expiry of 0 would be refused)."""
     return max(1, round(seconds * 1000))
 
 
@@ -208,14 +213,14 @@ def publish_call(
     s = settings
     keys = [
         stream_key(prefix, draft.namespace, draft.room),
-        f"{prefix}:dedup:{dedup.key}" if dedup else "",
+        dedup_key(prefix, dedup.key) if dedup else "",
         meta_key(prefix, draft.namespace, draft.room),
         since_key(prefix),
     ]
     args = [
-        f"{prefix}:fanout", s.log_max_length, _ms(s.log_max_age), encode_entry(draft),
-        "1" if include_sender else "0", _ms(dedup.ttl) if dedup else 0, orjson.dumps(draft.room),
-        s.log_max_bytes, _ms(s.log_max_age + s.ping_timeout + s.recovery_window),
+        f"{prefix}:fanout", s.log_max_length, ms(s.log_max_age), encode_entry(draft),
+        "1" if include_sender else "0", ms(dedup.ttl) if dedup else 0, orjson.dumps(draft.room),
+        s.log_max_bytes, ms(s.log_max_age + s.ping_timeout + s.recovery_window),
     ]
     return keys, args
 
@@ -325,6 +330,6 @@ def decode_fanout(raw: bytes) -> Publication:
 
 __all__ = [
     "LUA_LIB", "POSITION", "PUBLISH", "REPLAY", "StreamState",
-    "decode_entry", "decode_fanout", "encode_entry", "judge_replay",
-    "meta_key", "publish_call", "since_key", "stream_key",
+    "decode_entry", "decode_fanout", "dedup_key", "encode_entry", "judge_replay",
+    "meta_key", "ms", "publish_call", "since_key", "stream_key",
 ]

@@ -28,9 +28,9 @@ from gateway.core.namespaces import Namespace
 from gateway.core.rooms import Rooms
 from gateway.core.sessions import Channel, Session, SessionState, hash_key, key_matches, new_key, new_sid
 from gateway.core.transport import Transport
-from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.wire import frames
 from gateway.wire.envelope import Envelope, check_data, server_event
 from gateway.wire.errors import (
     AckTimeout,
@@ -48,6 +48,7 @@ from gateway.wire.errors import (
     ValidationFailed,
 )
 from gateway.wire.offsets import parse_offset
+from gateway.wire.requests import Ack, Close, Emit, Join, Leave, Publish, Request, decode_request
 
 log = logging.getLogger("gateway")
 
@@ -105,8 +106,7 @@ class Gateway:
         self.closing = True
         for session in list(self.sessions.values()):
             if session.channel is not None:
-                session.channel.send("close", {"reason": "shutdown", "reconnect": True})
-                session.channel.close("shutdown")
+                _send_away(session.channel, "shutdown", reconnect=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.broker.close()
@@ -203,8 +203,7 @@ class Gateway:
             # The owner (it holds the key) came back on another connection: the old one
             # is told not to fight for the session, then ended.
             self._stop_expiry(session)
-            previous.send("close", {"reason": "replaced", "reconnect": False})
-            previous.close("replaced")
+            _send_away(previous, "replaced", reconnect=False)
         session.state = SessionState.CONNECTED
         session.channel = channel
         session.transport = channel.transport
@@ -229,14 +228,15 @@ class Gateway:
         if channel is None or resume is None:
             return
         self._start_expiry(session, channel)
-        channel.send("open", self.handshake(session))
+        _send(channel, self.handshake(session))
         if session.state is SessionState.CONNECTED and resume.replays:
-            missed, gaps = [], []
+            missed: list[Envelope] = []
+            gaps: list[tuple[str, str | None]] = []
             for room, replay in resume.replays.items():
                 # its own events stay out unless it asked for them, as in the live fan-out
                 missed += [e for e in replay.events if e.sender != session.sid or e.echo]
                 if not replay.complete:
-                    gaps.append({"room": room, "after": session.positions.get(room)})
+                    gaps.append((room, session.positions.get(room)))
             # One write: a long replay is not a slow consumer.
             channel.replay(session, missed)
             replayed = len(missed)
@@ -244,23 +244,21 @@ class Gateway:
                 return  # the connection failed under the replay; the session resumes again
             self.metrics.replayed.inc(replayed)
             self.metrics.gaps.inc(len(gaps))
-            channel.send(
-                "recovery",
-                {"recovered": True, "complete": not gaps, "replayed": replayed, "gaps": gaps},
-            )
+            _send(channel, frames.Recovery(recovered=True, complete=not gaps, replayed=replayed, gaps=tuple(gaps)))
         self._go_live(session)
 
-    def handshake(self, session: Session) -> dict[str, Any]:
+    def handshake(self, session: Session) -> frames.Open:
+        """The session's ``open`` frame."""
         s = self.settings
-        return {
-            "sid": session.sid,
-            "key": session.key,  # only ever sent on the session's own connection
-            "namespace": session.namespace,
-            "pingInterval": int(s.ping_interval * 1000),
-            "pingTimeout": int(s.ping_timeout * 1000),
-            "maxPayload": s.max_payload,
-            "rooms": [r for r in session.rooms if r not in (session.sid, ALL)],
-        }
+        return frames.Open(
+            sid=session.sid,
+            key=session.key,  # only ever sent on the session's own connection
+            namespace=session.namespace,
+            ping_interval=int(s.ping_interval * 1000),
+            ping_timeout=int(s.ping_timeout * 1000),
+            max_payload=s.max_payload,
+            rooms=tuple(r for r in session.rooms if r not in (session.sid, ALL)),
+        )
 
     def detach(self, session: Session, channel: Channel, reason: str) -> None:
         """The connection ended; the session stays recoverable for the recovery window.
@@ -269,13 +267,8 @@ class Gateway:
         """
         if session.channel is not channel or session.state is not SessionState.CONNECTED:
             return  # a stale connection that a resume already replaced
-        self._leave_live(session)
-        self._end_replay(session)
-        self._stop_expiry(session)
-        self._resumes.pop(session.sid, None)
-        session.state = SessionState.DETACHED
+        self._release(session, SessionState.DETACHED)
         session.detached_at = time.monotonic()
-        session.channel = None
         self._cancel_calls(session, reason)
         log.info("session detached", extra={"sid": session.sid, "reason": reason})
         self._background(self.broker.save_session(session.record(self.broker.node), self._session_ttl))
@@ -288,12 +281,7 @@ class Gateway:
     def close(self, session: Session, reason: str, *, expired: bool = False) -> None:
         """End a session for good: rooms released, pending calls cancelled."""
         channel = session.channel
-        self._leave_live(session)
-        self._end_replay(session)
-        self._stop_expiry(session)
-        self._resumes.pop(session.sid, None)
-        session.state = SessionState.CLOSED
-        session.channel = None
+        self._release(session, SessionState.CLOSED)
         self.sessions.pop(session.sid, None)
         self._cancel_calls(session, reason)
         if channel is not None:
@@ -337,17 +325,22 @@ class Gateway:
 
     def _forget(self, session: Session) -> None:
         """Drop a local copy without touching the shared record (another node owns it now)."""
+        self._release(session, SessionState.CLOSED)
+        self.sessions.pop(session.sid, None)
+
+    def _release(self, session: Session, state: SessionState) -> None:
+        """Take ``session`` off its connection: out of the live rooms, no replay, no expiry timer."""
         self._leave_live(session)
         self._end_replay(session)
         self._stop_expiry(session)
         self._resumes.pop(session.sid, None)
-        self.sessions.pop(session.sid, None)
-        session.state = SessionState.CLOSED
+        session.state = state
+        session.channel = None
 
     # -- requests that may be routed -----------------------------------------
 
-    async def request(self, sid: str, key: str | None, op: str, body: Any) -> Any:
-        """Run a client request for ``sid`` here, or on the node that holds the session.
+    async def request(self, sid: str, key: str | None, request: Request) -> Any:
+        """``handle`` ``request`` for ``sid`` here, or on the node that holds the session.
 
         ``key`` is the session's private key; without the right one the answer is
         ``UnknownSession``, as for a sid that never existed. This is what lets SSE +
@@ -367,42 +360,46 @@ class Gateway:
             elif record.node != self.broker.node:
                 if session is not None:
                     self._forget(session)
-                payload = body.model_dump(by_alias=True) if hasattr(body, "model_dump") else {}
                 return await self.broker.route(
-                    record.node, Command(op, sid, payload), self.settings.route_timeout
+                    record.node, Command(request.OP, sid, request.encode()), self.settings.route_timeout
                 )
             elif session is None:
                 raise _unknown(sid)
-        return await self._perform(session, op, body)
+        return await self.handle(session, request)
 
     async def _command(self, command: Command) -> Any:
-        """A request another node routed here."""
+        """A request another node routed here: checked again, as any request that enters a node."""
         session = self.sessions.get(command.sid)
         if session is None:
             raise UnknownSession(f"no session {command.sid!r} on this node", sid=command.sid)
-        model = _REQUESTS.get(command.op)
-        return await self._perform(session, command.op, model.parse(command.body) if model else None)
+        return await self.handle(session, decode_request(command.op, command.body))
 
-    async def _perform(self, session: Session, op: str, body: Any) -> Any:
+    async def handle(self, session: Session, request: Request) -> Any:
+        """Run one client request for ``session``, whichever transport carried it: the one dispatch.
+
+        ``request`` comes from ``decode_request``. Refused with ``TokenExpired`` once the
+        session's token has expired (its connection is ended then too, but a request may
+        race the timer).
+        """
         if session.expires_at is not None and time.time() >= session.expires_at:
             raise TokenExpired("the session's token has expired: reconnect with a fresh one")
-        if op == "join":
-            return await self.join(session, body)
-        if op == "leave":
-            return await self.leave(session, body)
-        if op == "publish":
-            return await self.publish(session, body)
-        if op == "emit":
-            return await self.emit_event(session, body)
-        if op == "ack":
-            return await self.resolve_ack(session, body)
-        if op == "close":
-            return self.close(session, "client closed")
-        raise ValueError(f"unknown op {op!r}")
+        match request:
+            case Join():
+                return await self._join(session, request)
+            case Leave():
+                return await self._leave(session, request)
+            case Publish():
+                return await self._publish(session, request)
+            case Emit():
+                return await self._emit_event(session, request)
+            case Ack():
+                return self._resolve_ack(session, request)
+            case Close():
+                return self.close(session, "client closed")
 
     # -- client requests -----------------------------------------------------
 
-    async def join(self, session: Session, request: JoinRequest) -> dict[str, Any]:
+    async def _join(self, session: Session, request: Join) -> dict[str, Any]:
         room = request.room
         if room in session.rooms:
             return {"room": room, "offset": session.rooms[room]}
@@ -421,12 +418,11 @@ class Gateway:
         except GatewayError:
             if live:
                 self.rooms.discard(session, room)
-                self.transports[session.transport].detach(session, room)
             raise
         session.rooms[room] = offset
         session.positions.setdefault(room, offset)
         if session.channel is not None:
-            session.channel.send("joined", {"room": room, "offset": offset})
+            _send(session.channel, frames.Joined(room, offset))
         await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         return {"room": room, "offset": offset}
 
@@ -440,7 +436,7 @@ class Gateway:
         if not await self.namespaces[session.namespace].may_join(session, room):
             raise ForbiddenRoom(f"not allowed to join {room!r}", room=room)
 
-    async def leave(self, session: Session, request: LeaveRequest) -> dict[str, Any]:
+    async def _leave(self, session: Session, request: Leave) -> dict[str, Any]:
         room = request.room
         if room in (session.sid, ALL):
             raise ForbiddenRoom("a session cannot leave its personal room", room=room)
@@ -448,15 +444,14 @@ class Gateway:
             raise NotJoined(f"not in room {room!r}", room=room)
         if session.live:
             self.rooms.discard(session, room)
-            self.transports[session.transport].detach(session, room)
         del session.rooms[room]
         session.positions.pop(room, None)
         if session.channel is not None:
-            session.channel.send("left", {"room": room})
+            _send(session.channel, frames.Left(room))
         await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
         return {"room": room}
 
-    async def publish(self, session: Session, request: PublishRequest) -> dict[str, Any]:
+    async def _publish(self, session: Session, request: Publish) -> dict[str, Any]:
         """Log and fan out a room event; the ack (its offset) comes once it is in the log."""
         self.limits.request(session)  # before anything else: refused, it changes nothing
         await self._admit(session, request.room)
@@ -469,11 +464,13 @@ class Gateway:
             logged = await self.broker.publish(draft, request.include_self, dedup)
             return {"room": logged.room, "offset": logged.offset}
 
-        return await self.dedup.once(
+        # A retransmission's answer is the stored ack of the first: the same shape
+        acked: dict[str, Any] = await self.dedup.once(
             self._dedup_key(session, request.client_event_id), publish, logs_itself=True
         )
+        return acked
 
-    async def emit_event(self, session: Session, request: EmitRequest) -> Any:
+    async def _emit_event(self, session: Session, request: Emit) -> Any:
         """Run the namespace's handler; its return value is the ack."""
         self.limits.request(session)
         handler = self.namespaces[session.namespace].handlers.get(request.event)
@@ -490,7 +487,7 @@ class Gateway:
 
         return await self.dedup.once(self._dedup_key(session, request.client_event_id), run)
 
-    async def resolve_ack(self, session: Session, request: AckRequest) -> None:
+    def _resolve_ack(self, session: Session, request: Ack) -> None:
         ack = self.acks.resolve(request.ack_id, session.sid, request.result)
         if ack.waiter is not None and not ack.waiter.done():
             ack.waiter.set_result(request.result)
@@ -602,15 +599,12 @@ class Gateway:
 
     def _add_live(self, session: Session, room: str) -> None:
         self.rooms.add(session, room)
-        self.transports[session.transport].attach(session, room)
 
     def _leave_live(self, session: Session) -> None:
         if not session.live or session.channel is None:
             return
-        transport = self.transports[session.transport]
         for room in session.rooms:
             self.rooms.discard(session, room)
-            transport.detach(session, room)
 
     def _fanout_gap(self) -> None:
         """Fan-out to this node was interrupted: live sessions may have missed events.
@@ -620,8 +614,7 @@ class Gateway:
         """
         for session in list(self.sessions.values()):
             if session.channel is not None:
-                session.channel.send("close", {"reason": "broker_gap", "reconnect": True})
-                session.channel.close("broker_gap")
+                _send_away(session.channel, "broker_gap", reconnect=True)
 
     def _start_expiry(self, session: Session, channel: Channel) -> None:
         """End the connection when the session's token expires; the client reconnects with a fresh one."""
@@ -641,8 +634,7 @@ class Gateway:
         session.expiry = None
         if session.channel is channel and session.state is SessionState.CONNECTED:
             self.metrics.rejected.labels(TokenExpired.code).inc()
-            channel.send("close", {"reason": "token_expired", "reconnect": True})
-            channel.close("token_expired")
+            _send_away(channel, "token_expired", reconnect=True)
 
     def _cancel_calls(self, session: Session, reason: str) -> None:
         for ack in self.acks.cancel_session(session.sid):
@@ -695,10 +687,14 @@ class Gateway:
         return self.metrics.render()
 
 
-_REQUESTS: dict[str, Any] = {
-    "join": JoinRequest, "leave": LeaveRequest, "publish": PublishRequest,
-    "emit": EmitRequest, "ack": AckRequest,
-}
+def _send(channel: Channel, frame: frames.Frame) -> None:
+    channel.send(frame.NAME, frame.encode())
+
+
+def _send_away(channel: Channel, reason: str, *, reconnect: bool) -> None:
+    """Tell the client why its connection ends (and whether to come back), then end it."""
+    _send(channel, frames.Close(reason, reconnect))
+    channel.close(reason)
 
 
 def _check_auth(auth: dict[str, Any], limit: int) -> None:

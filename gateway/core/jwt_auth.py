@@ -44,20 +44,23 @@ class JwtAuth:
     @classmethod
     def from_settings(cls, settings: Settings) -> JwtAuth | None:
         """The configured verifier, or None when JWT is off (neither key set)."""
-        common = {
-            "audience": settings.jwt_audience or None,
-            "issuer": settings.jwt_issuer or None,
-            "leeway": settings.jwt_leeway,
-            "rooms_claim": settings.jwt_rooms_claim,
-        }
         if settings.jwt_public_key:
-            pem = settings.jwt_public_key
-            if not pem.lstrip().startswith("-----BEGIN"):
-                pem = Path(pem).read_text()
-            return cls(pem, PUBLIC_KEY_ALGORITHMS, **common)
-        if settings.jwt_secret is not None:
-            return cls(settings.jwt_secret.get_secret_value(), HMAC_ALGORITHMS, **common)
-        return None
+            key = settings.jwt_public_key
+            if not key.lstrip().startswith("-----BEGIN"):
+                key = Path(key).read_text()
+            algorithms: tuple[str, ...] = PUBLIC_KEY_ALGORITHMS
+        elif settings.jwt_secret is not None:
+            key, algorithms = settings.jwt_secret.get_secret_value(), HMAC_ALGORITHMS
+        else:
+            return None
+        return cls(
+            key,
+            algorithms,
+            audience=settings.jwt_audience or None,
+            issuer=settings.jwt_issuer or None,
+            leeway=settings.jwt_leeway,
+            rooms_claim=settings.jwt_rooms_claim,
+        )
 
     @property
     def can_sign(self) -> bool:

@@ -1,7 +1,8 @@
-"""What the hub needs from a transport: room fan-out and live-membership hooks.
+"""What the hub needs from a transport: room fan-out to the members the hub holds.
 
 A transport is one module that translates its wire protocol into hub calls and
-implements this. Per-connection writing goes through ``sessions.Channel``.
+implements this. Room membership lives in the hub only (``core/rooms.py``): ``broadcast``
+is given the room's live members. Per-connection writing goes through ``sessions.Channel``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,3 @@ class Transport(Protocol):
         self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
     ) -> None:
         """Deliver ``envelope`` to this transport's live ``members`` of ``room``, except ``skip``."""
-
-    def attach(self, session: Session, room: str) -> None:
-        """``session`` now receives ``room``'s live events."""
-
-    def detach(self, session: Session, room: str) -> None:
-        """``session`` no longer receives ``room``'s live events."""

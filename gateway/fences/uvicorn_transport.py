@@ -14,19 +14,31 @@ middleware; uvicorn's ``ProxyHeadersMiddleware`` passes ``send`` through as is).
 
 ``pause_until_written``: see its docstring.
 
-What breaks if uvicorn changes: the cycle's ``transport`` attribute (httptools and
-h11 implementations both have it). Then both return False: a cut stream is closed
-gracefully, as before, and up to one chunk a stream sits in the event loop's buffer
-uncounted; ``tests/test_memory_bounds.py`` pins both (the reset, and the byte bound
-cutting 100 readers that stopped reading).
+The names it touches, and why: ``send.__self__``, uvicorn's request cycle (``send`` is
+its bound method), and the cycle's ``transport`` attribute (the httptools and h11
+implementations both have it); then only the transport's public asyncio API
+(``set_write_buffer_limits``, ``abort``, ``is_closing``; uvloop's transports have them
+too). ``tests/test_fences.py`` checks them on a real server of the installed uvicorn,
+both HTTP implementations, both event loops. If uvicorn changed them, both would return
+False: a cut stream is closed gracefully, as before, and up to one chunk a stream sits
+in the event loop's buffer uncounted; ``tests/test_memory_bounds.py`` pins both (the
+reset, and the byte bound cutting 100 readers that stopped reading).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.types import Send
 
-def pause_until_written(send: Any) -> bool:
+
+def _transport(send: Send) -> Any:
+    """The transport under uvicorn's ``send``, or None. Duck-typed: uvloop's transports
+    are not ``asyncio.Transport`` subclasses."""
+    return getattr(getattr(send, "__self__", None), "transport", None)
+
+
+def pause_until_written(send: Send) -> bool:
     """Make the server's flow control wait until the transport has written all we gave it.
 
     uvicorn's ``send`` returns once a chunk is in the transport's buffer and waits for
@@ -36,20 +48,17 @@ def pause_until_written(send: Any) -> bool:
     lasts exactly as long as it holds memory, which its byte bounds count. A client
     that keeps up is unaffected: its writes complete at once. False if unreachable.
     """
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    set_limits = getattr(transport, "set_write_buffer_limits", None)
+    set_limits = getattr(_transport(send), "set_write_buffer_limits", None)
     if set_limits is None:
         return False
     set_limits(high=0)
     return True
 
 
-def abort(send: Any) -> bool:
+def abort(send: Send) -> bool:
     """Reset the connection that ``send`` writes to, dropping unsent data; False if it cannot be reached."""
-    # uvloop's transports are not asyncio.Transport subclasses: duck-typed.
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    abort_now = getattr(transport, "abort", None)
-    if abort_now is None or transport.is_closing():
+    transport = _transport(send)
+    if transport is None or not hasattr(transport, "abort") or transport.is_closing():
         return False
-    abort_now()
+    transport.abort()
     return True

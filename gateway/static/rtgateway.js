@@ -42,9 +42,18 @@
  *   line that is not a cursor is not kept. A resume answered again and again with no usable
  *   open frame (or refused for its positions) starts a new session, with gaps, instead.
  *
+ * - Every promise settles in bounded time, whatever the network does. join / leave / publish /
+ *   emit resolve or reject within callTimeout (retries and reconnects included; per call:
+ *   {timeout}), and reject at once with `aborted` when their {signal} (an AbortSignal) fires;
+ *   a call given up that way leaves the outbox, so it is not sent again, but its outcome is
+ *   unknown: an earlier attempt may have reached the gateway. `ready` settles within
+ *   callTimeout too (rejected with `timeout` if no session opened by then; the client goes on
+ *   trying and `state` tells when it opens). A token function and a connection attempt each
+ *   get connectTimeout; close() returns within closeTimeout even if the gateway never answers.
+ *
  * Errors are GatewayError {code, message, status?, detail}: the server's codes
  * (docs/protocol.md#errors) from problem bodies, error acks and connect_error, plus the
- * client's own: network_error, timeout, malformed_frame, no_call_handler, client_closed,
+ * client's own: network_error, timeout, aborted, malformed_frame, no_call_handler, client_closed,
  * socketio_unavailable, token_error (the token function threw), replaced / closed_by_server
  * (the gateway ended the session: see close frames above).
  *
@@ -92,12 +101,28 @@ const DEFAULTS = {
   maxDelay: 10000,
   connectTimeout: 10000, // ms for a connection to answer
   requestTimeout: 10000, // ms for one request's ack before it is retried
+  callTimeout: 30000, // ms for join / leave / publish / emit in all (and for `ready`), then `timeout`
+  closeTimeout: 3000, // ms close() waits for the gateway to hear the goodbye
   socketioUrl: undefined, // where socket.io-client's ESM build is; default: beside this module
 };
+
+/** The error of a call whose AbortSignal fired: its reason stays in `detail.reason`. */
+function aborted(kind, signal) {
+  return new GatewayError("aborted", `${kind} aborted by the caller; it may or may not have been done`, { reason: signal.reason });
+}
 
 /** Worth sending again: not answered, or the gateway's trouble rather than a refusal. */
 function retryable(error) {
   return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code) || error.code === "rate_limited";
+}
+
+/** `promise`, or a `timeout` GatewayError if it has not settled within `ms`. */
+function within(promise, ms, what) {
+  let timer;
+  const expiry = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new GatewayError("timeout", `${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
 }
 
 /** Connect to a gateway; returns the client at once (listeners added now see every event). */
@@ -151,6 +176,10 @@ export class Client {
       this._ready = { resolve, reject };
     });
     this.ready.catch(() => {});
+    this._readyTimer = setTimeout(
+      () => this._ready.reject(new GatewayError("timeout", `no session opened in ${this.options.callTimeout} ms; still trying`)),
+      this.options.callTimeout,
+    );
     // Back online: try now rather than wait out the backoff.
     this._online = () => {
       if (this.state === "reconnecting" && !this._link) {
@@ -179,9 +208,10 @@ export class Client {
     this._callHandlers.set(event, fn);
   }
 
-  join(room) {
+  /** Join a room; resolves to {room, offset}. `options`: {signal, timeout} as for publish(). */
+  join(room, options = {}) {
     this._rooms.add(room);
-    return this._enqueue("join", { room }, true, true).then(
+    return this._enqueue("join", { room }, true, true, options).then(
       (result) => {
         this._advance(result.room, result.offset);
         return result;
@@ -193,21 +223,25 @@ export class Client {
     );
   }
 
-  leave(room) {
+  leave(room, options = {}) {
     this._rooms.delete(room);
-    return this._enqueue("leave", { room }, true, true);
+    return this._enqueue("leave", { room }, true, true, options);
   }
 
-  /** Publish a room event; resolves to the gateway's ack {room, offset}. */
-  publish(room, data, { event = "message", includeSelf = false } = {}) {
+  /**
+   * Publish a room event; resolves to the gateway's ack {room, offset}. `signal` (an
+   * AbortSignal) gives up at once with `aborted`; `timeout` (ms, default callTimeout) bounds
+   * the whole call, retries and reconnects included, then `timeout`.
+   */
+  publish(room, data, { event = "message", includeSelf = false, signal, timeout } = {}) {
     const body = { room, event, data, clientEventId: randomId() };
     if (includeSelf) body.includeSelf = true;
-    return this._enqueue("publish", body, true);
+    return this._enqueue("publish", body, true, false, { signal, timeout });
   }
 
-  /** Send an application event; resolves to its handler's return value. */
-  emit(event, data) {
-    return this._enqueue("emit", { event, data, clientEventId: randomId() }, false);
+  /** Send an application event; resolves to its handler's return value. `options`: {signal, timeout}. */
+  emit(event, data, options = {}) {
+    return this._enqueue("emit", { event, data, clientEventId: randomId() }, false, false, options);
   }
 
   /** How many publish / emit / join / leave requests await their ack. */
@@ -220,17 +254,21 @@ export class Client {
     this._link?.drop();
   }
 
-  /** End the session for good. */
+  /** End the session for good; returns within closeTimeout even if the gateway does not answer. */
   async close() {
     if (this.state === "closed") return;
     clearTimeout(this._timer);
     globalThis.removeEventListener?.("online", this._online);
+    // The goodbye (SSE: a DELETE) gets closeTimeout, not requestTimeout: a gateway that stopped
+    // answering must not hold the caller, nor keep a Node process alive, for longer.
+    const options = { ...this.options, requestTimeout: Math.min(this.options.requestTimeout, this.options.closeTimeout) };
     // Between connections there is no link to close: SSE + POST can still end the session
     // (a Socket.IO session without a connection expires after the recovery window).
-    const link = this._link ?? (this.options.transport === "sse" && this.sid ? Object.assign(new SseLink(this.options, this._events, 0), { sid: this.sid, key: this.key }) : null);
+    const link = this._link ?? (this.options.transport === "sse" && this.sid ? Object.assign(new SseLink(options, this._events, 0), { sid: this.sid, key: this.key }) : null);
+    if (link) link.options = options; // the link is being discarded: nothing else reads its options
     this._link = null;
     this._shutdown(new GatewayError("client_closed", "the client was closed"));
-    await link?.close();
+    await within(link?.close(), options.closeTimeout, "close").catch(() => {}); // best effort: the session expires anyway
   }
 
   // -- connections -----------------------------------------------------------------
@@ -246,14 +284,19 @@ export class Client {
     if (this.state === "idle") this._setState("connecting");
     const link = new (this.options.transport === "sse" ? SseLink : SocketIOLink)(this.options, this._events, ++this._seq);
     this._link = link;
+    const { connectTimeout } = this.options;
     try {
-      const token = await this._token(); // a function token: a fresh one for every attempt
+      // A function token: a fresh one for every attempt. Neither it nor the connection may
+      // stall the client: a token service or a gateway that never answers is a failed attempt.
+      const token = await within(this._token(), connectTimeout, "the token function");
       if (this._link !== link) return; // closed meanwhile
       const resume = { sid: this.sid, key: this.key, cursor: this._cursor, offsets: Object.fromEntries(this._offsets), token };
-      await link.open(resume);
+      await within(link.open(resume), connectTimeout, "connecting");
     } catch (err) {
       if (this._link !== link) return;
       this._link = null;
+      // Still connecting when the time ran out: cut it (unlinked first, so its loss is ignored).
+      if (err.code === "timeout") link.drop();
       if (this.sid && SESSION_LOST.has(err.code)) {
         this._sessionLost(err);
         this._dial();
@@ -339,6 +382,7 @@ export class Client {
   _shutdown(error) {
     clearTimeout(this._timer);
     clearTimeout(this._wake);
+    clearTimeout(this._readyTimer);
     globalThis.removeEventListener?.("online", this._online);
     this._setState("closed");
     for (const entry of [...this._ordered, ...this._free]) this._settle(entry, undefined, error);
@@ -414,6 +458,7 @@ export class Client {
       return;
     }
     link.gotOpen = true;
+    clearTimeout(this._readyTimer);
     this.sid = info.sid;
     this.key = info.key;
     this.info = info;
@@ -481,13 +526,25 @@ export class Client {
   // -- the outbox ------------------------------------------------------------------
 
   _entry(kind, body, silent, resolve, reject) {
-    return { kind, body, silent, resolve, reject, sentOn: 0, attempts: 0, done: false };
+    return { kind, body, silent, resolve, reject, sentOn: 0, attempts: 0, done: false, release: null };
   }
 
-  _enqueue(kind, body, ordered, silent = false) {
+  _enqueue(kind, body, ordered, silent = false, { signal, timeout = this.options.callTimeout } = {}) {
     if (this.state === "closed") return Promise.reject(new GatewayError("client_closed", "the client is closed"));
+    if (signal?.aborted) return Promise.reject(aborted(kind, signal));
     return new Promise((resolve, reject) => {
       const entry = this._entry(kind, body, silent, resolve, reject);
+      // Given up: it leaves the outbox (a later _settle from a late ack is ignored).
+      const expiry = setTimeout(
+        () => this._settle(entry, undefined, new GatewayError("timeout", `${kind} not acknowledged in ${timeout} ms; it may or may not have been done`)),
+        timeout,
+      );
+      const onAbort = () => this._settle(entry, undefined, aborted(kind, signal));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      entry.release = () => {
+        clearTimeout(expiry);
+        signal?.removeEventListener("abort", onAbort);
+      };
       if (ordered) this._ordered.push(entry);
       else this._free.add(entry);
       if (!silent) this._emit("pending", this._describe(entry));
@@ -557,6 +614,7 @@ export class Client {
   _settle(entry, result, error) {
     if (entry.done) return;
     entry.done = true;
+    entry.release?.();
     const at = this._ordered.indexOf(entry);
     if (at >= 0) this._ordered.splice(at, 1);
     this._free.delete(entry);

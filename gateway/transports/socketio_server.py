@@ -1,8 +1,11 @@
 """Socket.IO (protocol v5) over python-socketio: a thin adapter to the hub.
 
-Room fan-out uses python-socketio's own room broadcast (one encode per broadcast).
-Everything the hub sends goes through one ordered outbox, so replayed events,
-gateway frames and live broadcasts reach each socket in the order the hub decided.
+Room membership is the hub's alone: a broadcast goes to the members the hub passes
+(python-socketio's room manager is not used for gateway rooms), encoded once and
+written to each member's Engine.IO socket. Everything the hub sends goes through one
+ordered outbox, so replayed events, gateway frames and live broadcasts reach each
+socket in the order the hub decided. What this borrows from the libraries' internals
+goes through ``gateway.fences.engineio_server``.
 """
 
 from __future__ import annotations
@@ -14,23 +17,32 @@ from urllib.parse import parse_qs
 
 import orjson
 import socketio
-from engineio import packet as eio_packet
-from socketio import packet
 from starlette.types import Receive, Scope, Send
 
 from gateway.core.hub import Gateway
 from gateway.core.limits import Lease, client_address
 from gateway.core.rooms import Room
-from gateway.core.sessions import Session
+from gateway.core.sessions import Channel, Session
 from gateway.fences.asyncio_eager import run_eagerly
+from gateway.fences.engineio_server import (
+    EngineSocket,
+    engine_sid,
+    engine_sockets,
+    event_packets,
+    open_socket,
+    use_queues,
+    writer_idle,
+)
 from gateway.logs import library_logger
-from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
 from gateway.transports.byte_queue import ByteQueue
 from gateway.wire.envelope import Envelope
 from gateway.wire.errors import GatewayError, UnknownNamespace, ValidationFailed
 from gateway.wire.offsets import check_positions
+from gateway.wire.requests import Ack, Emit, Join, Leave, Publish, Request, decode_request
 
 NAME = "socketio"
+# The Socket.IO events that are requests of their own; any other event is an application ``Emit``.
+_ROOM_OPS = frozenset({Join.OP, Leave.OP, Publish.OP})
 log = logging.getLogger("gateway.socketio")
 
 
@@ -49,11 +61,12 @@ def refusal(error: GatewayError) -> socketio.exceptions.ConnectionRefusedError:
 
 class SioChannel:
     transport = NAME
-    __slots__ = ("_transport", "namespace", "session", "sio_sid")
+    __slots__ = ("_transport", "eio_sid", "namespace", "session", "sio_sid")
 
-    def __init__(self, transport: SocketIOTransport, sio_sid: str, namespace: str) -> None:
+    def __init__(self, transport: SocketIOTransport, sio_sid: str, namespace: str, eio_sid: str | None) -> None:
         self._transport = transport
         self.sio_sid = sio_sid
+        self.eio_sid = eio_sid  # the Engine.IO socket room events are written to
         self.namespace = namespace
         self.session: Session | None = None
 
@@ -100,7 +113,7 @@ class SocketIOTransport:
             engineio_logger=library_logger("engineio", lambda _: gateway.metrics.library_errors.labels("engineio").inc()),
             namespaces="*",  # so an unknown namespace gets our error code, not a bare refusal
         )
-        self.server.eio.create_queue = ByteQueue  # each socket's queue counts its bytes (byte_queue.py)
+        use_queues(self.server, ByteQueue)  # each socket's queue counts its bytes (byte_queue.py)
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
         # (namespace, sio sid) -> its place in the address's connection count, until disconnect
         self.leases: dict[tuple[str, str], Lease] = {}
@@ -121,19 +134,10 @@ class SocketIOTransport:
     def broadcast(
         self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
     ) -> None:
-        skipped = members.get(skip) if skip is not None else None
-        skip_sid = skipped.channel.sio_sid if skipped is not None and skipped.channel is not None else None
-        self.outbox_put(("room", envelope.event, envelope.to_wire(), room.name, room.namespace, skip_sid))
-
-    def attach(self, session: Session, room: str) -> None:
-        channel = session.channel
-        assert isinstance(channel, SioChannel)
-        self.outbox_put(("enter", room, None, channel.sio_sid, channel.namespace))
-
-    def detach(self, session: Session, room: str) -> None:
-        channel = session.channel
-        if isinstance(channel, SioChannel):
-            self.outbox_put(("leave", room, None, channel.sio_sid, channel.namespace))
+        # The members as the hub has them now, not when the outbox drains: each socket then
+        # gets the event in its place among the frames queued for it before and after.
+        channels = [session.channel for sid, session in members.items() if sid != skip]
+        self.outbox_put(("room", envelope.event, envelope.to_wire(), channels, room.namespace))
 
     def outbox_put(self, item: tuple[Any, ...]) -> None:
         if self._sender is None:
@@ -144,9 +148,9 @@ class SocketIOTransport:
             # The outbox is this node's whole Socket.IO backlog. Past its bound, whoever
             # the item was for is cut at once (not through the full outbox) and resumes
             # from the delivery log: nothing is lost silently.
-            kind, _, _, target, namespace, *extra = item
+            kind, _, _, target, namespace, *_ = item
             if kind == "room":
-                sids = [sid for sid, _ in self.server.manager.get_participants(namespace, target) if sid != extra[0]]
+                sids = [channel.sio_sid for channel in target if isinstance(channel, SioChannel)]
             else:
                 sids = [target]
             log.warning("socket.io outbox full: cutting its recipients", extra={"event": item[1], "sessions": len(sids)})
@@ -159,7 +163,7 @@ class SocketIOTransport:
         The session stays resumable: the client comes back with its offsets and gets
         what it missed from the delivery log.
         """
-        # Forgotten first: detaching queues room changes, which may find the outbox full too.
+        # Forgotten first: the socket's other items in the outbox, or a full one, cut it once.
         channel = self.channels.pop((namespace, sio_sid), None)
         if channel is None:
             return  # already cut, or not connected
@@ -175,24 +179,18 @@ class SocketIOTransport:
         await self.server.disconnect(sio_sid, namespace=namespace)
 
     async def _drain(self) -> None:
-        # Room membership changes go through the outbox too, so a socket enters a
-        # room only after everything queued before (its replay) has been sent.
         server, outbox = self.server, self._outbox
         while True:
             kind, event, data, target, namespace, *extra = await outbox.get()
 
             try:
                 if kind == "room":
-                    self._room_emit(event, data, target, namespace, extra[0])
+                    self._room_emit(event, data, namespace, target)
                 elif kind == "to":
                     await server.emit(event, data, to=target, namespace=namespace)
                 elif kind == "replay":
                     for name, envelope in data:
                         await server.emit(name, envelope, to=target, namespace=namespace)
-                elif kind == "enter":
-                    await server.enter_room(target, event, namespace=namespace)
-                elif kind == "leave":
-                    await server.leave_room(target, event, namespace=namespace)
                 elif kind == "call":
                     await server.emit(
                         event, data, to=target, namespace=namespace,
@@ -203,8 +201,8 @@ class SocketIOTransport:
             except Exception:  # one bad socket must not stop the outbox
                 log.exception("socket.io send failed", extra={"kind": kind, "event": event})
 
-    def _room_emit(self, event: str, data: Any, room: str, namespace: str, skip: str | None) -> None:
-        """One room broadcast: encoded once, queued for each socket's Engine.IO writer.
+    def _room_emit(self, event: str, data: Any, namespace: str, channels: list[Channel | None]) -> None:
+        """One room broadcast to ``channels``: encoded once, queued for each socket's Engine.IO writer.
 
         python-socketio's ``emit`` creates one task per recipient; at a thousand
         recipients that is a thousand tasks per event (and the garbage collector's
@@ -213,19 +211,16 @@ class SocketIOTransport:
         check it skips is the Engine.IO ping loop's job anyway).
         """
         server = self.server
-        encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, data]).encode()
-        packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])]
+        packets, text = event_packets(server, namespace, event, data)
         bound = self.gateway.settings.session_queue_size
         # With this broadcast, a socket's queue may hold this many bytes (ByteQueue.held).
         room_for = self.gateway.settings.session_queue_bytes - sum(len(p.data) for p in packets)
-        sockets = server.eio.sockets
-        text = "4" + encoded if isinstance(encoded, str) else None  # Engine.IO MESSAGE, as its writer frames it
         direct = self.websockets
-        for sid, eio_sid in list(server.manager.get_participants(namespace, room)):
-            if sid == skip:
-                continue
-            socket = sockets.get(eio_sid)
-            if socket is None or socket.closed:
+        for channel in channels:
+            if not isinstance(channel, SioChannel):
+                continue  # a live member always has its channel: this keeps mypy sure of it
+            socket = open_socket(server, channel.eio_sid)
+            if socket is None:
                 # closing under us: its session resumes from the log
                 self.gateway.metrics.dropped.labels("socket_closed").inc()
                 continue
@@ -234,7 +229,7 @@ class SocketIOTransport:
             if queue.qsize() > bound or (held and held > room_for):
                 # Engine.IO's per-socket queue has no bound of its own: a client this far
                 # behind (in packets or bytes) is cut, as on SSE, and resumes from the log.
-                self.cut(sid, namespace, "slow_consumer")
+                self.cut(channel.sio_sid, namespace, "slow_consumer")
                 continue
             if text is not None and direct.write(socket, text):
                 continue
@@ -249,14 +244,14 @@ class SocketIOTransport:
                 return
             result = args[0] if len(args) == 1 else list(args)
             try:
-                await self.gateway.resolve_ack(session, AckRequest(ackId=ack_id, result=result))
+                await self.gateway.handle(session, decode_request(Ack.OP, {"ackId": ack_id, "result": result}))
             except GatewayError:
-                pass  # a late ack for a call that already timed out
+                pass  # a late ack for a call that already timed out, or a result that cannot be sent on
         return acked
 
     def pending_bytes(self) -> int:
         """Bytes queued for Engine.IO sockets (``gateway_held_bytes{held="output"}``)."""
-        return sum(getattr(socket.queue, "held", 0) for socket in list(self.server.eio.sockets.values()))
+        return sum(getattr(socket.queue, "held", 0) for socket in engine_sockets(self.server))
 
     async def close(self) -> None:
         if self._sender is not None:
@@ -285,7 +280,8 @@ class DirectWebSockets:
     def wrap(self, app: Any) -> Any:
         async def app_with_direct_websockets(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "websocket":
-                return await app(scope, receive, send)
+                await app(scope, receive, send)
+                return
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             upgrading = query.get("sid", [None])[0]  # an upgrade from polling names its socket
             known: list[str] = []
@@ -311,18 +307,11 @@ class DirectWebSockets:
 
         return app_with_direct_websockets
 
-    def write(self, socket: Any, text: str) -> bool:
+    def write(self, socket: EngineSocket, text: str) -> bool:
         """Write ``text`` to ``socket`` now if nothing can be ahead of it; False: queue it."""
         sid = socket.sid
         send = self._sends.get(sid)
-        # ``_getters`` (asyncio.Queue's parked getters) says the writer is waiting on an
-        # empty queue; should a future Python or Engine.IO lack any of these, every
-        # packet simply takes the queue.
-        if (
-            send is None or sid in self._busy or not getattr(socket, "upgraded", False)
-            or getattr(socket, "upgrading", True) or not socket.queue.empty()
-            or not getattr(socket.queue, "_getters", None)
-        ):
+        if send is None or sid in self._busy or not writer_idle(socket):
             return False
         self._busy.add(sid)
         run_eagerly(send({"type": "websocket.send", "text": text}), lambda _, error: self._written(sid, error))
@@ -334,7 +323,7 @@ class DirectWebSockets:
             self._metrics.dropped.labels("socket_closed").inc()
 
 
-class _Namespace(socketio.AsyncNamespace):
+class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socketio ships no types
     """Routes every Socket.IO event of one namespace to the hub."""
 
     def __init__(self, name: str, transport: SocketIOTransport) -> None:
@@ -359,23 +348,19 @@ class _Namespace(socketio.AsyncNamespace):
             return failed(exc)
 
     async def _request(self, session: Session, event: str, payload: tuple[Any, ...]) -> Any:
+        """A Socket.IO event as a typed request, handled by the hub's one dispatch."""
         body = payload[0] if payload else None
-        if event == "join":
-            return await self.gateway.join(session, JoinRequest.parse(body))
-        if event == "leave":
-            return await self.gateway.leave(session, LeaveRequest.parse(body))
-        if event == "publish":
-            return await self.gateway.publish(session, PublishRequest.parse(body))
-        # An application event: emit(event, data[, {"clientEventId": ...}])
-        meta = payload[1] if len(payload) > 1 and isinstance(payload[1], dict) else {}
-        request = EmitRequest.parse(
-            {"event": event, "data": body, "clientEventId": meta.get("clientEventId")}
-        )
-        return await self.gateway.emit_event(session, request)
+        request: Request
+        if event in _ROOM_OPS:  # emit("join", {"room": ...}): the body is the request's
+            request = decode_request(event, body)
+        else:  # an application event: emit(event, data[, {"clientEventId": ...}])
+            meta = payload[1] if len(payload) > 1 and isinstance(payload[1], dict) else {}
+            request = decode_request(Emit.OP, {"event": event, "data": body, "clientEventId": meta.get("clientEventId")})
+        return await self.gateway.handle(session, request)
 
     async def _connect(self, sio_sid: str, auth: Any, environ: Any = None) -> bool | None:
         auth = auth if isinstance(auth, dict) else {}
-        channel = SioChannel(self.t, sio_sid, self.namespace)
+        channel = SioChannel(self.t, sio_sid, self.namespace, engine_sid(self.server, sio_sid, self.namespace))
         # python-engineio's environ says REMOTE_ADDR 127.0.0.1 whoever connects: the address
         # is the ASGI scope's, which it keeps beside it.
         address = client_address(environ.get("asgi.scope") if isinstance(environ, dict) else None)
@@ -406,7 +391,7 @@ class _Namespace(socketio.AsyncNamespace):
                 raise
             self.gateway.metrics.rejected.labels(exc.code).inc()
             raise refusal(exc) from None
-        if self.server.manager.eio_sid_from_sid(sio_sid, self.namespace) not in self.server.eio.sockets:
+        if open_socket(self.server, channel.eio_sid) is None:
             # The socket went away while we awaited the hub: python-socketio will not
             # report its disconnect (it never finished connecting), so detach it here.
             self.gateway.detach(session, channel, "socket.io: gone during connect")
@@ -418,6 +403,7 @@ class _Namespace(socketio.AsyncNamespace):
         # python-socketio sends CONNECT after this handler returns; the outbox
         # drains later on the loop, so ``open`` always follows it.
         self.gateway.activate(session)
+        return None
 
     def _disconnect(self, sio_sid: str, reason: str) -> None:
         lease = self.t.leases.pop((self.namespace, sio_sid), None)
@@ -425,7 +411,7 @@ class _Namespace(socketio.AsyncNamespace):
             lease.release()
         channel = self.t.channels.pop((self.namespace, sio_sid), None)
         session = channel.session if channel is not None else None
-        if session is None or session.channel is not channel:
+        if channel is None or session is None or session.channel is not channel:
             return  # never connected, or already resumed on another connection
         if reason == self.server.reason.CLIENT_DISCONNECT:
             self.gateway.close(session, "client disconnect")
@@ -433,7 +419,7 @@ class _Namespace(socketio.AsyncNamespace):
             self.gateway.detach(session, channel, f"socket.io: {reason}")
 
 
-class _UnknownNamespace(socketio.AsyncNamespace):
+class _UnknownNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socketio ships no types
     """Answers a connect to any undeclared namespace with ``unknown_namespace``."""
 
     def __init__(self, name: str, transport: SocketIOTransport) -> None:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
+from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,14 +30,16 @@ from gateway.core.rooms import Room
 from gateway.core.sessions import Session
 from gateway.fences.asyncio_eager import run_eagerly
 from gateway.fences.uvicorn_transport import abort, pause_until_written
-from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest
-from gateway.messages import Request as Body
+from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest, Schema
 from gateway.problems import documented
+from gateway.wire import frames
 from gateway.wire.envelope import Envelope, sse_safe
 from gateway.wire.errors import BadLastEventId, PayloadTooLarge, UnsupportedMediaType
 from gateway.wire.offsets import format_cursor, parse_cursor
+from gateway.wire.requests import Ack, Close, Emit, Join, Leave, Publish, Request, decode_request
 
 NAME = "sse"
+_MOVES_CURSOR = frozenset({frames.Open.NAME, frames.Joined.NAME, frames.Left.NAME})
 PING = b": ping\n\n"
 # Chunks this large are written, then followed by an empty body that returns only once the
 # transport's buffer is below its high-water mark (uvicorn's: 64 KiB); see _send_drained.
@@ -143,16 +148,17 @@ class SseChannel:
         self._rest_key = None  # joined/left change the room set
         # open and joined move the cursor, so they carry an id a reconnect can resume from.
         head = b""
-        if self.session is not None and event in ("open", "joined", "left"):
+        if self.session is not None and event in _MOVES_CURSOR:
             session = self.session
             head = b"id: " + format_cursor(session.sid, session.key, session.positions).encode() + b"\n"
-        if event == "open":
+        if event == frames.Open.NAME:
             head += b"retry: 1000\n"
         self._put(head + b"event: " + event.encode() + b"\ndata: " + sse_safe(orjson.dumps(data)) + b"\n\n")
 
     def call(self, ack_id: str, event: str, data: Any) -> None:
         self.payloads += 1
-        self.send("call", {"ackId": ack_id, "event": event, "data": data})
+        frame = frames.Call(ack_id, event, data)
+        self.send(frame.NAME, frame.encode())
 
     def close(self, reason: str) -> None:
         """End the stream once what is already queued (a ``close`` frame) is written."""
@@ -196,11 +202,11 @@ class SseChannel:
             self._pending.clear()
             self._frames = 0
             self._flying = self.held  # before the write: it may finish inside the call
-            self._write(chunk)
-            if self.writing and self._streams.held > self._node_limit:
+            if self._write(chunk) and self._streams.held > self._node_limit:
                 self.stall()  # its socket is full and the node holds too much: this one goes
 
-    def _write(self, chunk: bytes) -> None:
+    def _write(self, chunk: bytes) -> bool:
+        """Write ``chunk``; True while the write waits for the socket to drain."""
         assert self._send is not None
         self.writing = True
         self.last_write = self._clock()
@@ -210,6 +216,7 @@ class SseChannel:
         else:
             self._draining = body
             run_eagerly(self._send_drained(body), self._written)
+        return self.writing
 
     async def _send_drained(self, body: dict[str, Any]) -> None:
         # A server's send returns once the chunk is in the transport's buffer; uvicorn waits
@@ -283,7 +290,7 @@ class SseChannel:
         assert self._receive is not None
         run_eagerly(self._receive(), self._heard)
 
-    def _heard(self, message: dict[str, Any] | None, error: BaseException | None) -> None:
+    def _heard(self, message: MutableMapping[str, Any] | None, error: BaseException | None) -> None:
         if error is None and message is not None and message["type"] != "http.disconnect":
             self._listen()  # the (empty) request body: wait for the next message
         elif not self.ended.done():
@@ -428,12 +435,6 @@ class SseTransport:
             if sid != skip and isinstance(channel, SseChannel):
                 channel.push(session, envelope, tail)
 
-    def attach(self, session: Session, room: str) -> None:
-        pass
-
-    def detach(self, session: Session, room: str) -> None:
-        pass
-
     def flush_soon(self, channel: SseChannel) -> None:
         if not self._dirty:
             asyncio.get_running_loop().call_soon(self._flush)
@@ -480,7 +481,7 @@ class SseTransport:
 _CONNECT_PARAMS = frozenset({"namespace", "token", "sid", "lastEventId"})
 
 
-def _auth(request: Request, token: str | None, authorization: str | None) -> dict[str, Any]:
+def _auth(request: HttpRequest, token: str | None, authorization: str | None) -> dict[str, Any]:
     """The middleware's auth payload, as Socket.IO's ``auth``: the token (query or Bearer)
     plus every other query parameter (``?name=Ada`` -> ``{"name": "Ada"}``)."""
     auth: dict[str, Any] = {k: v for k, v in request.query_params.items() if k not in _CONNECT_PARAMS}
@@ -506,7 +507,7 @@ _KEY = Header(
 )
 
 
-def require_json(request: Request) -> None:
+def require_json(request: HttpRequest) -> None:
     """Bodies are JSON and say so: a cross-site form cannot send ``application/json``
     without a CORS preflight, so this keeps every POST out of reach of CSRF."""
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -516,7 +517,8 @@ def require_json(request: Request) -> None:
         )
 
 
-async def _read(request: Request, model: type[Body], limit: int) -> Any:
+async def _read(request: HttpRequest, limit: int) -> bytes:
+    """The body, JSON and within ``maxPayload``: read as it comes, refused as soon as it is over."""
     require_json(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -526,10 +528,10 @@ async def _read(request: Request, model: type[Body], limit: int) -> Any:
         body += part
         if len(body) > limit:
             raise PayloadTooLarge(f"body is over maxPayload ({limit} bytes)", maxPayload=limit)
-    return model.parse(bytes(body))
+    return bytes(body)
 
 
-def _body(model: type[Body]) -> dict[str, Any]:
+def _body(model: type[Schema]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
@@ -542,8 +544,45 @@ def _body(model: type[Body]) -> dict[str, Any]:
 ANSWERS = documented(400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 503)
 
 
-def _ok(result: Any) -> JSONResponse:
-    return JSONResponse({"ok": True, "result": result})
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One request on a session, as an HTTP route: what it reads, how it answers, what the document says."""
+
+    request: type[Request]
+    schema: type[Schema] | None  # its body in the OpenAPI document; None: no body
+    summary: str
+    answers: dict[int | str, dict[str, Any]]
+    method: str = "POST"
+    status: int = 200  # 204: the answer has no body
+
+    @property
+    def path(self) -> str:
+        return "/sessions/{sid}" if self.request is Close else f"/sessions/{{sid}}/{self.request.OP}"
+
+
+ROUTES = (
+    Route(Join, JoinRequest, "Join a room", ANSWERS),
+    Route(Leave, LeaveRequest, "Leave a room", ANSWERS),
+    Route(Publish, PublishRequest, "Publish a room event; the ack carries its offset", ANSWERS),
+    Route(Emit, EmitRequest, "Send an application event; the ack is the handler's return value",
+          {**ANSWERS, **documented(500)}),
+    Route(Ack, AckRequest, "Acknowledge a server call", ANSWERS, status=204),
+    Route(Close, None, "Close the session for good", documented(403, 404, 422, 429, 503), "DELETE", 204),
+)
+
+
+def _endpoint(gateway: Gateway, route: Route) -> Callable[..., Awaitable[Response]]:
+    """The handler of ``route``: read the body, decode it (the one validation gate), hand it to the hub."""
+    op, limit = route.request.OP, gateway.settings.max_payload
+
+    async def endpoint(sid: str, request: HttpRequest, key: str | None = _KEY) -> Response:
+        body = await _read(request, limit) if route.schema is not None else None
+        result = await gateway.request(sid, key, decode_request(op, body))
+        if route.status == 204:
+            return Response(status_code=204)
+        return JSONResponse({"ok": True, "result": result})
+
+    return endpoint
 
 
 def router(gateway: Gateway) -> APIRouter:
@@ -553,7 +592,6 @@ def router(gateway: Gateway) -> APIRouter:
     transport.configure(settings.ping_interval, settings.ping_timeout)
     gateway.add_transport(transport)
     api = APIRouter(prefix="/sse", tags=["SSE + POST"])
-    limit = settings.max_payload
 
     @api.get(
         "/connect",
@@ -566,7 +604,7 @@ def router(gateway: Gateway) -> APIRouter:
         summary="Open (or resume) a session and receive its events",
     )
     async def connect(
-        request: Request,
+        request: HttpRequest,
         namespace: str = Query("/", description="Namespace to connect to, e.g. /chat"),
         token: str | None = Query(
             None, description="Credential for the namespace's middleware; prefer Authorization: Bearer "
@@ -613,49 +651,10 @@ def router(gateway: Gateway) -> APIRouter:
             channel.payloads += 1  # a new session's handshake is worth handing over at once
         return EventStreamResponse(gateway, channel, transport, settings.ping_interval, lease)
 
-    @api.post("/sessions/{sid}/join", openapi_extra=_body(JoinRequest), summary="Join a room", responses=ANSWERS)
-    async def join(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
-        return _ok(await gateway.request(sid, key, "join", await _read(request, JoinRequest, limit)))
-
-    @api.post("/sessions/{sid}/leave", openapi_extra=_body(LeaveRequest), summary="Leave a room", responses=ANSWERS)
-    async def leave(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
-        return _ok(await gateway.request(sid, key, "leave", await _read(request, LeaveRequest, limit)))
-
-    @api.post(
-        "/sessions/{sid}/publish",
-        openapi_extra=_body(PublishRequest),
-        summary="Publish a room event; the ack carries its offset",
-        responses=ANSWERS,
-    )
-    async def publish(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
-        return _ok(await gateway.request(sid, key, "publish", await _read(request, PublishRequest, limit)))
-
-    @api.post(
-        "/sessions/{sid}/emit",
-        openapi_extra=_body(EmitRequest),
-        summary="Send an application event; the ack is the handler's return value",
-        responses={**ANSWERS, **documented(500)},
-    )
-    async def emit(sid: str, request: Request, key: str | None = _KEY) -> JSONResponse:
-        return _ok(await gateway.request(sid, key, "emit", await _read(request, EmitRequest, limit)))
-
-    @api.post(
-        "/sessions/{sid}/ack",
-        openapi_extra=_body(AckRequest),
-        status_code=204,
-        summary="Acknowledge a server call",
-        responses=ANSWERS,
-    )
-    async def ack(sid: str, request: Request, key: str | None = _KEY) -> Response:
-        await gateway.request(sid, key, "ack", await _read(request, AckRequest, limit))
-        return Response(status_code=204)
-
-    @api.delete(
-        "/sessions/{sid}", status_code=204, summary="Close the session for good",
-        responses=documented(403, 404, 422, 429, 503),
-    )
-    async def close(sid: str, key: str | None = _KEY) -> Response:
-        await gateway.request(sid, key, "close", None)
-        return Response(status_code=204)
-
+    for route in ROUTES:
+        api.add_api_route(
+            route.path, _endpoint(gateway, route), methods=[route.method], name=route.request.OP,
+            status_code=route.status, summary=route.summary, responses=route.answers,
+            openapi_extra=_body(route.schema) if route.schema is not None else None,
+        )
     return api

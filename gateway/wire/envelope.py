@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -89,9 +89,14 @@ def sse_safe(encoded: bytes) -> bytes:
     return encoded
 
 
+def is_name(value: object) -> TypeGuard[str]:
+    """A room, event, sid or key name by the wire format's rule."""
+    return isinstance(value, str) and NAME_RE.match(value) is not None
+
+
 def check_name(kind: str, value: object, *, reserved: frozenset[str] = frozenset()) -> str:
     """Validate a room or event name, or raise ``ValidationFailed``."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not is_name(value):
         raise ValidationFailed(
             f"{kind} must be 1-128 characters of A-Z a-z 0-9 _ . : @ ~ -", field=kind
         )

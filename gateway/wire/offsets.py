@@ -11,38 +11,41 @@ may hold the session's private key, which resuming requires::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import TypeGuard
 
-from gateway.wire.envelope import NAME_RE
+from gateway.wire.envelope import NAME_RE, is_name
 from gateway.wire.errors import BadLastEventId
 
 ZERO = "0-0"
+ALL_ROOM = "*"
+"""The namespace room every session is in (server-side emits without a room)."""
+
+# Two runs of ASCII digits, 64 bits each at most (a Redis stream id's shape). Not
+# ``str.isdigit``: it also takes "²" and "١".
+OFFSET_RE = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
 
 
-def _room_name(room: object) -> bool:
-    # "*" is the namespace room every session is in.
-    return isinstance(room, str) and (room == "*" or NAME_RE.match(room) is not None)
+def is_room(room: object) -> TypeGuard[str]:
+    """A room name, or ``*``."""
+    return room == ALL_ROOM or is_name(room)
 
 
 def parse_offset(offset: str) -> tuple[int, int]:
     """``"12-3"`` -> ``(12, 3)``; raises ``ValueError`` on anything else."""
-    ms, sep, seq = offset.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit():
-        raise ValueError(f"not an offset: {offset!r}")
-    return int(ms), int(seq)
+    match = OFFSET_RE.match(offset) if isinstance(offset, str) else None
+    if match is None:
+        raise ValueError(f"not an offset: {offset!r:.80}")
+    return int(match[1]), int(match[2])
 
 
-def is_offset(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parse_offset(value)
-    except ValueError:
-        return False
-    return True
+def is_offset(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and OFFSET_RE.match(value) is not None
 
 
 def format_cursor(sid: str, key: str, positions: Mapping[str, str]) -> str:
+    """``<sid>:<key>;<room>=<offset>,...``: what ``Last-Event-ID`` carries to resume."""
     return sid + ":" + key + ";" + ",".join(f"{room}={off}" for room, off in positions.items())
 
 
@@ -67,7 +70,7 @@ def parse_cursor(value: str, max_rooms: int) -> tuple[str, str | None, dict[str,
     positions: dict[str, str] = {}
     for part in filter(None, rest.split(",")):
         room, eq, off = part.partition("=")
-        if not eq or not _room_name(room) or not is_offset(off):
+        if not eq or not is_room(room) or not is_offset(off):
             raise BadLastEventId(f"bad room position {part!r} in Last-Event-ID")
         positions[room] = off
     return sid, key or None, positions
@@ -80,7 +83,7 @@ def check_positions(positions: object, max_rooms: int) -> dict[str, str]:
     if isinstance(positions, dict) and len(positions) > max_rooms + 2:
         raise BadLastEventId(f"offsets lists more rooms than a session may be in ({max_rooms})")
     if not isinstance(positions, dict) or not all(
-        _room_name(r) and is_offset(o) for r, o in positions.items()
+        is_room(r) and is_offset(o) for r, o in positions.items()
     ):
         raise BadLastEventId("offsets must map room names to offsets like '1700000000000-4'")
     return dict(positions)

@@ -44,12 +44,13 @@ class ServerKind:
     broker: str = "memory"  # GATEWAY_BROKER: "memory", or "redis" for REDIS_URL with a fresh prefix
 
     def argv(self, port: int, uvicorn_ws: str | None) -> list[str]:
-        uvicorn = [sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port),
-                   "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
-        if uvicorn_ws:
-            uvicorn += ["--ws", uvicorn_ws]
+        # The gateway as it ships (python -m gateway: its collector tuning, compression off);
+        # the python-socketio baseline under uvicorn in the same regime (compression off).
+        ws = ["--ws", uvicorn_ws] if uvicorn_ws else []
         if self.family == "gateway":
-            return [*uvicorn, "gateway.main:app"]
+            return [sys.executable, "-m", "gateway", "--host", HOST, "--port", str(port), *ws]
+        uvicorn = [sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port), "--loop", "uvloop",
+                   "--http", "httptools", "--log-level", "warning", "--ws-per-message-deflate", "false", *ws]
         if self.family == "python-socketio":
             return [*uvicorn, "comparison.bench.servers.plain_python_socketio:app"]
         if self.family == "node-socketio":
@@ -190,9 +191,9 @@ class ServerProcess:
                 with socket.create_connection((HOST, self.port), timeout=2) as s:
                     s.sendall(request.encode())
                     status = s.recv(64).split(b" ", 2)
-                if len(status) > 1 and status[0].startswith(b"HTTP/1.") and status[1].isdigit():
-                    if self.kind.ready_path != "/readyz" or status[1] == b"200":
-                        return
+                answered = len(status) > 1 and status[0].startswith(b"HTTP/1.") and status[1].isdigit()
+                if answered and (self.kind.ready_path != "/readyz" or status[1] == b"200"):
+                    return
             except OSError as exc:  # refused while the server starts; reset if it dies
                 last = exc
             time.sleep(0.05)

@@ -1,0 +1,252 @@
+"""The reconnect state machine, sans-I/O: what to do after a loss, decided in one place.
+
+Both drivers (``rtclient.aio`` on asyncio, ``rtclient.blocking`` on threads or gevent) feed
+it what happened and perform what it answers; it never sleeps, opens or sends anything
+itself, so it is tested without an event loop (tests/test_reconnect_machine.py).
+
+Events in::
+
+    lost()               the connection is gone (or a request found the session gone)
+    timer_fired()        the last ``Sleep`` is over
+    opened()             an attempt gave a usable ``open``
+    failed(error)        an attempt failed (refused by the gateway, unusable, network...)
+    rejoined()           every room of the last ``Rejoin`` was joined again
+    closing(event)       the gateway said ``close``
+    join(room), leave(room), join_refused(room)   what the application asked for
+
+Actions out: ``Sleep(seconds)``, ``OpenSession(resume)``, ``Rejoin(rooms)``,
+``Deliver(events)`` (the ``Gap`` events of a lost session), ``Stop(reason)``.
+
+Two sets of rooms are kept apart: ``wanted``, the rooms the application asked for (join adds,
+leave removes), and ``state.rooms``, the rooms the gateway confirmed (``joined``/``left``
+frames, a resumed ``open``). After any start over, the new session is in nothing: every
+wanted room is joined again, and until that is done (``rejoined``) every later successful
+open — a resume of the half-started session, or yet another start over — rejoins them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from gateway.wire.errors import GatewayError
+
+from .protocol import (
+    RESUME_REFUSED,
+    SESSION_GONE,
+    TRANSIENT,
+    UNUSABLE_RESUMES,
+    Backoff,
+    ClientEvent,
+    ClientState,
+    Closing,
+    ConnectionLost,
+    SessionEnded,
+    UnusableStream,
+    retry_after,
+    retry_delay,
+)
+
+log = logging.getLogger("rtclient")
+
+
+# -- actions a driver performs --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait this long, then call ``timer_fired``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """Open a connection: resume the session (``resume``) or start a new one. Then call
+    ``opened`` or ``failed``."""
+
+    resume: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoin:
+    """Join these rooms again on the new session, then call ``rejoined`` (``join_refused`` for
+    a room the gateway refuses for good; on a lost connection, ``lost``)."""
+
+    rooms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Hand these events to the application."""
+
+    events: tuple[ClientEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop for good: no reconnect; pending and later requests raise ``SessionEnded(reason)``."""
+
+    reason: str
+
+
+Action = Sleep | OpenSession | Rejoin | Deliver | Stop
+
+
+# -- what a failed request does next ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAfter:
+    """Send the request again after this long (the gateway did nothing with it)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitReconnect:
+    """The connection (or the session) is gone: reconnect, then send it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Final: raise this."""
+
+    error: BaseException
+
+
+RequestStep = RetryAfter | AwaitReconnect | GiveUp
+
+
+class Reconnector:
+    """One client's reconnect decisions over its ``ClientState``."""
+
+    def __init__(self, state: ClientState, backoff: Backoff) -> None:
+        self.state = state
+        self.backoff = backoff
+        self.wanted: set[str] = set()  # the rooms the application asked for
+        self.ended: SessionEnded | None = None
+        self.reconnecting = False
+        self._rejoin = False  # a new session whose wanted rooms are not all joined yet
+        self._unusable = 0  # resumes in a row that gave no usable open frame
+        self._resuming = False  # what the attempt under way is
+
+    # -- the application's rooms ---------------------------------------------------------
+
+    def join(self, room: str) -> None:
+        """The application asked for ``room`` (before the request goes out: a start over
+        while it is under way rejoins it)."""
+        self.wanted.add(room)
+
+    def leave(self, room: str) -> None:
+        self.wanted.discard(room)
+
+    def join_refused(self, room: str) -> None:
+        """The gateway refused ``room`` for good (e.g. ``forbidden_room``): not asked for again."""
+        self.wanted.discard(room)
+
+    # -- liveness -------------------------------------------------------------------------
+
+    @property
+    def silence_limit(self) -> float:
+        """Seconds without a byte after which a stream is dead (the gateway pings every
+        ``pingInterval`` and gives up after ``pingTimeout`` more)."""
+        return self.state.ping_interval + self.state.ping_timeout
+
+    def is_dead(self, silence: float) -> bool:
+        return silence > self.silence_limit
+
+    # -- the connection's life ----------------------------------------------------------
+
+    def stop(self, why: SessionEnded) -> list[Action]:
+        """Stop for good (the first reason stays)."""
+        if self.ended is None:
+            self.ended = why
+        self.reconnecting = False
+        return [Stop(self.ended.reason)]
+
+    def closing(self, event: Closing) -> list[Action]:
+        """The gateway's ``close``: ``reconnect: false`` (``replaced``) stops the client."""
+        return [] if event.reconnect else self.stop(SessionEnded(event.reason))
+
+    def lost(self) -> list[Action]:
+        """The connection is gone: wait a backoff delay, then try again."""
+        if self.ended is not None:
+            return []
+        self.reconnecting = True
+        self.backoff.reset()
+        return [Sleep(self.backoff.next())]
+
+    def timer_fired(self) -> list[Action]:
+        if self.ended is not None:
+            return []
+        # No sid: a start over whose attempt failed before its open frame; again.
+        self._resuming = self.state.sid is not None
+        return [OpenSession(resume=self._resuming)]
+
+    def opened(self) -> list[Action]:
+        """An attempt gave a usable ``open`` (the first connect too)."""
+        if self.reconnecting:
+            self.state.stats.reconnects += 1
+        self.reconnecting = False
+        self._unusable = 0
+        return [Rejoin(tuple(sorted(self.wanted)))] if self._rejoin and self.wanted else self._rejoined()
+
+    def rejoined(self) -> list[Action]:
+        return self._rejoined()
+
+    def _rejoined(self) -> list[Action]:
+        self._rejoin = False
+        return []
+
+    def failed(self, error: BaseException) -> list[Action]:
+        """The attempt ``timer_fired`` (or ``failed``) asked for did not give a usable open."""
+        if self.ended is not None:
+            return []
+        resume = self._resuming
+        if isinstance(error, UnusableStream):
+            self._unusable += 1
+        if resume and (
+            (isinstance(error, GatewayError) and (error.code in SESSION_GONE or error.code in RESUME_REFUSED))
+            or (isinstance(error, UnusableStream) and self._unusable >= UNUSABLE_RESUMES)
+        ):
+            # The session is gone, or resuming it again would get the same answer: a new one.
+            log.warning("cannot resume the session (%s): starting a new one", error)
+            return [Deliver(tuple(self.start_over())), OpenSession(resume=False)]
+        if isinstance(error, (GatewayError, ConnectionLost, OSError, TimeoutError)):
+            # A gateway error reads "<code>: <message>"; anything else by its type.
+            shown = str(error) if isinstance(error, GatewayError) else repr(error)
+            log.info("%s failed: %s", "resuming" if resume else "starting over", shown)
+        else:  # e.g. the token callback failed, or the library raised something unexpected
+            log.warning("%s failed", "resuming" if resume else "starting over", exc_info=error)
+        # A rate_limited refusal says how long to wait at least.
+        return [Sleep(max(self.backoff.next(), retry_after(error) or 0.0))]
+
+    def start_over(self) -> list[ClientEvent]:
+        """Forget the session (the gateway did): its ``Gap`` events; the next open is a new
+        session, which rejoins every wanted room."""
+        self._resuming = False
+        self._rejoin = True
+        return self.state.session_lost() if self.state.sid is not None else []
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request_step(self, error: BaseException, refusals: int) -> RequestStep:
+        """A request failed with ``error`` (its ``refusals``-th transient refusal in a row)."""
+        if self.ended is not None:  # e.g. unknown_sid after ``replaced``: the key is someone else's now
+            return GiveUp(self.ended)
+        if isinstance(error, ConnectionLost):
+            return AwaitReconnect()
+        if isinstance(error, GatewayError):
+            if error.code in SESSION_GONE:
+                return AwaitReconnect()
+            if error.code in TRANSIENT:  # e.g. rate_limited: after its retryAfter (nothing was done)
+                return RetryAfter(retry_delay(error, refusals, self.backoff))
+        return GiveUp(error)
+
+    def connect_retry(self, error: BaseException, refusals: int) -> float | None:
+        """The first connect was refused: seconds to wait before trying again (only a
+        ``rate_limited`` refusal is tried again), or None to raise."""
+        if retry_after(error) is None:
+            return None
+        return retry_delay(error, refusals, self.backoff)
