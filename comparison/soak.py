@@ -167,6 +167,7 @@ class SoakReport:
     faults: list[Fault]
     calls: Calls
     seconds: float
+    abandoned: int = 0  # library calls the clients left behind past their bound (Stats.abandoned)
 
     def problems(self) -> list[str]:
         found = []
@@ -191,7 +192,7 @@ class SoakReport:
             "config": self.config, "seconds": round(self.seconds, 1), "receivers": self.receivers,
             "published": self.published, "acked": self.acked, "expected": self.expected,
             "deliveries": self.deliveries, "lost": self.lost, "lost_by_receiver": self.lost_by_receiver, "lost_with_gap": self.lost_with_gap,
-            "duplicated": self.duplicated, "out_of_order": self.out_of_order, "drops": self.drops,
+            "duplicated": self.duplicated, "out_of_order": self.out_of_order, "drops": self.drops, "abandoned": self.abandoned,
             "cuts": sum(f.kind == "cut" for f in self.faults), "kills": sum(f.kind == "kill" for f in self.faults),
             "redis_restarts": sum(f.kind == "redis" for f in self.faults),
             "faults": [{"kind": f.kind, "took_s": round(f.took, 2),
@@ -494,6 +495,7 @@ def _figures(config: SoakConfig, receivers: list[Receiver], acked: dict[int, str
         receivers=len(receivers), published=published, acked=len(acked), deliveries=deliveries,
         expected=len(acked) * len(receivers), lost=lost, lost_by_receiver=lost_by_receiver, lost_with_gap=lost_with_gap, duplicated=duplicated,
         out_of_order=out_of_order, drops=drops, faults=faults, calls=calls, seconds=seconds,
+        abandoned=sum(r.client.state.stats.abandoned for r in receivers),
     )
 
 

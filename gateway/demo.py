@@ -53,14 +53,14 @@ def install(gateway: Gateway) -> None:
         return session.claims.get("admin") is True
 
     # -- "/": echo ----------------------------------------------------------------
-    root = gateway.namespace("/", anonymous=True)
+    root = gateway.namespace("/", anonymous=True, recovery=True)
 
     @root.on("echo")
     async def root_echo(session: Session, data: Any) -> Any:
         return data
 
     # -- "/chat": rooms, publish, RPC ---------------------------------------------
-    chat = gateway.namespace("/chat", anonymous=True)
+    chat = gateway.namespace("/chat", anonymous=True, recovery=True)
 
     @chat.use
     async def chat_name(session: Session, auth: dict[str, Any]) -> None:

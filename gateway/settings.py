@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     # Items (broadcasts, frames, room changes) waiting for this node's Socket.IO sender;
     # past it, their recipients are cut and resume from the delivery log.
     socketio_outbox_size: int = Field(100_000, gt=0)
+    # Socket.IO connection-state recovery for namespaces that do not say (Namespace(recovery=...)):
+    # the official socket.io-client gets its session, rooms and missed events back by itself.
+    socketio_recovery: bool = False
+    # Room events remembered per Socket.IO session with recovery on, to place the client's last
+    # offset among its rooms (a pointer each: one entry per broadcast is shared by its members). A client whose last
+    # event is further back than this (events in flight when cut) is not recovered; it should
+    # cover session_queue_size, the most a connection can have waiting.
+    socketio_recovery_trail: int = Field(1024, gt=0)
     # Default timeout of server->client calls (seconds).
     call_timeout: float = Field(10.0, gt=0)
     # Rooms one session may be in (its personal room aside). Bounds per-session state and

@@ -41,6 +41,14 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+def let_go(task: asyncio.Future[Any] | None) -> None:
+    """Cancel ``task`` without waiting for it (the caller is itself being cancelled: it must
+    not wait in its ``except``/``finally``, where a second cancellation cannot reach it)."""
+    if task is not None and task is not asyncio.current_task():
+        task.cancel()
+        task.add_done_callback(_retrieve)
+
+
 async def reap(task: asyncio.Future[Any] | None, within: float, what: str, stats: Stats) -> None:
     """Cancel ``task`` and wait for it to end, at most ``within`` s; then leave it behind
     (counted). The task's own outcome is dropped; the caller's cancellation is not."""
@@ -66,12 +74,10 @@ async def bounded(call: Awaitable[Any], within: float, what: str, stats: Stats) 
     try:
         await asyncio.wait({task}, timeout=within)
     except asyncio.CancelledError:
-        task.cancel()  # the caller gave up: so does the call (not awaited, the caller is leaving)
-        task.add_done_callback(_retrieve)
+        let_go(task)  # the caller gave up: so does the call
         raise
     if not task.done():
-        task.cancel()  # asked, not awaited: a close that ignores it must not hold us
-        task.add_done_callback(_retrieve)
+        let_go(task)  # asked, not awaited: a close that ignores it must not hold us
         _abandoned(stats, what, within)
         return
     if not task.cancelled() and task.exception() is not None:

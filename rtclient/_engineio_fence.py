@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._bounds import CLOSE_BOUND, bounded, bounded_blocking, reap
+from ._bounds import CLOSE_BOUND, bounded, bounded_blocking, let_go, reap
 from .protocol import Stats
 
 if TYPE_CHECKING:
@@ -83,8 +83,10 @@ async def goodbye(sio: socketio.AsyncClient, stats: Stats | None = None, within:
                 await asyncio.wait({writer}, timeout=within)  # the goodbye packets have gone
             if eio.http is not None and not eio.http.closed:
                 await bounded(eio.http.close(), within, "closing an aiohttp session", stats)
-        finally:
-            await bounded(disconnecting, within, "disconnecting", stats)
+        except asyncio.CancelledError:
+            let_go(disconnecting)
+            raise
+        await bounded(disconnecting, within, "disconnecting", stats)
     await abandon(sio, stats, within)  # what the disconnect left open, if anything
 
 

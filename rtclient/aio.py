@@ -25,21 +25,20 @@ import contextlib
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from gateway.wire.errors import GatewayError
 
-from ._bounds import CLOSE_BOUND, bounded, reap
+from ._bounds import CLOSE_BOUND, bounded, let_go, reap
 from ._engineio_fence import abandon, allow_long_payloads
 from ._engineio_fence import goodbye as say_goodbye
 from .protocol import (
     Backoff,
     Call,
     ClientEvent,
-    ClientState,
     Closing,
     ConnectionLost,
     Opened,
@@ -56,7 +55,7 @@ from .protocol import (
     result_from_body,
     worth_logging,
 )
-from .reconnect import Action, Deliver, GiveUp, OpenSession, Reconnector, Rejoin, RetryAfter, Sleep
+from .reconnect import Action, Deliver, Driver, GiveUp, OpenSession, Rejoin, RetryAfter, Sleep
 
 if TYPE_CHECKING:
     import socketio
@@ -66,7 +65,7 @@ __all__ = ["SocketIOClient", "SseClient", "abandon"]
 log = logging.getLogger("rtclient")
 
 
-class _Client:
+class _Client(Driver):
     """Reconnect, resume, outbox and delivery, over a transport a subclass provides.
 
     What to do after a loss is ``Reconnector``'s (``rtclient.reconnect``) to decide; this
@@ -97,14 +96,8 @@ class _Client:
         backoff: Backoff | None = None,
         queue_size: int = 10_000,
     ) -> None:
-        self.url = url.rstrip("/")
-        # ``auth``: the namespace middleware's other fields (SSE: query parameters).
-        self.auth = {k: v for k, v in (auth or {}).items() if k != "token"}
-        self.token: TokenSource = token if token is not None else (auth or {}).get("token")
-        self.state = ClientState(namespace=namespace)
-        self.machine = Reconnector(self.state, backoff or Backoff())
-        self.request_timeout = request_timeout
-        self.connect_timeout = connect_timeout
+        super().__init__(url, namespace, token=token, auth=auth, request_timeout=request_timeout,
+                         connect_timeout=connect_timeout, backoff=backoff)
         self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue(queue_size)
         self._listeners: dict[str, list[Callable[[ClientEvent], Any]]] = {}
         self._call_handlers: dict[str, Callable[[Any], Any]] = {}
@@ -113,33 +106,14 @@ class _Client:
         self._stopped = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()  # server calls being answered
+        self._letting_go: set[asyncio.Task[None]] = set()  # connections let go of, in the background
         self.dropped = 0  # events the application's queue had no room for
 
     # -- public API ----------------------------------------------------------------
 
     @property
-    def sid(self) -> str | None:
-        return self.state.sid
-
-    @property
-    def backoff(self) -> Backoff:
-        return self.machine.backoff
-
-    @property
-    def ended(self) -> SessionEnded | None:
-        """Why the client stopped for good, once it has."""
-        return self.machine.ended
-
-    @property
     def transport_name(self) -> str:
         return "?"
-
-    @property
-    def attempt_timeout(self) -> float:
-        """How long one step of a connection attempt may take (see the class docstring)."""
-        if self.connect_timeout is not None:
-            return self.connect_timeout
-        return min(self.request_timeout, self.machine.silence_limit)
 
     async def connect(self) -> Opened:
         """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
@@ -189,11 +163,13 @@ class _Client:
         except GatewayError:
             self.machine.join_refused(room)
             raise
+        self.state.joined(room, result["offset"])
         return result
 
     async def leave(self, room: str) -> dict[str, Any]:
         self.machine.leave(room)
         result: dict[str, Any] = await self._request("leave", {"room": room})
+        self.state.left(room)
         return result
 
     async def publish(
@@ -286,6 +262,13 @@ class _Client:
             return
         with contextlib.suppress(ConnectionLost, GatewayError):
             await self._send("ack", {"ackId": call.ack_id, "result": result})
+
+    def _let_go_later(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Let go of a connection in the background (bounded all the same): the caller is being
+        cancelled, and must not wait in its ``except``, where a second cancellation cannot reach it."""
+        task = asyncio.ensure_future(closing)
+        self._letting_go.add(task)
+        task.add_done_callback(self._letting_go.discard)
 
     def _stop(self, why: SessionEnded) -> None:
         """Stop for good: no reconnect; pending and later requests raise ``why``."""
@@ -471,7 +454,11 @@ class SseClient(_Client):
         try:
             async with asyncio.timeout(self.buffer_timeout if detect else self.attempt_timeout):
                 return await asyncio.shield(self._opened)  # shielded: the reader settles it
-        except (ConnectionLost, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            reader, self._reader = self._reader, None
+            let_go(reader)  # it stops at its next chunk on its own (no longer ``_reader``)
+            raise
+        except ConnectionLost:
             await self._stop_reader()
             raise
         except TimeoutError:
@@ -646,10 +633,11 @@ class SocketIOClient(_Client):
             async with asyncio.timeout(within):
                 await sio.connect(self.url, namespaces=[ns], transports=self.transports, auth=auth or None,
                                   wait_timeout=within)
-        except (socketio.exceptions.ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
+        except asyncio.CancelledError:
+            self._let_go_later(abandon(sio, self.state.stats))
+            raise
+        except (socketio.exceptions.ConnectionError, TimeoutError) as exc:
             await say_goodbye(sio, self.state.stats)  # a half-made connection (and its aiohttp session)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             if refused and isinstance(refused[0], dict) and isinstance(refused[0].get("data"), dict):
                 raise error_from_body(refused[0]["data"]) from None
             raise ConnectionLost(str(exc) or f"no connection within {within} s") from None
@@ -657,7 +645,10 @@ class SocketIOClient(_Client):
         try:
             async with asyncio.timeout(within):
                 return await asyncio.shield(self._opened)  # shielded: the frame handler settles it
-        except (ConnectionLost, TimeoutError, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            self._let_go_later(self._close_connection(goodbye=False))
+            raise
+        except (ConnectionLost, TimeoutError):
             await self._close_connection(goodbye=False)  # let go of it: the session stays resumable
             raise
 
@@ -695,9 +686,10 @@ class SocketIOClient(_Client):
             await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
         finally:  # also when the caller is cancelled: neither is left waiting
             lost.cancel()
-            if not call.done():
+            answered = call.done()
+            if not answered:
                 call.cancel()
-        if call.cancelled():
+        if not answered:
             raise ConnectionLost("connection lost before the ack")
         try:
             reply = call.result()

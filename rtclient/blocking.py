@@ -40,7 +40,6 @@ from .protocol import (
     Backoff,
     Call,
     ClientEvent,
-    ClientState,
     Closing,
     ConnectionLost,
     Opened,
@@ -57,7 +56,7 @@ from .protocol import (
     token_value,
     worth_logging,
 )
-from .reconnect import Action, Deliver, GiveUp, OpenSession, Reconnector, Rejoin, RetryAfter, Sleep
+from .reconnect import Action, Deliver, Driver, GiveUp, OpenSession, Rejoin, RetryAfter, Sleep
 
 if TYPE_CHECKING:
     import socketio
@@ -66,7 +65,7 @@ log = logging.getLogger("rtclient")
 Listener = Callable[[ClientEvent], None]
 
 
-class BlockingClient:
+class BlockingClient(Driver):
     """``BlockingClient(url, "/chat", transport="sse" | "socketio" | "websocket" | "polling")``.
 
     Events reach ``on_event`` from a background thread (greenlet), once each, in order.
@@ -104,16 +103,11 @@ class BlockingClient:
             raise ValueError(f"mode must be auto, stream or poll, not {mode!r}")
         self.mode = mode
         self.buffer_timeout = buffer_timeout
-        self.url = url.rstrip("/")
+        super().__init__(url, namespace, token=token, auth=auth, request_timeout=request_timeout,
+                         connect_timeout=connect_timeout, backoff=backoff)
         self.transport = transport
-        self.auth = {k: v for k, v in (auth or {}).items() if k != "token"}
-        self.token = token if token is not None else (auth or {}).get("token")
-        self.state = ClientState(namespace=namespace)
-        self.machine = Reconnector(self.state, backoff or Backoff())
         self.on_event = on_event or (lambda event: None)
         self.call_handlers: dict[str, Callable[[Any], Any]] = {}
-        self.request_timeout = request_timeout
-        self.connect_timeout = connect_timeout
         self._connected = threading.Event()
         self._lost = threading.Event()
         self._opened = threading.Event()
@@ -122,28 +116,8 @@ class BlockingClient:
         self._supervisor: threading.Thread | None = None
 
     @property
-    def sid(self) -> str | None:
-        return self.state.sid
-
-    @property
-    def backoff(self) -> Backoff:
-        return self.machine.backoff
-
-    @property
-    def ended(self) -> SessionEnded | None:
-        """Why the client stopped for good, once it has."""
-        return self.machine.ended
-
-    @property
     def transport_name(self) -> str:
         return self._io.name()
-
-    @property
-    def attempt_timeout(self) -> float:
-        """How long one step of a connection attempt may take (see the class docstring)."""
-        if self.connect_timeout is not None:
-            return self.connect_timeout
-        return min(self.request_timeout, self.machine.silence_limit)
 
     def connect(self) -> None:
         """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
@@ -184,11 +158,13 @@ class BlockingClient:
         except GatewayError:
             self.machine.join_refused(room)
             raise
+        self.state.joined(room, result["offset"])
         return result
 
     def leave(self, room: str) -> dict[str, Any]:
         self.machine.leave(room)
         result: dict[str, Any] = self._request("leave", {"room": room})
+        self.state.left(room)
         return result
 
     def publish(self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False) -> dict[str, Any]:

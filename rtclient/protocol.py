@@ -444,17 +444,26 @@ class ClientState:
                 out: list[ClientEvent] = [Recovery("recovery", frame.complete, frame.replayed, frame.gaps)]
                 return out + [Gap("gap", room, after, "log_trimmed") for room, after in frame.gaps]
             case frames.Joined():
-                self.rooms.add(frame.room)
-                self.positions.setdefault(frame.room, frame.offset)
+                self.joined(frame.room, frame.offset)
                 return []
             case frames.Left():
-                self.rooms.discard(frame.room)
-                self.positions.pop(frame.room, None)
+                self.left(frame.room)
                 return []
             case frames.Call():
                 return [Call("call", frame.ack_id, frame.event, frame.data)]
             case frames.Close():
                 return [Closing("close", frame.reason, frame.reconnect)]
+
+    def joined(self, room: str, offset: str) -> None:
+        """The gateway confirmed ``room`` (its ``joined`` frame, or the join's ack)."""
+        self.rooms.add(room)
+        self.positions.setdefault(room, offset)
+
+    def left(self, room: str) -> None:
+        """The gateway confirmed leaving ``room`` (its ``left`` frame, or the leave's ack:
+        on Socket.IO the two are handled in separate tasks, so either may come first)."""
+        self.rooms.discard(room)
+        self.positions.pop(room, None)
 
     def _open(self, frame: frames.Open) -> list[ClientEvent]:
         interval, timeout = frame.ping_interval / 1000, frame.ping_timeout / 1000

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.wire.errors import GatewayError
 
@@ -42,6 +43,7 @@ from .protocol import (
     Closing,
     ConnectionLost,
     SessionEnded,
+    TokenSource,
     UnusableStream,
     retry_after,
     retry_delay,
@@ -250,3 +252,49 @@ class Reconnector:
         if retry_after(error) is None:
             return None
         return retry_delay(error, refusals, self.backoff)
+
+
+class Driver:
+    """What both drivers (asyncio and blocking) hold, whatever does their I/O: the session's
+    state, the reconnect machine, the connect credential and the bounds."""
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        *,
+        token: TokenSource,
+        auth: dict[str, Any] | None,
+        request_timeout: float,
+        connect_timeout: float | None,
+        backoff: Backoff | None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        # ``auth``: the namespace middleware's other fields (SSE: query parameters).
+        self.auth = {k: v for k, v in (auth or {}).items() if k != "token"}
+        self.token: TokenSource = token if token is not None else (auth or {}).get("token")
+        self.state = ClientState(namespace=namespace)
+        self.machine = Reconnector(self.state, backoff or Backoff())
+        self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
+
+    @property
+    def sid(self) -> str | None:
+        return self.state.sid
+
+    @property
+    def backoff(self) -> Backoff:
+        return self.machine.backoff
+
+    @property
+    def ended(self) -> SessionEnded | None:
+        """Why the client stopped for good, once it has."""
+        return self.machine.ended
+
+    @property
+    def attempt_timeout(self) -> float:
+        """How long one step of a connection attempt may take: ``connect_timeout``, by default
+        ``min(request_timeout, pingInterval + pingTimeout)``."""
+        if self.connect_timeout is not None:
+            return self.connect_timeout
+        return min(self.request_timeout, self.machine.silence_limit)

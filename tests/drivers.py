@@ -20,7 +20,7 @@ import socketio
 from httpx_sse import EventSource
 
 from gateway.wire.errors import GatewayError, error_from_wire
-from rtclient.aio import abandon
+from rtclient._engineio_fence import abandon, goodbye
 
 from .servers import timeout
 
@@ -181,30 +181,6 @@ class SocketIODriver(Driver):
         if self.client is not None:
             client, self.client = self.client, None
             await goodbye(client)
-
-
-async def goodbye(client: socketio.AsyncClient) -> None:
-    """``client.disconnect()``, over polling without waiting for the long-poll GET in flight.
-
-    python-engineio's ``disconnect`` returns only once its pending GET ends, and the server
-    answers that GET at its next ping (``pingInterval`` later: seconds per driver). A browser
-    aborts its XHR instead; this does the same once the goodbye has gone: the write loop
-    ends after its last POST (the DISCONNECT and CLOSE packets), then closing the HTTP
-    session cuts the GET, and the read loop ends at once. Reaches the same engine.io
-    attributes as ``rtclient``'s ``abandon`` (``write_loop_task``, ``http``), which
-    tests/test_client_imports.py pins.
-    """
-    eio = client.eio
-    if eio.current_transport != "polling":
-        await client.disconnect()
-        return
-    writer = eio.write_loop_task
-    disconnecting = asyncio.create_task(client.disconnect())
-    if writer is not None:
-        await asyncio.wait_for(asyncio.shield(writer), timeout(5))
-    if eio.http is not None:
-        await eio.http.close()
-    await asyncio.wait_for(disconnecting, timeout(5))
 
 
 class SseDriver(Driver):

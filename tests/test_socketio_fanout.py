@@ -54,7 +54,12 @@ async def test_members_are_the_hubs_and_python_socketio_keeps_no_gateway_room() 
         # not a session's personal room, not the namespace-wide one.
         assert ws.client is not None and polling.client is not None
         rooms = _manager_rooms(gw, "/chat")
-        connections = {ws.client.get_sid("/chat"), polling.client.get_sid("/chat")}
+        # (The client's sid is the gateway's public id; python-socketio's own sid per
+        # connection is what the transport's channels are keyed by.)
+        transport = gw.gateway.transports["socketio"]
+        assert isinstance(transport, SocketIOTransport)
+        connections = {sio_sid for namespace, sio_sid in list(transport.channels) if namespace == "/chat"}
+        assert len(connections) == 2
         assert set(rooms) == {None, *connections}
         assert all(sids == {room} for room, sids in rooms.items() if room is not None)
 

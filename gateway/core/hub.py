@@ -26,7 +26,16 @@ from gateway.core.jwt_auth import JwtAuth
 from gateway.core.limits import Limits
 from gateway.core.namespaces import Namespace
 from gateway.core.rooms import Rooms
-from gateway.core.sessions import Channel, Session, SessionState, hash_key, key_matches, new_key, new_sid
+from gateway.core.sessions import (
+    Channel,
+    Session,
+    SessionState,
+    Trail,
+    hash_key,
+    key_matches,
+    new_key,
+    public_id,
+)
 from gateway.core.transport import Transport
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -54,11 +63,34 @@ log = logging.getLogger("gateway")
 
 # Every session of a namespace is in this room: namespace-wide emits are logged and replayed too.
 ALL = "*"
+# The routed command that asks the node holding a session where its Socket.IO client resumes.
+TRAIL_OP = "trail"
+
+Gaps = tuple[tuple[str, str | None], ...]
 
 
 @dataclass(slots=True)
 class _Resume:
     replays: dict[str, Replay]
+    lost: Gaps = ()  # a new session that replaces one whose recovery the log could not fill
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """Socket.IO connection-state recovery, as the official client asks for it in its CONNECT
+    auth: ``pid`` (the session's private key) and ``offset`` (the trailing string of the last
+    event it received, None if none)."""
+
+    pid: str
+    last: str | None
+
+
+class _Unfillable(Exception):
+    """The log no longer holds everything after the client's positions (these rooms)."""
+
+    def __init__(self, gaps: Gaps) -> None:
+        super().__init__("gaps")
+        self.gaps = gaps
 
 
 class Gateway:
@@ -127,6 +159,7 @@ class Gateway:
         resume_key: str | None = None,
         positions: dict[str, str] | None = None,
         address: str | None = None,
+        recover: Recover | None = None,
     ) -> Session:
         """Authenticate and open (or resume) a session; call ``activate`` once the channel can write.
 
@@ -134,14 +167,39 @@ class Gateway:
         one the answer is the same as for a session that never existed. Raises a
         ``GatewayError`` and changes nothing if anything is wrong. ``address`` is the
         client's (``limits.client_address``): new sessions are limited per address.
+
+        ``recover`` (a namespace where ``recovers``): the session of that key, resumed
+        exactly after the client's last event; if it cannot be (unknown key, a last event
+        that cannot be placed, a gap in the log), a new session, whose ``recovery`` frame
+        names the gaps if there were any. Never an error saying which.
         """
-        if resume_sid is None or resume_sid not in self.sessions:  # one more session on this node
-            self.limits.open_session(address, len(self.sessions), fresh=resume_sid is None)
+        resuming = resume_sid is not None or recover is not None
+        sid = resume_sid if recover is None else public_id(recover.pid)
+        if sid not in self.sessions:  # one more session on this node
+            self.limits.open_session(address, len(self.sessions), fresh=not resuming)
         ns = self.namespaces.get(namespace)
         if ns is None:
             raise UnknownNamespace(f"no namespace {namespace[:64]!r}", namespace=namespace[:64])
         _check_auth(auth, self.settings.max_auth_bytes)
-        fresh = Session(sid=new_sid(), namespace=namespace, transport=channel.transport)
+        skip = recover is not None and ns.recovery_skips_middleware
+        fresh = None if skip else await self._authenticate(ns, channel, auth)
+        if recover is not None:
+            outcome = await self._recover(ns, fresh, channel, recover)
+            if isinstance(outcome, Session):
+                return outcome
+            # Not recovered: a new session after all, limited as any.
+            self.limits.open_session(address, len(self.sessions), fresh=True)
+            return await self._open(fresh or await self._authenticate(ns, channel, auth), channel, outcome)
+        assert fresh is not None  # only a recovery skips the middleware
+        if resume_sid is None:
+            return await self._open(fresh, channel)
+        return await self._resume(resume_sid, resume_key, fresh, channel, positions or {})
+
+    async def _authenticate(self, ns: Namespace, channel: Channel, auth: dict[str, Any]) -> Session:
+        """A new session (with its key, and the public id derived from it) through the
+        JWT check and the namespace's middleware."""
+        key = new_key()
+        fresh = Session(sid=public_id(key), namespace=ns.name, key=key, transport=channel.transport)
         if self.jwt is not None:
             token = auth.get("token")
             if token is not None:
@@ -149,15 +207,22 @@ class Gateway:
                 fresh.user, fresh.claims = claims["sub"], dict(claims)
                 fresh.expires_at = float(claims["exp"])
             elif not ns.anonymous:
-                raise Unauthorized(f"{namespace} needs a token (a JWT in auth.token or Authorization: Bearer)")
+                raise Unauthorized(f"{ns.name} needs a token (a JWT in auth.token or Authorization: Bearer)")
         for middleware in ns.middleware:
             await middleware(fresh, auth)
-        if resume_sid is None:
-            return await self._open(fresh, channel)
-        return await self._resume(resume_sid, resume_key, fresh, channel, positions or {})
+        return fresh
 
-    async def _open(self, session: Session, channel: Channel) -> Session:
-        session.key = new_key()
+    def recovers(self, namespace: str) -> bool:
+        """Whether Socket.IO connection-state recovery is on for ``namespace``."""
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            return False
+        return self.settings.socketio_recovery if ns.recovery is None else ns.recovery
+
+    def _trail(self, session: Session, start: dict[str, str]) -> Trail | None:
+        return Trail(start, self.settings.socketio_recovery_trail) if self.recovers(session.namespace) else None
+
+    async def _open(self, session: Session, channel: Channel, lost: Gaps = ()) -> Session:
         session.key_hash = hash_key(session.key)
         session.channel = channel
         # Buffering from before the position reads: with an asynchronous fan-out (Redis)
@@ -174,17 +239,74 @@ class Gateway:
             self._end_replay(session)  # nothing stays behind a refused connect
             self.sessions.pop(session.sid, None)
             raise
-        self._resumes[session.sid] = _Resume({})
+        session.trail = self._trail(session, session.positions)
+        self._resumes[session.sid] = _Resume({}, lost)
         self.metrics.connects.labels(channel.transport, "no").inc()
         return session
 
     async def _resume(
         self, sid: str, key: str | None, fresh: Session, channel: Channel, positions: dict[str, str]
     ) -> Session:
-        session = await self._find(sid, key)
+        session, _ = await self._find(sid, key)
         if session.namespace != fresh.namespace or session.user != fresh.user:
             # Same answer as a sid that never existed: a sid is not proof of identity.
             raise UnknownSession(f"no session {sid!r} for this namespace and user", sid=sid)
+        return await self._take_over(session, key, fresh, channel, positions, exact=False)
+
+    async def _recover(
+        self, ns: Namespace, fresh: Session | None, channel: Channel, recover: Recover
+    ) -> Session | Gaps:
+        """Socket.IO recovery: the session of ``recover.pid`` resumed exactly, or the gaps
+        (maybe none) that make it a new session; the old one then ends, as its client lets
+        go of it. ``fresh`` None: the namespace keeps a recovered session's credentials."""
+        try:
+            session, node = await self._find(public_id(recover.pid), recover.pid)
+        except (UnknownSession, SessionExpired):
+            return ()  # as for a key that never existed: a new session, nothing said
+        credentials = fresh or session
+        if session.namespace != ns.name or session.user != credentials.user:
+            return ()
+        positions = await self._trail_positions(session, node, recover.last)
+        gaps: Gaps = ()
+        if positions is not None:
+            try:
+                return await self._take_over(session, recover.pid, credentials, channel, positions, exact=True)
+            except _Unfillable as unfillable:
+                gaps = unfillable.gaps
+        if node == self.broker.node:
+            self.close(session, "not recovered")
+        else:
+            self._background(self._close_elsewhere(node, session.sid))
+        return gaps
+
+    async def _trail_positions(self, session: Session, node: str, last: str | None) -> dict[str, str] | None:
+        """Where each room resumes for a client whose last string is ``last``, asked of the node
+        that wrote to its connection (``Trail``); None if it cannot be known exactly."""
+        if node == self.broker.node:
+            return session.trail.positions(last) if session.trail is not None else None
+        try:
+            found = await self.broker.route(
+                node, Command(TRAIL_OP, session.sid, {"last": last}), self.settings.route_timeout
+            )
+        except GatewayError:
+            return None  # that node is gone, and its trail with it
+        if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+            return None
+        return found
+
+    async def _close_elsewhere(self, node: str, sid: str) -> None:
+        try:
+            await self.broker.route(node, Command(Close.OP, sid, Close().encode()), self.settings.route_timeout)
+        except GatewayError:
+            pass  # gone with its node, or expiring there
+
+    async def _take_over(
+        self, session: Session, key: str | None, credentials: Session, channel: Channel,
+        positions: dict[str, str], *, exact: bool,
+    ) -> Session:
+        """Move ``session`` onto ``channel`` from ``positions``. ``exact``: raise ``_Unfillable``
+        rather than resume with a gap (Socket.IO recovery), changing nothing."""
+        sid = session.sid
         previous = session.channel if session.state is SessionState.CONNECTED else None
         self._begin_replay(session)
         try:
@@ -193,7 +315,10 @@ class Gateway:
                 room: await self.broker.replay(session.namespace, room, after)
                 for room, after in start.items()
             }
-        except GatewayError:
+            gaps = tuple((room, start[room]) for room, replay in replays.items() if not replay.complete)
+            if exact and gaps:
+                raise _Unfillable(gaps)
+        except (GatewayError, _Unfillable):
             if previous is not None:
                 self._go_live(session)
             else:
@@ -208,9 +333,10 @@ class Gateway:
         session.channel = channel
         session.transport = channel.transport
         session.key = key or session.key
-        session.claims = fresh.claims
-        session.expires_at = fresh.expires_at
+        session.claims = credentials.claims
+        session.expires_at = credentials.expires_at
         session.positions = {room: start[room] for room in session.rooms}
+        session.trail = self._trail(session, session.positions)
         self.sessions[sid] = session
         self._resumes[sid] = _Resume(replays)
         try:
@@ -245,6 +371,8 @@ class Gateway:
             self.metrics.replayed.inc(replayed)
             self.metrics.gaps.inc(len(gaps))
             _send(channel, frames.Recovery(recovered=True, complete=not gaps, replayed=replayed, gaps=tuple(gaps)))
+        elif resume.lost:
+            _send(channel, frames.Recovery(recovered=False, complete=False, replayed=0, gaps=resume.lost))
         self._go_live(session)
 
     def handshake(self, session: Session) -> frames.Open:
@@ -301,27 +429,30 @@ class Gateway:
             return SessionExpired(f"session {sid!r} expired; connect again", sid=sid)
         return _unknown(sid)
 
-    async def _find(self, sid: str, key: str | None) -> Session:
-        """The session to resume: ours, or rebuilt from the record another node left.
+    async def _find(self, sid: str, key: str | None) -> tuple[Session, str]:
+        """The session to resume: ours, or rebuilt from the record another node left; and
+        the node that holds it (this one's ``broker.node`` when ours).
 
         The key is checked before anything else is looked at or changed.
         """
+        here = self.broker.node
         session = self.sessions.get(sid)
         if session is not None and session.state is SessionState.CONNECTED:
             _check_key(session.key_hash, key, sid)
-            return session
+            return session, here
         record = await self.broker.load_session(sid)
         if record is None:
             if session is not None:  # ours, its record lost (a restarted Redis)
                 _check_key(session.key_hash, key, sid)
-                return session
+                return session, here
             raise await self._gone(sid, key)
         _check_key(record.key_hash, key, sid)
-        if session is not None and record.node == self.broker.node:
-            return session
+        if session is not None and record.node == here:
+            return session, here
         if session is not None:
             self._forget(session)  # it moved to another node since: our copy is stale
-        return Session.from_record(record)
+        # The record's node, even if it says this one (our copy was lost: a restart).
+        return Session.from_record(record), record.node
 
     def _forget(self, session: Session) -> None:
         """Drop a local copy without touching the shared record (another node owns it now)."""
@@ -372,6 +503,10 @@ class Gateway:
         session = self.sessions.get(command.sid)
         if session is None:
             raise UnknownSession(f"no session {command.sid!r} on this node", sid=command.sid)
+        if command.op == TRAIL_OP:
+            last = command.body.get("last")
+            trail = session.trail
+            return trail.positions(last) if trail is not None and (last is None or isinstance(last, str)) else None
         return await self.handle(session, decode_request(command.op, command.body))
 
     async def handle(self, session: Session, request: Request) -> Any:

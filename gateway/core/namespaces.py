@@ -22,7 +22,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Namespace:
     def __init__(
-        self, name: str, *, allow_publish_unjoined: bool | None = None, anonymous: bool = False
+        self,
+        name: str,
+        *,
+        allow_publish_unjoined: bool | None = None,
+        anonymous: bool = False,
+        recovery: bool | None = None,
+        recovery_skips_middleware: bool = False,
     ) -> None:
         if not name.startswith("/"):
             raise ValueError("a namespace name starts with '/'")
@@ -35,6 +41,11 @@ class Namespace:
         self.join_authorizer: JoinAuthorizer | None = None
         # None: follow Settings.allow_publish_unjoined.
         self.allow_publish_unjoined = allow_publish_unjoined
+        # Socket.IO connection-state recovery (docs/protocol.md); None: Settings.socketio_recovery.
+        self.recovery = recovery
+        # A recovered session keeps the user and claims it had, as Socket.IO's skipMiddlewares
+        # (a connect that is not recovered runs the middleware, and JWT check, all the same).
+        self.recovery_skips_middleware = recovery_skips_middleware
 
     def on(self, event: str) -> Callable[[F], F]:
         """Register the handler of a client event; what it returns is the ack."""

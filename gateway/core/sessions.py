@@ -5,14 +5,20 @@ the name of its personal room, so every member of a room sees it, and it grants
 nothing. ``key`` is private: only the session's own connection receives it (in
 ``open``), and every request, resume or close must present it. Nodes keep the
 key's SHA-256, never the key, in the shared session record.
+
+The public id is derived from the key (``public_id``, a one-way hash), so the key
+alone names its session: Socket.IO's connection-state recovery sends back nothing
+but its ``pid`` (the key) and the last offset it received.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import hmac
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,14 +57,17 @@ class Channel(Protocol):
         """Close the connection; the session stays recoverable unless it was closed."""
 
 
-def new_sid() -> str:
-    """128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
-
-
 def new_key() -> str:
     """A session's private key: 128 random bits, URL-safe (22 characters)."""
     return secrets.token_urlsafe(16)
+
+
+def public_id(key: str) -> str:
+    """The public id (sid) of the session whose private key is ``key``: 128 bits of a
+    SHA-256 apart from ``hash_key``'s, URL-safe (22 characters). Knowing it gives nothing
+    towards the key; knowing the key gives the session."""
+    digest = hashlib.sha256(b"rtgateway public id\0" + key.encode("utf-8", "surrogateescape")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
 def hash_key(key: str) -> str:
@@ -109,6 +118,8 @@ class Session:
     backlog: list[Envelope] | None = None
     # Its publishes and emits per second (``limits.Limits.request``), made on first use.
     bucket: TokenBucket | None = None
+    # What its current connection was handed, for Socket.IO recovery (None where that is off).
+    trail: Trail | None = None
 
     @property
     def live(self) -> bool:
@@ -128,3 +139,62 @@ class Session:
             positions=dict(rec.rooms),
             state=SessionState.DETACHED,
         )
+
+
+class Trail:
+    """The room events a session's connection was handed, in order: Socket.IO recovery's record.
+
+    A Socket.IO client that recovers sends back only the trailing string of the last
+    event it received (``"<room>=<offset>"``, the same for every member of a broadcast,
+    so a broadcast is still encoded once). One connection delivers in the order it was
+    written to, so everything written before that event was received and nothing after
+    it: the client resumes that room after that offset, and every other room after the
+    last offset written in it before that event, or where the connection started
+    (``base``). Entries are ``(room, offset)``; a string that ended another event (a
+    server call's data) is kept as ``(None, string)``, since the client keeps that too.
+
+    Bounded to ``limit`` entries: the oldest are folded into ``base``. A last string that
+    names a dropped entry, or more than one entry, cannot be placed exactly: ``None``.
+    """
+
+    __slots__ = ("base", "entries", "limit", "trimmed")
+
+    def __init__(self, base: dict[str, str], limit: int) -> None:
+        self.base = dict(base)
+        self.entries: deque[tuple[str | None, str]] = deque()
+        self.limit = limit
+        self.trimmed = False
+
+    def add(self, entry: tuple[str | None, str]) -> None:
+        """The connection was just handed an event: ``(room, offset)``, or ``(None, string)``
+        for another event whose last argument is that string. A broadcast adds the same
+        tuple to every member's trail: an entry costs each trail one pointer."""
+        entries = self.entries
+        if len(entries) >= self.limit:
+            old_room, old_mark = entries.popleft()
+            if old_room is not None:
+                self.base[old_room] = old_mark
+            self.trimmed = True
+        entries.append(entry)
+
+    def positions(self, last: str | None) -> dict[str, str] | None:
+        """Where each room resumes for a client whose last received string is ``last``
+        (None: it received none); None if that cannot be known exactly."""
+        found = [
+            i for i, (room, mark) in enumerate(self.entries)
+            if last == (mark if room is None else position_mark(room, mark))
+        ]
+        if len(found) > 1 or (not found and self.trimmed):
+            return None
+        positions = dict(self.base)
+        # Not found: it received nothing this connection wrote (else it would hold that
+        # string, or a later one); what it holds is from an earlier connection or session.
+        for room, mark in list(self.entries)[: found[0] + 1] if found else ():
+            if room is not None:
+                positions[room] = mark
+        return positions
+
+
+def position_mark(room: str, offset: str) -> str:
+    """The trailing string of a room event on a Socket.IO namespace with recovery on."""
+    return f"{room}={offset}"

@@ -79,11 +79,12 @@ def engine_sockets(server: socketio.AsyncServer) -> list[EngineSocket]:
 
 
 def event_packets(
-    server: socketio.AsyncServer, namespace: str, event: str, data: Any
+    server: socketio.AsyncServer, namespace: str, event: str, *args: Any
 ) -> tuple[list[eio_packet.Packet], str | None]:
-    """One Socket.IO EVENT as the Engine.IO MESSAGE packets that carry it, encoded once;
-    and, when it is a single text packet, the WebSocket text frame its writer would send."""
-    encoded = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data]).encode()
+    """One Socket.IO EVENT (``event`` with ``args``) as the Engine.IO MESSAGE packets that carry
+    it, encoded once; and, when it is a single text packet, the WebSocket text frame its writer
+    would send."""
+    encoded = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
     packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])]
     text = packets[0].encode() if len(packets) == 1 and not packets[0].binary else None
     return packets, text

@@ -1,5 +1,6 @@
-// The demo page: a chat on /chat over the transport the visitor picks, showing what the
-// client does underneath (state, transport in use, acks, reconnects, recovery).
+// The demo page: a chat on /chat over the transport the visitor picks (auto by default),
+// showing what the client does underneath (state, transport in use and every move between
+// transports, acks, reconnects, recovery, and which messages came as a resume's replay).
 // With the admin password (the gateway's GATEWAY_ADMIN_TOKEN), the page trades it for a
 // short-lived JWT at POST /demo/token before every connection attempt: that token unlocks
 // `private:` rooms, and a fresh one is fetched when the gateway closes with token_expired.
@@ -114,14 +115,15 @@ function start(transport, name, room, password) {
       })
     : undefined;
   client = connect({ namespace: "/chat", transport, name, token });
-  window.rtgw = { client, room }; // for the browser tests and the curious
+  const transports = []; // every transport the session was carried by, in order
+  window.rtgw = { client, room, transports }; // for the browser tests and the curious
   setConnected(true);
 
   client.on("state", (state) => {
     const badge = $("state");
     badge.textContent = state;
     badge.dataset.state = state;
-    $("drop").disabled = state !== "open";
+    $("drop").disabled = $("offline").disabled = state !== "open";
     show("reconnects", String(client.reconnects));
     if (state === "open") {
       show("sid", client.sid);
@@ -130,7 +132,22 @@ function start(transport, name, room, password) {
     logEvent(`state: ${state}`, state === "open" ? "ok" : state === "closed" ? "bad" : "");
     if (state === "closed") setConnected(false);
   });
-  client.on("transport", (name) => show("transport-in-use", name));
+  client.on("transport", (name) => {
+    const from = transports.at(-1);
+    transports.push(name);
+    show("transport-in-use", name);
+    show("transport-history", transports.join(" → "));
+    if (!from) logEvent(`transport: ${name}`, "ok");
+    else if (client.state === "open") logEvent(`moved ${from} → ${name}: same session, nothing lost or repeated`, "ok");
+    else logEvent(`transport: ${name} (was ${from})`);
+  });
+  // auto: what it tries on this network and what it learns.
+  client.on("attempt", ({ transport: tried, outcome, detail }) => {
+    if (outcome === "probing") logEvent(`trying ${tried} beside the session`);
+    else if (outcome === "failed") logEvent(`${tried} failed here (${detail ?? "?"}); remembered for this network for a while`, "warn");
+    else if (outcome === "buffered") logEvent("a proxy holds the SSE stream back: polling instead", "warn");
+    else if (outcome === "abandoned") logEvent(`${tried} given up (${detail}): starting on WebSocket`, "warn");
+  });
   client.on("reconnect", ({ attempt, delay, reason }) => {
     show("reconnects", String(attempt));
     logEvent(`reconnect #${attempt} in ${Math.round(delay)} ms (${reason?.message ?? "lost"})`, "warn");
@@ -159,13 +176,23 @@ function start(transport, name, room, password) {
     if (row) setStatus(row, "failed", `refused: ${error.code}`);
   });
 
-  client.on("message", (envelope) => {
+  client.on("message", (envelope, { replayed } = {}) => {
     const data = envelope.data ?? {};
     const text = typeof data.text === "string" ? data.text : JSON.stringify(data);
     const sender = typeof data.name === "string" ? data.name : envelope.sender ?? "server";
     const row = messageRow({ name: sender, text, mine: false, ts: envelope.ts });
     row.dataset.offset = envelope.offset;
     row.title = `offset ${envelope.offset}`;
+    if (replayed) {
+      // Sent while this page was away: it came in the resume's replay, before the recovery frame.
+      row.dataset.replayed = "true";
+      const badge = document.createElement("span");
+      badge.className = "replayed-badge";
+      badge.dataset.testid = "replayed";
+      badge.textContent = "replayed";
+      badge.title = "missed while offline; delivered by the resume's replay";
+      row.querySelector(".meta").prepend(badge, " ");
+    }
   });
 
   client.join(room).then(
@@ -196,6 +223,12 @@ $("drop").addEventListener("click", () => {
   client?.drop();
 });
 
+$("offline").addEventListener("click", () => {
+  const seconds = Math.min(120, Math.max(1, Number($("offline-seconds").value) || 5));
+  logEvent(`offline for ${seconds} s: what is said meanwhile comes back as a replay`, "warn");
+  client?.drop({ offlineFor: seconds * 1000 });
+});
+
 $("leave").addEventListener("click", async () => {
   await client?.close();
   client = null;
@@ -215,7 +248,7 @@ if (!(await socketIOAvailable())) {
     $(id).disabled = true;
     $(id).dataset.unavailable = "true";
   }
-  $("transport-sse").checked = true;
+  $("transport-sse").checked = true; // what auto would end on anyway, said plainly
   $("sio-notice").hidden = false;
 } else if (wanted && form.querySelector(`input[value="${CSS.escape(wanted)}"]`)) {
   form.querySelector(`input[value="${CSS.escape(wanted)}"]`).checked = true;

@@ -6,9 +6,16 @@
  * malformed frame that could not even be read), call(event, data, reply),
  * transport(link, name), cursor(link, id). The owner (rtgateway.js) keeps sessions,
  * reconnection, the outbox and delivery. A link offers open(resume), opened(info),
- * request(kind, body), drop(), close() and `name`, the transport actually in use.
+ * request(kind, body), drop(), close(), `name`, the transport actually in use ("sse",
+ * "sse-poll", "polling", "websocket"), and `kind`, what was asked for ("sse", "websocket",
+ * "polling", "socketio": polling, then WebSocket if it can). An SSE link also reports
+ * buffered(link) when it finds its stream held back by a proxy and polls instead.
  * open() gets {sid, key, cursor, offsets, token}: the session to resume (sid is public, key is
  * the private proof of ownership from the open frame) and the credential for this attempt.
+ *
+ * For `transport: "auto"`, two more pieces: WebSocketProbe opens a WebSocket engine with no
+ * namespace (so no session) to learn whether WebSocket passes this network, and can then carry a
+ * SocketIOLink; networkMemory remembers, per gateway URL and for a while, what failed.
  */
 
 import { GatewayError, SseParser, isCursor, isObject, problemError, unwrapAck } from "./rtgateway-protocol.js";
@@ -67,6 +74,111 @@ export function guardDecoder(manager, onBad) {
   return true;
 }
 
+// -- what this network lets through, remembered ------------------------------------
+
+const remembered = new Map(); // where there is no localStorage (Node, a sandboxed frame)
+
+function store() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null; // storage refused (a sandboxed frame, privacy settings)
+  }
+}
+
+/**
+ * What failed on this network, per gateway URL, each fact with its own expiry: `websocket:
+ * "failed"` (a proxy refused it), `sse: "poll"` (a proxy buffers streams) or `sse: "failed"`.
+ * Kept in localStorage in a browser, so a reload does not try a blocked WebSocket first; in
+ * memory elsewhere.
+ */
+export const networkMemory = {
+  recall(url, now = Date.now()) {
+    const key = `rtgateway:network:${url}`;
+    let facts = remembered.get(key) ?? {};
+    try {
+      const text = store()?.getItem(key);
+      if (text) facts = JSON.parse(text);
+    } catch {
+      /* unreadable: nothing remembered */
+    }
+    const live = {};
+    for (const [what, fact] of Object.entries(isObject(facts) ? facts : {})) {
+      if (isObject(fact) && typeof fact.value === "string" && fact.until > now) live[what] = fact.value;
+    }
+    return live;
+  },
+
+  note(url, what, value, forMs, now = Date.now()) {
+    const key = `rtgateway:network:${url}`;
+    let facts = remembered.get(key) ?? {};
+    try {
+      facts = JSON.parse(store()?.getItem(key) ?? "null") ?? facts;
+    } catch {
+      /* unreadable: start again */
+    }
+    facts = { ...(isObject(facts) ? facts : {}), [what]: { value, until: now + forMs } };
+    remembered.set(key, facts);
+    try {
+      store()?.setItem(key, JSON.stringify(facts));
+    } catch {
+      /* full or refused: the in-memory copy still serves this page */
+    }
+  },
+
+  forget(url) {
+    const key = `rtgateway:network:${url}`;
+    remembered.delete(key);
+    try {
+      store()?.removeItem(key);
+    } catch {
+      /* refused */
+    }
+  },
+};
+
+/**
+ * A WebSocket engine opened on its own, with no namespace: it costs the gateway no session,
+ * and once open it can carry a SocketIOLink ({manager}), so moving there takes one more round
+ * trip. `opened` resolves to the engine's Manager or rejects with a GatewayError; `elapsed` is
+ * how long the engine took to open (ms).
+ */
+export class WebSocketProbe {
+  constructor(options) {
+    this.options = options;
+    this.manager = null;
+    this.cancelled = false;
+    this.elapsed = null;
+    const started = Date.now();
+    this.opened = this._open().then((manager) => {
+      this.elapsed = Date.now() - started;
+      return manager;
+    });
+    this.opened.catch(() => {}); // the owner listens; a probe given up on is not an unhandled rejection
+  }
+
+  async _open() {
+    const { url, connectTimeout, socketioUrl } = this.options;
+    const { Manager } = await loadSocketIO(socketioUrl);
+    if (this.cancelled) throw new GatewayError("client_closed", "the probe was cancelled");
+    const manager = new Manager(url, { transports: ["websocket"], reconnection: false, autoConnect: false, timeout: connectTimeout });
+    this.manager = manager;
+    await new Promise((resolve, reject) => {
+      this.abandon = reject;
+      manager.open((err) => (err ? reject(new GatewayError(err.message === "timeout" ? "timeout" : "network_error", `WebSocket failed: ${err.message}`)) : resolve()));
+    });
+    if (this.cancelled) throw new GatewayError("client_closed", "the probe was cancelled");
+    return manager;
+  }
+
+  /** Give up on it: the engine (open or opening) is closed, unless a link took it. */
+  cancel() {
+    this.cancelled = true;
+    this.manager?.disconnect();
+    this.abandon?.(new GatewayError("client_closed", "the probe was cancelled"));
+  }
+}
+
 // -- the links --------------------------------------------------------------------
 
 /**
@@ -78,32 +190,58 @@ export function guardDecoder(manager, onBad) {
  * and a refused connect is an opaque `error` with no status or problem body to read a code from.
  */
 export class SseLink {
-  constructor(options, events, seq) {
+  /**
+   * `mode`: "stream" keeps one response open; "poll" asks the gateway to end each response
+   * after a batch of events and asks again at once, resuming from the cursor (for proxies that
+   * buffer responses); "auto" streams, and polls from the moment the response headers came but
+   * no byte of the stream did within options.bufferTimeout: the mark of a buffering proxy.
+   */
+  constructor(options, events, seq, { mode = "auto" } = {}) {
     this.options = options;
     this.events = events;
     this.seq = seq;
+    this.kind = "sse";
+    this.mode = mode;
+    this.polling = mode === "poll";
     this.sid = null; // the session its requests are for, from the open frame
     this.key = null; // its private key: sent as X-Session-Key on every request
-    this.name = "sse";
+    this.cursor = null; // the last id: read: where the next poll resumes
+    this.token = undefined;
+    this.answered = false; // the first response's headers came
     this.abort = new AbortController();
     this.timer = null;
+    this.held = null; // the buffering watch of a streaming response
     this.ended = false;
   }
 
+  get name() {
+    return this.polling ? "sse-poll" : "sse";
+  }
+
   async open({ sid, key, cursor, token }) {
-    const { url, namespace, name, connectTimeout } = this.options;
     // Known before the open frame, so that close() during a resume still ends the session.
     this.sid = sid ?? null;
     this.key = key ?? null;
+    this.cursor = cursor ?? null;
+    this.token = token;
+    const response = await this._get();
+    this.answered = true;
+    this._read(response);
+  }
+
+  /** One GET /sse/connect: a new session, or a resume from the cursor (or sid and key). */
+  async _get() {
+    const { url, namespace, name, connectTimeout } = this.options;
     const query = new URLSearchParams({ namespace });
     if (name) query.set("name", name); // extra query parameters reach the namespace's middleware
+    if (this.polling) query.set("mode", "poll");
     const headers = { Accept: "text/event-stream" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (cursor) {
-      headers["Last-Event-ID"] = cursor; // "<sid>:<key>;<room>=<offset>,…": it carries the key
-    } else if (sid && key) {
-      query.set("sid", sid);
-      headers["X-Session-Key"] = key;
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (this.cursor) {
+      headers["Last-Event-ID"] = this.cursor; // "<sid>:<key>;<room>=<offset>,…": it carries the key
+    } else if (this.sid && this.key) {
+      query.set("sid", this.sid);
+      headers["X-Session-Key"] = this.key;
     }
     this._watch(connectTimeout); // the connect and the open frame must come in time
     let response;
@@ -122,7 +260,9 @@ export class SseLink {
       this.abort.abort();
       throw new GatewayError("malformed_frame", `/sse/connect answered ${response.headers.get("content-type")}, not an event stream`);
     }
-    this._read(response.body.getReader());
+    // A poll after the first: the gateway holds it up to pingInterval before answering.
+    if (this.deadline) this._watch(this.deadline);
+    return response;
   }
 
   /** Dead-stream detection: anything read (an event or a `: ping`) resets the watchdog. */
@@ -142,22 +282,67 @@ export class SseLink {
     this._watch(this.deadline);
   }
 
-  async _read(reader) {
-    const decoder = new TextDecoder();
-    const parser = new SseParser();
+  /** Responses until the link ends: one when streaming, one after another when polling. */
+  async _read(response) {
     let reason = null;
     try {
       for (;;) {
+        const buffered = await this._consume(response);
+        if (this.ended) return;
+        if (buffered) {
+          this.polling = true;
+          this.events.buffered?.(this);
+          this.events.transport(this, this.name);
+        } else if (!this.polling) {
+          break;
+        }
+        response = await this._get(); // the next poll, at once
+      }
+      reason = new GatewayError("network_error", "the event stream ended");
+    } catch (err) {
+      reason = this.abort.signal.reason ?? (err instanceof GatewayError ? err : new GatewayError("network_error", `the event stream broke: ${err.message}`));
+      this.abort.abort(reason); // a parse failure: do not leave the response open behind us
+    } finally {
+      clearTimeout(this.timer);
+      clearTimeout(this.held);
+    }
+    this._end(reason);
+  }
+
+  /** Read one response to its end; true if it was given up as held back by a proxy. */
+  async _consume(response) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new SseParser();
+    // A poll after the session opened starts again with open (and recovery): the gateway's way
+    // of resuming, not news for the client, which hears only what the poll brings.
+    const again = Boolean(this.gotOpen);
+    let heard = false;
+    let buffered = false;
+    if (this.mode === "auto" && !this.polling) {
+      this.held = setTimeout(() => {
+        buffered = !heard;
+        if (buffered) reader.cancel().catch(() => {});
+      }, this.options.bufferTimeout ?? 3000);
+    }
+    try {
+      for (;;) {
         const { value, done } = await reader.read();
-        if (done) break;
+        if (done || this.ended) return buffered;
+        heard = true;
+        clearTimeout(this.held);
         this._watch(this.deadline ?? this.options.connectTimeout);
         for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
-          if (this.ended) return;
+          if (this.ended) return false;
           if (frame.comment !== undefined) continue; // a ping: its bytes already fed the watchdog
           if (frame.id !== undefined) {
             // A cursor the gateway would refuse is not kept: a resume would lose the session.
-            if (isCursor(frame.id)) this.events.cursor(this, frame.id);
-            else this.events.malformed(`an id: line that is not a cursor: ${frame.id.slice(0, 80)}`);
+            if (isCursor(frame.id)) {
+              this.cursor = frame.id;
+              this.events.cursor(this, frame.id);
+            } else {
+              this.events.malformed(`an id: line that is not a cursor: ${frame.id.slice(0, 80)}`);
+            }
           }
           if (frame.data === undefined) continue;
           const name = frame.event.slice(0, 80);
@@ -174,17 +359,13 @@ export class SseLink {
             this.events.unusable(this);
             continue;
           }
+          if (again && (frame.event === "open" || (frame.event === "recovery" && data?.complete === true))) continue;
           this.events.frame(this, frame.event, data);
         }
       }
-      reason = new GatewayError("network_error", "the event stream ended");
-    } catch (err) {
-      reason = this.abort.signal.reason ?? (err instanceof GatewayError ? err : new GatewayError("network_error", `the event stream broke: ${err.message}`));
-      this.abort.abort(reason); // a parse failure: do not leave the response open behind us
     } finally {
-      clearTimeout(this.timer);
+      clearTimeout(this.held);
     }
-    this._end(reason);
   }
 
   _end(reason) {
@@ -249,10 +430,17 @@ export class SseLink {
  * server pings every pingInterval; silence for pingInterval + pingTimeout closes it).
  */
 export class SocketIOLink {
-  constructor(options, events, seq) {
+  /**
+   * `transports`: socket.io-client's (polling then WebSocket by default); `manager`: an engine
+   * already open (a WebSocketProbe's), to connect the namespace over instead of a new one.
+   */
+  constructor(options, events, seq, { transports = ["polling", "websocket"], manager = null } = {}) {
     this.options = options;
     this.events = events;
     this.seq = seq;
+    this.transports = transports;
+    this.kind = transports.length > 1 ? "socketio" : transports[0];
+    this.manager = manager;
     this.socket = null;
     this.ended = false;
   }
@@ -262,21 +450,23 @@ export class SocketIOLink {
   }
 
   async open({ sid, key, offsets, token }) {
-    const { url, namespace, name, transport, connectTimeout, socketioUrl } = this.options;
+    const { url, namespace, name, connectTimeout, socketioUrl } = this.options;
     const { io } = await loadSocketIO(socketioUrl);
     if (this.ended) throw new GatewayError("client_closed", "closed by the client");
     const auth = {};
     if (token) auth.token = token;
     if (name) auth.name = name;
     if (sid && key) Object.assign(auth, { sid, key, offsets });
-    const socket = io(url + namespace, {
-      auth,
-      reconnection: false,
-      forceNew: true,
-      autoConnect: false, // guardDecoder first
-      timeout: connectTimeout,
-      transports: transport === "socketio-polling" ? ["polling"] : ["polling", "websocket"],
-    });
+    const socket = this.manager
+      ? this.manager.socket(namespace, { auth })
+      : io(url + namespace, {
+        auth,
+        reconnection: false,
+        forceNew: true,
+        autoConnect: false, // guardDecoder first
+        timeout: connectTimeout,
+        transports: this.transports,
+      });
     this.socket = socket;
     guardDecoder(socket.io, (packet) => this._undecodable(packet));
     socket.connect();

@@ -144,6 +144,14 @@ export function isCursor(id) {
   });
 }
 
+/**
+ * The cursor a stream would have carried at these positions: what an SSE resume sends after the
+ * session was on another transport (the same positions a Socket.IO resume sends as `offsets`).
+ */
+export function cursorOf(sid, key, offsets) {
+  return `${sid}:${key};${[...offsets].map(([room, offset]) => `${room}=${offset}`).join(",")}`;
+}
+
 /** The {ok, result} / {ok: false, error} answer both transports give; returns result or throws. */
 export function unwrapAck(ack) {
   if (isObject(ack) && ack.ok === true) return ack.result;

@@ -67,15 +67,15 @@
  */
 
 import {
-  GatewayError, compareOffsets, deliveryProblem, envelopeProblem, isEnvelope, isName, isObject, isOffset,
+  GatewayError, compareOffsets, cursorOf, deliveryProblem, envelopeProblem, isEnvelope, isName, isObject, isOffset,
   openProblem, randomId, recoveryProblem, retryAfterMs,
 } from "./rtgateway-protocol.js";
-import { SocketIOLink, SseLink } from "./rtgateway-links.js";
+import { SocketIOLink, SseLink, WebSocketProbe, networkMemory } from "./rtgateway-links.js";
 
 export { GatewayError, SseParser, compareOffsets, parseOffset } from "./rtgateway-protocol.js";
-export { loadSocketIO, socketIOAvailable } from "./rtgateway-links.js";
+export { loadSocketIO, networkMemory, socketIOAvailable } from "./rtgateway-links.js";
 
-export const TRANSPORTS = ["sse", "socketio", "socketio-polling"];
+export const TRANSPORTS = ["auto", "sse", "socketio", "socketio-polling"];
 
 // A resume refused for one of these means the old session is gone: open a new one.
 const SESSION_LOST = new Set(["unknown_sid", "session_expired", "bad_last_event_id", "offset_from_future"]);
@@ -89,12 +89,19 @@ const CONTROL = new Set(["open", "joined", "left", "recovery", "close", "call"])
 // ended, or its first frame was malformed) before the client stops resuming and starts a new
 // session: resuming again would replay the same.
 const UNUSABLE_RESUMES = 3;
+// auto: SSE attempts in a row that failed for the network's sake (no answer from the gateway)
+// before Socket.IO polling is tried instead.
+const SSE_FAILURES = 2;
+// auto: ms after an SSE attempt began by which WebSocket is tried beside it, answered or not.
+const PROBE_LATEST = 500;
+/** The network's trouble, not the gateway's answer: the kind of failure a transport switch may cure. */
+const networkTrouble = (err) => !err.fromServer || /^http_/.test(err.code);
 const show = (v) => String(typeof v === "string" ? v : JSON.stringify(v)).slice(0, 80);
 
 const DEFAULTS = {
   url: undefined, // the gateway's origin; default: the page's
   namespace: "/",
-  transport: "sse",
+  transport: "auto", // or "sse", "socketio", "socketio-polling"
   token: undefined, // a string, or a (possibly async) function returning one, called before every connection attempt
   name: undefined,
   minDelay: 250, // ms: the first reconnect waits 0..minDelay, then doubling, up to maxDelay
@@ -104,6 +111,9 @@ const DEFAULTS = {
   callTimeout: 30000, // ms for join / leave / publish / emit in all (and for `ready`), then `timeout`
   closeTimeout: 3000, // ms close() waits for the gateway to hear the goodbye
   socketioUrl: undefined, // where socket.io-client's ESM build is; default: beside this module
+  bufferTimeout: 3000, // ms: SSE response headers came but no byte of the stream: a buffering proxy, poll instead
+  remember: 10 * 60 * 1000, // ms: auto remembers this long what failed on this network
+  upgradeDelay: 0, // ms: auto waits this long before trying WebSocket beside the first connection
 };
 
 /** The error of a call whose AbortSignal fired: its reason stays in `detail.reason`. */
@@ -165,6 +175,11 @@ export class Client {
       cursor: (link, id) => {
         if (link === this._link) this._cursor = id; // "<sid>:<key>;<room>=<offset>,…"
       },
+      buffered: (link) => {
+        if (this.options.transport !== "auto") return;
+        this._learn("sse", "poll");
+        this._note("sse", "buffered");
+      },
     };
     this._attempt = 0;
     this._unusable = 0; // resumes in a row that gave no usable open frame
@@ -172,6 +187,16 @@ export class Client {
     this._wake = null; // the outbox's timer for requests held back by a rate_limited refusal
     this._cursor = null; // SSE: the last id: read
     this._lost = null; // gaps to report once a replacement session is open
+    this._offlineUntil = 0; // drop({offlineFor}): no connection attempt before this (Date.now())
+    this._replaying = false; // between a resume's open frame and its recovery frame
+    // auto (see _nextLink):
+    this.history = []; // [{at, transport, outcome}]: what was tried and how it went, oldest first
+    this._network = this.options.url;
+    this._probe = null; // a WebSocket engine opening beside the session's connection
+    this._moving = null; // a link resuming the session on WebSocket, not yet its carrier
+    this._wsWorks = false; // WebSocket carried this session: reconnect on it directly
+    this._wsRefused = false; // WebSocket failed here (remembered once HTTP gets through)
+    this._sseFailures = 0;
     this.ready = new Promise((resolve, reject) => {
       this._ready = { resolve, reject };
     });
@@ -249,8 +274,14 @@ export class Client {
     return this._ordered.length + this._free.size;
   }
 
-  /** Cut the connection as a network failure would; the session survives and is resumed. */
-  drop() {
+  /**
+   * Cut the connection as a network failure would; the session survives and is resumed.
+   * `offlineFor` (ms): stay offline that long first, as a train through a tunnel would, so the
+   * room moves on and the resume replays what was missed.
+   */
+  drop({ offlineFor = 0 } = {}) {
+    this._offlineUntil = Math.max(this._offlineUntil, Date.now() + offlineFor);
+    if (offlineFor > 0) this._stopMoving();
     this._link?.drop();
   }
 
@@ -264,7 +295,10 @@ export class Client {
     const options = { ...this.options, requestTimeout: Math.min(this.options.requestTimeout, this.options.closeTimeout) };
     // Between connections there is no link to close: SSE + POST can still end the session
     // (a Socket.IO session without a connection expires after the recovery window).
-    const link = this._link ?? (this.options.transport === "sse" && this.sid ? Object.assign(new SseLink(options, this._events, 0), { sid: this.sid, key: this.key }) : null);
+    this._stopMoving();
+    // Any transport's session can be ended by the DELETE; Socket.IO alone needs a connection.
+    const http = this.options.transport === "sse" || this.options.transport === "auto";
+    const link = this._link ?? (http && this.sid ? Object.assign(new SseLink(options, this._events, 0), { sid: this.sid, key: this.key }) : null);
     if (link) link.options = options; // the link is being discarded: nothing else reads its options
     this._link = null;
     this._shutdown(new GatewayError("client_closed", "the client was closed"));
@@ -279,24 +313,61 @@ export class Client {
     this._emit("state", state);
   }
 
-  async _dial() {
+  _dial() {
     if (this.state === "closed") return;
     if (this.state === "idle") this._setState("connecting");
-    const link = new (this.options.transport === "sse" ? SseLink : SocketIOLink)(this.options, this._events, ++this._seq);
+    const offline = this._offlineUntil - Date.now();
+    if (offline > 0) {
+      clearTimeout(this._timer);
+      this._timer = setTimeout(() => this._dial(), offline);
+      return;
+    }
+    this._connect(this._nextLink());
+  }
+
+  /** The link for the next attempt: the transport asked for, or auto's choice (see _probed). */
+  _nextLink() {
+    const { transport } = this.options;
+    const seq = ++this._seq;
+    if (transport === "sse") return new SseLink(this.options, this._events, seq);
+    if (transport === "socketio") return new SocketIOLink(this.options, this._events, seq);
+    if (transport === "socketio-polling") return new SocketIOLink(this.options, this._events, seq, { transports: ["polling"] });
+    const known = networkMemory.recall(this._network);
+    const websocket = known.websocket !== "failed" && !this._noSocketIO;
+    if (this._wsWorks && websocket) return new SocketIOLink(this.options, this._events, seq, { transports: ["websocket"] });
+    // The last resort: Socket.IO's long-polling (had WebSocket passed, the probe beside SSE
+    // would have taken the session there).
+    if (known.sse === "failed" || this._sseFailures >= SSE_FAILURES) {
+      return new SocketIOLink(this.options, this._events, seq, { transports: ["polling"] });
+    }
+    // SSE answers with the session in one round trip; WebSocket, if it passes, takes the
+    // session over as soon as its engine is open.
+    if (websocket) this._planProbe();
+    return new SseLink(this.options, this._events, seq, { mode: known.sse === "poll" ? "poll" : "auto" });
+  }
+
+  async _connect(link) {
     this._link = link;
+    link.resuming = Boolean(this.sid);
+    this._note(link.kind, "trying");
     const { connectTimeout } = this.options;
+    const started = Date.now();
     try {
       // A function token: a fresh one for every attempt. Neither it nor the connection may
       // stall the client: a token service or a gateway that never answers is a failed attempt.
       const token = await within(this._token(), connectTimeout, "the token function");
       if (this._link !== link) return; // closed meanwhile
-      const resume = { sid: this.sid, key: this.key, cursor: this._cursor, offsets: Object.fromEntries(this._offsets), token };
+      // An SSE resume after the session was on another transport: the cursor of the positions held.
+      const cursor = this._cursor ?? (this.sid ? cursorOf(this.sid, this.key, this._offsets) : null);
+      const resume = { sid: this.sid, key: this.key, cursor, offsets: Object.fromEntries(this._offsets), token };
       await within(link.open(resume), connectTimeout, "connecting");
     } catch (err) {
+      if (this._upgradeTimer) this._scheduleProbe(0); // SSE failed: WebSocket may not
       if (this._link !== link) return;
       this._link = null;
       // Still connecting when the time ran out: cut it (unlinked first, so its loss is ignored).
       if (err.code === "timeout") link.drop();
+      this._failed(link, err);
       if (this.sid && SESSION_LOST.has(err.code)) {
         this._sessionLost(err);
         this._dial();
@@ -308,6 +379,10 @@ export class Client {
       }
       return;
     }
+    // SSE answered: its open frame should follow at once (then WebSocket's turn comes, see
+    // _opened); if it has not come in as long again as the answer took, a proxy may be holding
+    // it back, and WebSocket is tried anyway.
+    if (this._upgradeTimer) this._scheduleProbe(Date.now() - started);
     this._transportChanged(link, link.name);
   }
 
@@ -327,8 +402,8 @@ export class Client {
     this._setState("reconnecting");
     const ceiling = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** this._attempt++);
     // Full jitter, so a crowd of clients does not come back in step; never before a
-    // rate_limited refusal's retryAfter.
-    const delay = Math.max(Math.random() * ceiling, retryAfterMs(reason));
+    // rate_limited refusal's retryAfter, nor while held offline.
+    const delay = Math.max(Math.random() * ceiling, retryAfterMs(reason), this._offlineUntil - Date.now());
     this.reconnects += 1;
     this._emit("reconnect", { attempt: this.reconnects, delay, reason });
     this._timer = setTimeout(() => this._dial(), delay);
@@ -338,6 +413,10 @@ export class Client {
     if (link !== this._link) return; // an older connection, already replaced
     this._link = null;
     if (this.state === "closed") return;
+    // The session is already being resumed on WebSocket: that is the reconnect (or, if it
+    // fails, _migrate retries).
+    if (this._moving) return;
+    if (link.kind === "websocket" && !link.gotOpen) this._failed(link, reason);
     if (!link.gotOpen && this.sid && ++this._unusable >= UNUSABLE_RESUMES) {
       // The gateway keeps answering our resume with nothing usable: a new session, with gaps.
       this._unusable = 0;
@@ -355,6 +434,13 @@ export class Client {
     if (frame.reconnect !== false) return;
     // Another connection owns the session now (replaced), or the gateway says it is over.
     // Nothing is sent back: a DELETE or Socket.IO DISCONNECT would end the new owner's session.
+    if (reason === "replaced" && this._moving) {
+      // Our own move: the session went to the link being opened. This one is simply done.
+      link.ended = true;
+      link.drop();
+      if (this._link === link) this._link = null;
+      return;
+    }
     const code = reason === "replaced" ? "replaced" : "closed_by_server";
     const why = reason === "replaced"
       ? "another connection resumed this session with its key; this client stops instead of taking it back"
@@ -380,6 +466,7 @@ export class Client {
   }
 
   _shutdown(error) {
+    this._stopMoving();
     clearTimeout(this._timer);
     clearTimeout(this._wake);
     clearTimeout(this._readyTimer);
@@ -395,6 +482,159 @@ export class Client {
     this._emit("transport", name);
   }
 
+  // -- auto: the transport that works, and moving the session to a better one --------
+
+  /** A line of `history` (the demo shows them; tests read them). */
+  _note(transport, outcome, detail) {
+    if (this.options.transport !== "auto") return;
+    const entry = { at: Date.now(), transport, outcome };
+    if (detail) entry.detail = detail;
+    this.history.push(entry);
+    if (this.history.length > 100) this.history.shift();
+    this._emit("attempt", entry);
+  }
+
+  _learn(what, value) {
+    networkMemory.note(this._network, what, value, this.options.remember);
+  }
+
+  /**
+   * A link that could not connect: what auto learns from it about this network. A failure is
+   * remembered only once another transport reached the same gateway (see _opened): a gateway
+   * that is down fails every transport, and must not leave its clients on the worst one.
+   */
+  _failed(link, err) {
+    if (this.options.transport !== "auto" || this.state === "closed") return;
+    this._note(link.kind, "failed", err?.code);
+    if (err?.code === "socketio_unavailable") {
+      this._noSocketIO = true; // this page has no socket.io-client: SSE only, and no memory of it
+      return;
+    }
+    if (!err || !networkTrouble(err)) return;
+    if (link.kind === "websocket") {
+      this._wsWorks = false;
+      this._wsRefused = true;
+      if (this._link?.answered || this._link?.gotOpen) this._learn("websocket", "failed"); // SSE got through
+    } else if (link.kind === "sse") {
+      this._sseFailures += 1;
+    } else if (link.kind === "polling") {
+      this._sseFailures = 0; // polling fails too: the gateway is away, not SSE blocked; SSE again
+    }
+  }
+
+  /**
+   * Try WebSocket beside an SSE attempt: once that attempt has given a session (or failed, or
+   * looks held back), so the two do not compete for the first round trips, but at the latest
+   * PROBE_LATEST ms after it began,
+   * so a stalled SSE does not hold WebSocket back; never before options.upgradeDelay.
+   */
+  _planProbe() {
+    if (this._probe || this._moving || this._upgradeTimer) return;
+    this._probeNotBefore = Date.now() + this.options.upgradeDelay;
+    this._scheduleProbe(PROBE_LATEST);
+  }
+
+  /** Start the planned probe in `ms` (or at its earliest allowed time), if that is sooner than planned. */
+  _scheduleProbe(ms) {
+    const at = Math.max(Date.now() + ms, this._probeNotBefore);
+    if (this._upgradeTimer && this._upgradeAt <= at) return;
+    clearTimeout(this._upgradeTimer);
+    this._upgradeAt = at;
+    const start = () => {
+      this._upgradeTimer = null;
+      if (this.state === "closed" || this._probe || this._moving) return;
+      const probe = new WebSocketProbe(this.options);
+      this._probe = probe;
+      this._note("websocket", "probing");
+      probe.opened.then(() => this._probed(probe), (err) => {
+        if (probe !== this._probe) return;
+        this._probe = null;
+        this._failed({ kind: "websocket" }, err);
+      });
+    };
+    this._upgradeTimer = setTimeout(start, at - Date.now());
+  }
+
+  /**
+   * The probe's WebSocket engine is open. A session open on SSE moves to it; with no session yet,
+   * the SSE attempt is given up and the session starts on WebSocket if SSE is held back (headers
+   * came, no open frame: a buffering proxy), failed, or has not answered within as long again as
+   * the engine took to open. So the first usable session comes from whichever answers first.
+   */
+  _probed(probe, waited = false) {
+    if (probe !== this._probe || this.state === "closed") return;
+    const link = this._link;
+    clearTimeout(probe.grace);
+    if (link?.gotOpen) {
+      this._probe = null;
+      this._migrate(probe.manager);
+      return;
+    }
+    if (link && !link.answered && !waited) {
+      probe.grace = setTimeout(() => this._probed(probe, true), Math.max(5, probe.elapsed));
+      return;
+    }
+    this._probe = null;
+    if (link) {
+      this._link = null;
+      link.ended = true;
+      link.drop();
+      this._note(link.kind, "abandoned", link.answered ? "held back" : "slower");
+    }
+    clearTimeout(this._timer);
+    this._connect(new SocketIOLink(this.options, this._events, ++this._seq, { transports: ["websocket"], manager: probe.manager }));
+  }
+
+  /** Resume the session over the probe's open engine; the current link carries it until the open frame. */
+  async _migrate(manager) {
+    const link = new SocketIOLink(this.options, this._events, ++this._seq, { transports: ["websocket"], manager });
+    link.migration = true;
+    link.resuming = true;
+    this._moving = link;
+    const { connectTimeout } = this.options;
+    try {
+      const token = await within(this._token(), connectTimeout, "the token function");
+      if (this._moving !== link) return;
+      await within(link.open({ sid: this.sid, key: this.key, offsets: Object.fromEntries(this._offsets), token }), connectTimeout, "moving");
+    } catch (err) {
+      if (this._moving !== link) return;
+      this._moving = null;
+      link.ended = true;
+      link.drop();
+      this._failed(link, err);
+      if (!this._link) this._retry(err); // the old connection was lost meanwhile
+    }
+  }
+
+  /** The session's open frame came on the link it is moving to: that link carries it from now on. */
+  _moved(link) {
+    const old = this._link;
+    this._moving = null;
+    this._link = link;
+    clearTimeout(this._timer); // a reconnect planned after losing the old connection: not needed
+    this._note(link.kind, "moved", old?.name ?? this.transport);
+    if (old) {
+      // Its stream gets close {replaced}: expected, and ignored as it is no longer the link.
+      old.ended = true;
+      old.drop();
+    }
+  }
+
+  /** Give up a probe or a move under way (offline, closing). */
+  _stopMoving() {
+    clearTimeout(this._upgradeTimer);
+    this._upgradeTimer = null;
+    if (this._probe) clearTimeout(this._probe.grace);
+    this._probe?.cancel();
+    this._probe = null;
+    const moving = this._moving;
+    this._moving = null;
+    if (moving) {
+      moving.ended = true;
+      moving.drop();
+    }
+  }
+
   // -- frames from the server ------------------------------------------------------
 
   _malformed(what) {
@@ -403,6 +643,7 @@ export class Client {
   }
 
   _frame(link, event, data) {
+    if (link === this._moving && event === "open" && !isEnvelope(data)) this._moved(link);
     if (link !== this._link) return;
     if (!link.gotOpen && (event !== "open" || isEnvelope(data))) {
       // The gateway's first frame is always the open: without it there is no session here.
@@ -459,6 +700,16 @@ export class Client {
     }
     link.gotOpen = true;
     clearTimeout(this._readyTimer);
+    // A resume's replay comes next, up to its recovery frame; a move's overlap is not news.
+    this._replaying = link.resuming && !link.migration;
+    if (link.kind !== "sse") this._cursor = null; // an SSE resume later starts from the offsets
+    if (link.kind === "sse") {
+      if (this._wsRefused) this._learn("websocket", "failed");
+      this._sseFailures = 0;
+    }
+    if (link.kind === "polling" && this._sseFailures >= SSE_FAILURES) this._learn("sse", "failed");
+    if (link.kind === "websocket") this._wsWorks = true;
+    this._note(link.kind, "open", link.name);
     this.sid = info.sid;
     this.key = info.key;
     this.info = info;
@@ -468,6 +719,8 @@ export class Client {
     this._transportChanged(link, link.name);
     this._setState("open");
     this._ready.resolve(this);
+    if (this._upgradeTimer) this._scheduleProbe(0); // the session is usable: WebSocket's turn
+    if (this._probe?.elapsed !== null && this._probe?.elapsed !== undefined) this._probed(this._probe);
     if (this._lost) {
       const { reason, gaps } = this._lost;
       this._lost = null;
@@ -480,8 +733,11 @@ export class Client {
     const gaps = Array.isArray(data.gaps) ? data.gaps : [];
     const report = { recovered: data.recovered !== false, complete: data.complete === true, replayed: data.replayed ?? 0, gaps };
     if (data.reason) report.reason = data.reason;
-    this.stats.replayed += report.replayed;
+    this._replaying = false;
     this.stats.gaps += gaps.length;
+    // A move to another transport that lost nothing is only a `transport` event to the application.
+    if (this._link?.migration && report.complete && !gaps.length) return;
+    this.stats.replayed += report.replayed;
     this._emit("recovery", report);
     for (const gap of gaps) this._emit("gap", gap);
   }
@@ -507,8 +763,9 @@ export class Client {
     const unusable = deliveryProblem(event, envelope);
     if (unusable) return this._malformed(`room event in "${envelope.room}" at ${envelope.offset} skipped: ${unusable}`);
     this.stats.delivered += 1;
-    this._emit(envelope.event, envelope);
-    this._emit("*", envelope);
+    const meta = { replayed: this._replaying };
+    this._emit(envelope.event, envelope, meta);
+    this._emit("*", envelope, meta);
   }
 
   _call(event, data, reply) {
@@ -624,7 +881,7 @@ export class Client {
     this._pump();
   }
 
-  _emit(event, value) {
+  _emit(event, value, meta) {
     const listeners = this._listeners.get(event);
     if (!listeners?.size) {
       if (event === "error") console.warn("rtgateway:", value.message);
@@ -632,7 +889,7 @@ export class Client {
     }
     for (const fn of [...listeners]) {
       try {
-        fn(value);
+        fn(value, meta);
       } catch (err) {
         console.error(`rtgateway: a "${event}" listener threw`, err);
       }

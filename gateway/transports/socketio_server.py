@@ -5,7 +5,14 @@ Room membership is the hub's alone: a broadcast goes to the members the hub pass
 written to each member's Engine.IO socket. Everything the hub sends goes through one
 ordered outbox, so replayed events, gateway frames and live broadcasts reach each
 socket in the order the hub decided. What this borrows from the libraries' internals
-goes through ``gateway.fences.engineio_server``.
+goes through ``gateway.fences.engineio_server`` and ``gateway.fences.socketio_connect``.
+
+Connection-state recovery (namespaces where ``Gateway.recovers``), as the official
+socket.io-client speaks it: the CONNECT answer carries ``{sid, pid}`` (the session's public
+id and private key), every room event ends with the string ``"<room>=<offset>"`` (one per
+broadcast, the same for every member), and each session's ``Trail`` records, in write
+order, what its connection was handed, so the client's last string places it in every
+room (``gateway/core/sessions.py``).
 """
 
 from __future__ import annotations
@@ -19,10 +26,10 @@ import orjson
 import socketio
 from starlette.types import Receive, Scope, Send
 
-from gateway.core.hub import Gateway
+from gateway.core.hub import Gateway, Recover
 from gateway.core.limits import Lease, client_address
 from gateway.core.rooms import Room
-from gateway.core.sessions import Channel, Session
+from gateway.core.sessions import Channel, Session, position_mark
 from gateway.fences.asyncio_eager import run_eagerly
 from gateway.fences.engineio_server import (
     EngineSocket,
@@ -33,6 +40,7 @@ from gateway.fences.engineio_server import (
     use_queues,
     writer_idle,
 )
+from gateway.fences.socketio_connect import ConnectAnswers
 from gateway.logs import library_logger
 from gateway.transports.byte_queue import ByteQueue
 from gateway.wire.envelope import Envelope
@@ -71,22 +79,35 @@ class SioChannel:
         self.session: Session | None = None
 
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
-        self._transport.outbox_put(("to", envelope.event, envelope.to_wire(), self.sio_sid, self.namespace))
+        self._transport.outbox_put(("to", envelope.event, _room_event(session, envelope), self.sio_sid, self.namespace))
 
     def replay(self, session: Session, envelopes: list[Envelope]) -> None:
         # One outbox item however long: a long replay is not a full outbox.
         if envelopes:
-            events = [(e.event, e.to_wire()) for e in envelopes]
+            events = [(e.event, _room_event(session, e)) for e in envelopes]
             self._transport.outbox_put(("replay", None, events, self.sio_sid, self.namespace))
 
     def send(self, event: str, data: Any) -> None:
         self._transport.outbox_put(("to", event, data, self.sio_sid, self.namespace))
 
     def call(self, ack_id: str, event: str, data: Any) -> None:
+        session = self.session
+        if isinstance(data, str) and session is not None and session.trail is not None:
+            session.trail.add((None, data))  # the client keeps it as its last offset too
         self._transport.outbox_put(("call", event, data, self.sio_sid, self.namespace, ack_id))
 
     def close(self, reason: str) -> None:
         self._transport.outbox_put(("close", None, None, self.sio_sid, self.namespace))
+
+
+def _room_event(session: Session, envelope: Envelope) -> Any:
+    """A room event's Socket.IO arguments for one session: the envelope, and with recovery
+    on, its position as the trailing string (recorded in the session's trail)."""
+    trail = session.trail
+    if trail is None:
+        return envelope.to_wire()
+    trail.add((envelope.room, envelope.offset))
+    return (envelope.to_wire(), position_mark(envelope.room, envelope.offset))
 
 
 class SocketIOTransport:
@@ -114,6 +135,7 @@ class SocketIOTransport:
             namespaces="*",  # so an unknown namespace gets our error code, not a bare refusal
         )
         use_queues(self.server, ByteQueue)  # each socket's queue counts its bytes (byte_queue.py)
+        self.answers = ConnectAnswers(self.server)  # {sid, pid} in CONNECT, for recovery
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
         # (namespace, sio sid) -> its place in the address's connection count, until disconnect
         self.leases: dict[tuple[str, str], Lease] = {}
@@ -137,7 +159,15 @@ class SocketIOTransport:
         # The members as the hub has them now, not when the outbox drains: each socket then
         # gets the event in its place among the frames queued for it before and after.
         channels = [session.channel for sid, session in members.items() if sid != skip]
-        self.outbox_put(("room", envelope.event, envelope.to_wire(), channels, room.namespace))
+        data: Any = envelope.to_wire()
+        if self.gateway.recovers(room.namespace):
+            # One entry, one string for all: the broadcast is still encoded once.
+            entry = (envelope.room, envelope.offset)
+            data = (data, position_mark(*entry))
+            for sid, session in members.items():
+                if sid != skip and session.trail is not None:
+                    session.trail.add(entry)
+        self.outbox_put(("room", envelope.event, data, channels, room.namespace))
 
     def outbox_put(self, item: tuple[Any, ...]) -> None:
         if self._sender is None:
@@ -211,7 +241,7 @@ class SocketIOTransport:
         check it skips is the Engine.IO ping loop's job anyway).
         """
         server = self.server
-        packets, text = event_packets(server, namespace, event, data)
+        packets, text = event_packets(server, namespace, event, *(data if isinstance(data, tuple) else (data,)))
         bound = self.gateway.settings.session_queue_size
         # With this broadcast, a socket's queue may hold this many bytes (ByteQueue.held).
         room_for = self.gateway.settings.session_queue_bytes - sum(len(p.data) for p in packets)
@@ -371,6 +401,7 @@ class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socke
         except GatewayError as exc:
             self.gateway.metrics.rejected.labels(exc.code).inc()
             raise refusal(exc) from None
+        recovers = self.gateway.recovers(self.namespace)
         try:
             resume, key = auth.get("sid"), auth.get("key")
             for name, value in (("sid", resume), ("key", key)):
@@ -384,6 +415,7 @@ class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socke
                 resume_key=key,
                 positions=check_positions(auth.get("offsets"), self.gateway.settings.max_rooms_per_session),
                 address=address,
+                recover=_recover(auth) if recovers and resume is None else None,
             )
         except BaseException as exc:
             lease.release()
@@ -400,6 +432,9 @@ class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socke
         channel.session = session
         self.t.channels[(self.namespace, sio_sid)] = channel
         self.t.leases[(self.namespace, sio_sid)] = lease
+        if recovers and channel.eio_sid is not None:
+            # socket.id is the session's public id (the ``sender`` others see); pid its key.
+            self.t.answers.give(channel.eio_sid, self.namespace, {"sid": session.sid, "pid": session.key})
         # python-socketio sends CONNECT after this handler returns; the outbox
         # drains later on the loop, so ``open`` always follows it.
         self.gateway.activate(session)
@@ -417,6 +452,15 @@ class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socke
             self.gateway.close(session, "client disconnect")
         else:
             self.gateway.detach(session, channel, f"socket.io: {reason}")
+
+
+def _recover(auth: dict[str, Any]) -> Recover | None:
+    """The official client's recovery request in its CONNECT auth, if it makes one (a
+    ``pid`` that is not a string, or an ``offset`` neither absent nor a string: a new session)."""
+    pid, last = auth.get("pid"), auth.get("offset")
+    if not isinstance(pid, str) or not (last is None or isinstance(last, str)):
+        return None
+    return Recover(pid, last)
 
 
 class _UnknownNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socketio ships no types

@@ -1,0 +1,55 @@
+"""The comparison's pure parts: the generator-bound flag, the progress bar, the spread rule."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from comparison.progress import Progress
+from comparison.records import GENERATOR_CPU_PCT, generator_bound, summarise
+from comparison.report.results import CellView
+from comparison.report.verdict import beyond_spread
+
+
+def record(p99: float, lag: float | None, cpu: float | None) -> dict[str, Any]:
+    return {"status": "ok", "requests": {"deliver": {"p99_ms": p99}},
+            "derived": {"generator_lag_p99_ms": lag}, "sampling": {"generator_cpu_pct_max": cpu}}
+
+
+def test_a_cell_is_generator_bound_by_its_lag_share_or_its_cpu() -> None:
+    assert not generator_bound(record(p99=100, lag=20, cpu=50))  # exactly 20 %: not over
+    assert generator_bound(record(p99=100, lag=21, cpu=50))
+    assert generator_bound(record(p99=100, lag=1, cpu=GENERATOR_CPU_PCT + 1))
+    assert not generator_bound(record(p99=100, lag=None, cpu=None))  # nothing measured: nothing claimed
+
+
+def cell(values: list[float], bound: int = 0) -> CellView:
+    repeats = [{**record(v, 0, 0), "flags": {"generator_bound": i < bound}} for i, v in enumerate(values)]
+    return CellView("c-u10", "cells/c-u10.json", "ok", {"key": "c"}, {"users": 10},
+                    {"load": {"users": 10}, "summary": summarise(repeats)})
+
+
+def test_a_difference_counts_only_beyond_the_spread_of_two_or_more_repeats() -> None:
+    assert beyond_spread(cell([10, 11, 12]), cell([20, 21, 25]), "deliver_p99_ms")
+    assert not beyond_spread(cell([10, 11, 22]), cell([20, 21, 25]), "deliver_p99_ms")  # ranges overlap
+    assert not beyond_spread(cell([10]), cell([50]), "deliver_p99_ms")  # one repeat: no spread known
+
+
+def test_generator_bound_cells_stay_out_of_the_verdict() -> None:
+    assert cell([10, 11, 12], bound=1).comparable
+    assert not cell([10, 11, 12], bound=2).comparable and cell([10, 11, 12], bound=2).usable
+
+
+def test_progress_only_moves_forward_and_reaches_100_at_the_end() -> None:
+    progress = Progress([10.0, 10.0, 10.0], stream=io.StringIO())
+    shown = []
+    for i in range(3):
+        progress.begin(f"step {i}")
+        shown.append(progress.line())
+        progress.started -= 30  # this step took far longer than planned: the estimate grows
+        progress.end()
+        shown.append(progress.line())
+    fractions = [int(line.split("]")[1].split("%")[0]) for line in shown]
+    assert fractions == sorted(fractions), shown
+    assert fractions[-1] == 100 and max(fractions[:-1]) < 100
+    assert "3/3 done" in shown[-1]
