@@ -43,9 +43,11 @@ from .protocol import (
     ConnectionLost,
     Opened,
     ProtocolError,
+    Recovery,
     SessionEnded,
     SseParser,
     TokenSource,
+    TransportChanged,
     UnusableStream,
     atoken_value,
     bearer,
@@ -55,12 +57,25 @@ from .protocol import (
     result_from_body,
     worth_logging,
 )
-from .reconnect import Action, Deliver, Driver, GiveUp, OpenSession, Rejoin, RetryAfter, Sleep
+from .reconnect import (
+    PROBE_LATEST,
+    Action,
+    Attempt,
+    AutoPlan,
+    Carrier,
+    Deliver,
+    Driver,
+    GiveUp,
+    OpenSession,
+    Rejoin,
+    RetryAfter,
+    Sleep,
+)
 
 if TYPE_CHECKING:
     import socketio
 
-__all__ = ["SocketIOClient", "SseClient", "abandon"]
+__all__ = ["AutoClient", "SocketIOClient", "SseClient", "abandon", "make_client"]
 
 log = logging.getLogger("rtclient")
 
@@ -107,6 +122,7 @@ class _Client(Driver):
         self._supervisor: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()  # server calls being answered
         self._letting_go: set[asyncio.Task[None]] = set()  # connections let go of, in the background
+        self._owner: AutoClient | None = None  # the auto client this one carries a session for
         self.dropped = 0  # events the application's queue had no room for
 
     # -- public API ----------------------------------------------------------------
@@ -226,6 +242,9 @@ class _Client(Driver):
             log.warning("%s (%d malformed frames so far)", exc, count)
 
     def _deliver(self, events: Iterable[ClientEvent]) -> None:
+        if self._owner is not None:
+            self._owner._carried(self, list(events))
+            return
         for event in events:
             if isinstance(event, Call):
                 task = asyncio.create_task(self._answer(event))
@@ -269,6 +288,12 @@ class _Client(Driver):
         task = asyncio.ensure_future(closing)
         self._letting_go.add(task)
         task.add_done_callback(self._letting_go.discard)
+
+    def _lose(self) -> None:
+        """This client's connection is lost (a connection of an ``AutoClient``'s tells it)."""
+        self._lost.set()
+        if self._owner is not None:
+            self._owner._link_lost(self)
 
     def _stop(self, why: SessionEnded) -> None:
         """Stop for good: no reconnect; pending and later requests raise ``why``."""
@@ -421,6 +446,7 @@ class SseClient(_Client):
         self._reader: asyncio.Task[None] | None = None
         self._opened: asyncio.Future[Opened] | None = None
         self._heard = False  # bytes came on this connection: it is not held back by a proxy
+        self.answered = asyncio.Event()  # the attempt under way got its response headers
 
     async def _get(self, resume: bool) -> httpx.Response:
         params = {"namespace": self.state.namespace, **({"mode": "poll"} if self.polling else {})}
@@ -446,7 +472,9 @@ class SseClient(_Client):
         return response
 
     async def _open_connection(self, resume: bool) -> Opened:
+        self.answered.clear()
         response = await self._get(resume)
+        self.answered.set()
         self._opened = asyncio.get_running_loop().create_future()
         self._heard = False
         self._reader = asyncio.create_task(self._read(response), name="rtclient-sse")
@@ -487,7 +515,7 @@ class SseClient(_Client):
             if self._reader is me:  # not stopped on purpose: the connection is lost
                 if self._opened is not None and not self._opened.done():
                     self._opened.set_exception(why)
-                self._lost.set()
+                self._lose()
 
     async def _consume(self, response: httpx.Response) -> None:
         """Parse one response until it ends; raises ``TimeoutError`` on silence."""
@@ -519,6 +547,11 @@ class SseClient(_Client):
                     self._deliver(events)
         finally:
             await bounded(response.aclose(), CLOSE_BOUND, "closing an HTTP response", self.state.stats)
+
+    def _abandon(self) -> None:
+        """Let go of the attempt's stream at once: an ``AutoClient`` took the session elsewhere."""
+        reader, self._reader = self._reader, None
+        let_go(reader)
 
     async def _stop_reader(self) -> None:
         reader, self._reader = self._reader, None
@@ -564,6 +597,8 @@ class SocketIOClient(_Client):
         self.sio: socketio.AsyncClient | None = None
         self._generation = 0  # which connection is current: frames of older ones are ignored
         self._opened: asyncio.Future[Opened] | None = None
+        # ``AutoClient``: the resume fields (or none), asked once the engine is open.
+        self._auth_hook: Callable[[], Coroutine[Any, Any, dict[str, Any]]] | None = None
 
     @property
     def transport_name(self) -> str:
@@ -621,7 +656,7 @@ class SocketIOClient(_Client):
             if generation == self._generation and self._opened is not None and not self._opened.done():
                 self._opened.set_exception(UnusableStream("disconnected before the open frame"))
             if self.sio is sio:
-                self._lost.set()
+                self._lose()
 
         for event, handler in (("*", any_event), ("connect", connected), ("connect_error", connect_error),
                                ("disconnect", disconnected)):
@@ -629,9 +664,17 @@ class SocketIOClient(_Client):
         token = await atoken_value(self.token)  # asked on every attempt
         auth = {**self.auth, **({"token": token} if token is not None else {}),
                 **(self.state.resume_auth() if resume else {})}
+        connect_auth: Any = auth or None
+        if self._auth_hook is not None:
+            hook = self._auth_hook
+
+            async def hooked() -> dict[str, Any]:  # python-socketio calls it once the engine is open
+                return {**auth, **await hook()}
+
+            connect_auth = hooked
         try:
             async with asyncio.timeout(within):
-                await sio.connect(self.url, namespaces=[ns], transports=self.transports, auth=auth or None,
+                await sio.connect(self.url, namespaces=[ns], transports=self.transports, auth=connect_auth,
                                   wait_timeout=within)
         except asyncio.CancelledError:
             self._let_go_later(abandon(sio, self.state.stats))
@@ -711,3 +754,270 @@ class SocketIOClient(_Client):
             await say_goodbye(sio, self.state.stats)
         else:
             await abandon(sio, self.state.stats)
+
+
+class AutoClient(_Client):
+    """The transport the network allows, moving the live session to a better one: ``auto``.
+
+    As rtgateway.js's ``transport: "auto"`` (``AutoPlan`` in ``rtclient.reconnect`` decides):
+    the session opens on SSE at once (one round trip) while WebSocket is tried beside it; once
+    WebSocket's engine is open, the session is resumed there (Socket.IO auth ``{sid, key,
+    offsets}``) and the SSE stream let go of. A proxy that refuses WebSocket leaves the session
+    on SSE + POST; one that buffers streams, on SSE poll mode (or on WebSocket, if it passes);
+    SSE failing for the network's sake, on Socket.IO long-polling. What failed is remembered
+    per gateway URL for ``remember`` seconds (``rtclient.reconnect.network_memory``), so a
+    client made later does not try a blocked WebSocket first.
+
+    The application sees a ``TransportChanged`` event (``on("transport", ...)``) when the
+    session opens and on every move, and ``transport_name``; a move loses and repeats nothing
+    (both connections feed one ``ClientState``, whose offsets drop the overlap), and the old
+    connection's ``close {reason: "replaced"}`` is expected, not the end. ``history`` lists
+    what was tried and how it went. Bounds as ``SseClient``'s.
+    """
+
+    def __init__(
+        self, url: str, namespace: str = "/", *, buffer_timeout: float = 3.0, remember: float = 600.0,
+        upgrade_delay: float = 0.0, **options: Any,
+    ) -> None:
+        super().__init__(url, namespace, **options)
+        self.buffer_timeout = buffer_timeout
+        self.upgrade_delay = upgrade_delay  # seconds before WebSocket is tried beside SSE
+        self.auto = AutoPlan(self.url, remember)
+        self._link: _Client | None = None  # the connection carrying the session
+        self._moving: SocketIOClient | None = None  # resuming the session on WebSocket, not yet its carrier
+        self._migrated: _Client | None = None  # arrived by a move: its recovery frame is no news
+        self._old_lost = False  # the carrier was lost while a move was under way
+        # One, made now (an HTTP client costs milliseconds to make): its connection pool lasts.
+        self._sse = SseClient(self.url, namespace, buffer_timeout=buffer_timeout, token=self.token, auth=self.auth,
+                              request_timeout=self.request_timeout, connect_timeout=self.connect_timeout)
+        self._adopt(self._sse)
+        self._probe: asyncio.Task[Opened | None] | None = None
+        self._shown: str | None = None
+
+    @property
+    def transport_name(self) -> str:
+        """What carries the session: ``sse``, ``sse-poll``, ``websocket``, ``polling`` (``?`` before)."""
+        return self._shown or "?"
+
+    @property
+    def history(self) -> list[Attempt]:
+        return list(self.auto.history)
+
+    # -- the connections ------------------------------------------------------------------
+
+    def _adopt(self, link: _Client) -> None:
+        """``link`` carries this client's session: one state, one machine, frames to us."""
+        link.state, link.machine, link._owner = self.state, self.machine, self
+        link._call_handlers = self._call_handlers
+
+    def _socketio(self, transport: Carrier) -> SocketIOClient:
+        link = SocketIOClient(self.url, self.state.namespace, transports=[transport], token=self.token,
+                              auth=self.auth, request_timeout=self.request_timeout,
+                              connect_timeout=self.connect_timeout)
+        self._adopt(link)
+        return link
+
+    def _sse_link(self, poll: bool) -> SseClient:
+        self._sse.polling = self._sse.polling or poll
+        return self._sse
+
+    def _carrying(self, link: _Client, transport: Carrier) -> None:
+        """``link``'s attempt gave the session: it carries it."""
+        if isinstance(link, SseClient) and link.polling and transport == "sse":
+            self.auto.buffered()
+            transport = "sse-poll"
+        self._link = link
+        self.auto.opened(transport)
+        self._show(transport)
+
+    def _show(self, transport: str) -> None:
+        if transport != self._shown:
+            self._shown = transport
+            _Client._deliver(self, [TransportChanged("transport", transport)])
+
+    async def _open_connection(self, resume: bool) -> Opened:
+        await self._stop_moving()
+        transport = self.auto.next()
+        self.auto.note(transport, "trying")
+        if transport in ("websocket", "polling"):
+            link: _Client = self._socketio(transport)
+        else:
+            link = self._sse_link(transport == "sse-poll")
+            if self.auto.probe_beside(transport):
+                return await self._sse_beside_websocket(link, transport, resume)
+        self._link = link
+        try:
+            opened = await link._open(resume)
+        except Exception as exc:
+            self.auto.failed(transport, exc)
+            raise
+        self._carrying(link, transport)
+        return opened
+
+    async def _sse_beside_websocket(self, sse: SseClient, transport: Carrier, resume: bool) -> Opened:
+        """SSE at once, WebSocket beside it: the session from whichever gives it first."""
+        self._link = sse
+        attempt = asyncio.create_task(sse._open(resume), name="rtclient-auto-sse")
+        probe = self._probe = asyncio.create_task(self._try_websocket(sse, attempt, resume), name="rtclient-auto-ws")
+        try:
+            await asyncio.wait({attempt, probe}, return_when=asyncio.FIRST_COMPLETED)
+            if not attempt.done():  # the probe ended first: it took the session, or failed
+                if not probe.cancelled() and probe.exception() is None and probe.result() is not None:
+                    return probe.result()  # type: ignore[return-value]  # checked just above
+                await asyncio.wait({attempt})
+            if not attempt.cancelled() and attempt.exception() is None:
+                self._carrying(sse, transport)
+                return attempt.result()
+            if not attempt.cancelled():  # SSE failed: WebSocket may not
+                self.auto.failed(transport, attempt.exception() or ConnectionLost("?"))
+            await asyncio.wait({probe})
+            if not probe.cancelled() and probe.exception() is None and probe.result() is not None:
+                return probe.result()  # type: ignore[return-value]  # checked just above
+            raise (attempt.exception() if not attempt.cancelled() else None) or probe.exception() \
+                or ConnectionLost("neither SSE nor WebSocket gave a session")
+        except asyncio.CancelledError:
+            let_go(attempt)
+            let_go(probe)
+            raise
+
+    async def _try_websocket(self, sse: SseClient, attempt: asyncio.Task[Opened], resume: bool) -> Opened | None:
+        """WebSocket beside the SSE attempt: once that attempt has given a session (or failed, or
+        looks held back), at the latest ``PROBE_LATEST`` s after it began. Returns the session's
+        open if it started here (SSE gave none in time), None after a move (or a failed one)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answered = asyncio.ensure_future(sse.answered.wait())
+        try:
+            await asyncio.wait({attempt, answered}, timeout=PROBE_LATEST, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
+        if not attempt.done() and sse.answered.is_set():  # as long again as the answer took
+            await asyncio.wait({attempt}, timeout=max(0.0, min(loop.time() - started, started + PROBE_LATEST - loop.time())))
+        if attempt.done() and self.upgrade_delay > 0:
+            await asyncio.sleep(self.upgrade_delay)
+        link = self._socketio("websocket")
+        engine_started = loop.time()
+        decided: list[str] = []
+
+        async def at_engine_open() -> dict[str, Any]:
+            waited = attempt.done()
+            if not waited and not sse.answered.is_set():  # SSE may answer yet: as long as the engine took
+                await asyncio.wait({attempt}, timeout=max(0.005, loop.time() - engine_started))
+                waited = True
+            opened = attempt.done() and not attempt.cancelled() and attempt.exception() is None
+            decision = self.auto.at_engine_open(opened and self._link is sse, sse.answered.is_set(), waited)
+            decided.append(decision)
+            if decision == "move":
+                self._moving, self._migrated, self._old_lost = link, link, False
+                return self.state.resume_auth()
+            # SSE held back, failed or slower: the session starts (or resumes) here instead.
+            if not attempt.done():
+                sse._abandon()
+                attempt.cancel()
+                self.auto.note(transport_of(sse), "abandoned", "held back" if sse.answered.is_set() else "slower")
+            self._link = link
+            return self.state.resume_auth() if resume else {}
+
+        link._auth_hook = at_engine_open
+        self.auto.note("websocket", "trying")
+        try:
+            opened = await link._open(resume=False)  # the hook adds the resume fields
+        except Exception as exc:
+            got_through = self._link is not link and self._link is not None and self.state.sid is not None
+            self.auto.failed("websocket", exc, other_got_through=got_through)
+            if self._moving is link:
+                self._moving = self._migrated = None
+                if self._old_lost:  # the carrier was lost while moving: reconnect now
+                    self._old_lost = False
+                    self._lost.set()
+            if decided == ["take over"]:
+                raise
+            return None
+        if decided == ["take over"]:
+            self._carrying(link, "websocket")
+            return opened
+        return None  # moved: ``_moved`` made it the carrier when its open frame came
+
+    def _moved(self, link: SocketIOClient) -> None:
+        """The session's open frame came on the connection it moves to: that one carries it."""
+        old, self._link, self._moving, self._old_lost = self._link, link, None, False
+        self.auto.note("websocket", "moved", self._shown or "")
+        self.auto.opened("websocket")
+        if old is not None and old is not link:
+            if isinstance(old, SseClient):
+                old._abandon()  # at once: not one more frame from it counts
+            # Its stream gets close {replaced}: expected, and ignored as it no longer carries.
+            self._let_go_later(old._close_connection(goodbye=False))
+        self._show("websocket")
+
+    async def _stop_moving(self) -> None:
+        probe, self._probe = self._probe, None
+        moving, self._moving = self._moving, None
+        await reap(probe, CLOSE_BOUND, "the WebSocket probe", self.state.stats)
+        if moving is not None:
+            await moving._close_connection(goodbye=False)
+
+    # -- what the connections say ---------------------------------------------------------
+
+    def _carried(self, link: _Client, events: list[ClientEvent]) -> None:
+        """Events from one of the connections. Room events from either are delivered (offsets
+        drop the overlap of a move); control frames count from the carrier only."""
+        shown: list[ClientEvent] = []
+        for event in events:
+            if isinstance(event, Opened) and link is self._moving:
+                self._moved(link)  # the move is no news to the application: a transport event
+                continue
+            if isinstance(event, (Opened, Closing)) and link is not self._link:
+                continue  # e.g. close {replaced} on the connection the session moved from
+            if isinstance(event, Closing) and event.reason == "replaced" and self._moving is not None:
+                continue  # our own move took the session
+            if isinstance(event, Recovery) and link is self._migrated:
+                self._migrated = None
+                if event.complete and not event.gaps:
+                    continue
+            shown.append(event)
+        _Client._deliver(self, shown)
+
+    def _link_lost(self, link: _Client) -> None:
+        if link is not self._link or link is self._moving:
+            return  # a connection let go of, or the move's own (its attempt fails on its own)
+        if self._moving is not None:
+            self._old_lost = True  # the move under way takes the session over (or reconnects)
+            return
+        self._lost.set()
+
+    # -- transport hooks ------------------------------------------------------------------
+
+    async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        link = self._link
+        if self.ended is not None:
+            raise self.ended
+        if link is None:
+            raise ConnectionLost("not connected")
+        return await link._send(kind, body)
+
+    async def _close_connection(self, goodbye: bool) -> None:
+        await self._stop_moving()
+        link, self._link = self._link, None
+        if link is not None:
+            await link._close_connection(goodbye)
+
+    async def _release(self) -> None:
+        await self._sse._release()
+
+
+def transport_of(sse: SseClient) -> Carrier:
+    return "sse-poll" if sse.polling else "sse"
+
+
+def make_client(url: str, namespace: str = "/", *, transport: str = "auto", **options: Any) -> _Client:
+    """A client by transport name: ``auto`` (the default: ``AutoClient``), ``sse``
+    (``SseClient``), ``socketio`` (polling, then upgrading), ``websocket`` or ``polling``
+    (``SocketIOClient`` on that transport only). ``options`` as the class takes them."""
+    if transport == "auto":
+        return AutoClient(url, namespace, **options)
+    if transport == "sse":
+        return SseClient(url, namespace, **options)
+    if transport in ("socketio", "websocket", "polling"):
+        return SocketIOClient(url, namespace, transports=None if transport == "socketio" else [transport], **options)
+    raise ValueError(f"unknown transport {transport!r}")

@@ -44,9 +44,11 @@ from .protocol import (
     ConnectionLost,
     Opened,
     ProtocolError,
+    Recovery,
     SessionEnded,
     SseFrame,
     SseParser,
+    TransportChanged,
     UnusableStream,
     bearer,
     error_from_body,
@@ -56,7 +58,19 @@ from .protocol import (
     token_value,
     worth_logging,
 )
-from .reconnect import Action, Deliver, Driver, GiveUp, OpenSession, Rejoin, RetryAfter, Sleep
+from .reconnect import (
+    Action,
+    Attempt,
+    AutoPlan,
+    Carrier,
+    Deliver,
+    Driver,
+    GiveUp,
+    OpenSession,
+    Rejoin,
+    RetryAfter,
+    Sleep,
+)
 
 if TYPE_CHECKING:
     import socketio
@@ -66,7 +80,12 @@ Listener = Callable[[ClientEvent], None]
 
 
 class BlockingClient(Driver):
-    """``BlockingClient(url, "/chat", transport="sse" | "socketio" | "websocket" | "polling")``.
+    """``BlockingClient(url, "/chat", transport="auto" | "sse" | "socketio" | "websocket" | "polling")``.
+
+    ``auto`` (the default): as ``rtclient.AutoClient`` — SSE at once, the session moved to
+    WebSocket when it opens beside it (after ``upgrade_delay`` s), SSE poll mode behind a
+    buffering proxy, Socket.IO polling as the last resort; what failed is remembered per
+    gateway URL for ``remember`` s. ``on_event`` gets a ``TransportChanged`` per carrier.
 
     Events reach ``on_event`` from a background thread (greenlet), once each, in order.
     ``mode`` is the SSE mode, as for ``rtclient.SseClient`` (``auto`` falls back to polling
@@ -87,7 +106,7 @@ class BlockingClient(Driver):
         url: str,
         namespace: str = "/",
         *,
-        transport: str = "sse",
+        transport: str = "auto",
         mode: str = "auto",
         buffer_timeout: float = 3.0,
         token: str | Callable[[], str | None] | None = None,
@@ -96,8 +115,10 @@ class BlockingClient(Driver):
         request_timeout: float = 30.0,
         connect_timeout: float | None = None,
         backoff: Backoff | None = None,
+        remember: float = 600.0,
+        upgrade_delay: float = 0.0,
     ) -> None:
-        if transport not in ("sse", "socketio", "websocket", "polling"):
+        if transport not in ("auto", "sse", "socketio", "websocket", "polling"):
             raise ValueError(f"unknown transport {transport!r}")
         if mode not in ("auto", "stream", "poll"):
             raise ValueError(f"mode must be auto, stream or poll, not {mode!r}")
@@ -106,18 +127,28 @@ class BlockingClient(Driver):
         super().__init__(url, namespace, token=token, auth=auth, request_timeout=request_timeout,
                          connect_timeout=connect_timeout, backoff=backoff)
         self.transport = transport
+        self.upgrade_delay = upgrade_delay  # auto: seconds before WebSocket is tried beside SSE
         self.on_event = on_event or (lambda event: None)
         self.call_handlers: dict[str, Callable[[Any], Any]] = {}
         self._connected = threading.Event()
         self._lost = threading.Event()
         self._opened = threading.Event()
         self._open_failure: ConnectionLost | None = None  # why the connection being opened is no good
-        self._io: _SseIO | _SocketIOIO = _SseIO(self) if transport == "sse" else _SocketIOIO(self)
+        self._frames = threading.RLock()  # one frame at a time, whichever connection it came on
+        self._io: _SseIO | _SocketIOIO | _AutoIO = (
+            _AutoIO(self, remember) if transport == "auto" else _SseIO(self) if transport == "sse"
+            else _SocketIOIO(self, None if transport == "socketio" else [transport])
+        )
         self._supervisor: threading.Thread | None = None
 
     @property
     def transport_name(self) -> str:
         return self._io.name()
+
+    @property
+    def history(self) -> list[Attempt]:
+        """``auto``: what was tried and how it went (empty for a fixed transport)."""
+        return list(self._io.plan.history) if isinstance(self._io, _AutoIO) else []
 
     def connect(self) -> None:
         """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
@@ -177,13 +208,22 @@ class BlockingClient(Driver):
 
     # -- internals shared by both transports -------------------------------------------
 
-    def _frame(self, name: str, data: Any) -> None:
-        opening = not self._opened.is_set()
-        try:
-            events = self.state.handle(name, data)
-        except ProtocolError as exc:
-            self._malformed(exc)
-            events = []
+    def _frame(self, name: str, data: Any, io: _SseIO | _SocketIOIO | None = None) -> None:
+        with self._frames:
+            opening = not self._opened.is_set()
+            try:
+                events = self.state.handle(name, data)
+            except ProtocolError as exc:
+                self._malformed(exc)
+                events = []
+            if isinstance(self._io, _AutoIO) and io is not None:
+                kept = self._io.sort(io, events)
+                if kept is None:
+                    return
+                events = kept
+            self._settle(events, name, opening)
+
+    def _settle(self, events: list[ClientEvent], name: str, opening: bool) -> None:
         if opening and not any(isinstance(event, Opened) for event in events):
             # The gateway's first frame is always the open.
             self._fail_open(UnusableStream(f"the first frame was not a usable open ({name!r:.80})"))
@@ -208,14 +248,21 @@ class BlockingClient(Driver):
             except Exception:  # the application's bug must not break the stream (and its replay)
                 log.exception("on_event raised on a %r event", event.kind)
 
-    def _sse_frame(self, frame: SseFrame) -> None:
+    def _sse_frame(self, frame: SseFrame, io: _SseIO) -> None:
         try:
             data = self.state.decode_frame(frame)
         except ProtocolError as exc:
             self._malformed(exc)
             self._fail_open(UnusableStream(f"the first frame was not a usable open: {exc}"))
             return
-        self._frame(frame.event, data)
+        self._frame(frame.event, data, io)
+
+    def _io_lost(self, io: _SseIO | _SocketIOIO, why: ConnectionLost) -> None:
+        """``io``'s connection is gone (``auto``: unless it no longer carries, or a move takes over)."""
+        if isinstance(self._io, _AutoIO) and not self._io.carrier_lost(io):
+            return
+        self._fail_open(why)
+        self._lost.set()
 
     def _malformed(self, exc: ProtocolError) -> None:
         """A frame skipped (``ClientState`` counted it): logged, sparingly."""
@@ -292,17 +339,29 @@ class BlockingClient(Driver):
                     raise ConnectionLost(f"{kind} lost its connection: {exc!r}") from None
 
     def _open(self, resume: bool) -> None:
+        if not isinstance(self._io, _AutoIO):
+            return self._open_on(resume)
+        try:
+            self._open_on(resume)
+        except Exception as exc:
+            self._io.failed(exc)
+            raise
+        self._io.opened()
+        return None
+
+    def _open_on(self, resume: bool) -> None:
         self._lost.clear()
         self._expect_open()
         self._io.open(resume)
         detect = self._io.detects_buffering()
         if not self._opened.wait(self.buffer_timeout if detect else self.attempt_timeout):
             self._io.close(goodbye=False)
-            if not detect or not isinstance(self._io, _SseIO):
+            sse = self._io.sse if isinstance(self._io, _AutoIO) else self._io
+            if not detect or not isinstance(sse, _SseIO):
                 raise ConnectionLost("no open frame")
             log.warning("the SSE stream looks buffered by a proxy; polling instead")
-            self._io.polling = True
-            return self._open(resume)
+            sse.polling = True
+            return self._open_on(resume)
         if self._open_failure is not None:
             self._io.close(goodbye=False)
             raise self._open_failure
@@ -423,8 +482,7 @@ class _SseIO:
         finally:
             response.close()
             if self._response is response:
-                self.c._fail_open(why)
-                self.c._lost.set()
+                self.c._io_lost(self, why)
 
     def _consume(self, response: httpx.Response) -> None:
         parser = SseParser()
@@ -433,7 +491,9 @@ class _SseIO:
                 if self._response is not response:
                     return  # let go of (dropped, or replaced by the next poll): not ours any more
                 for frame in parser.feed(chunk):
-                    self.c._sse_frame(frame)
+                    if self._response is not response:
+                        return
+                    self.c._sse_frame(frame, self)
         finally:
             response.close()
 
@@ -535,11 +595,10 @@ class _InOrder:
 
 
 class _SocketIOIO:
-    def __init__(self, client: BlockingClient) -> None:
+    def __init__(self, client: BlockingClient, transports: list[str] | None = None) -> None:
         self.c = client
         self.sio: socketio.Client | None = None
-        transport = client.transport
-        self.transports = None if transport == "socketio" else [transport]
+        self.transports = transports
 
     def name(self) -> str:
         return self.sio.transport() if self.sio is not None and self.sio.connected else "?"
@@ -564,7 +623,7 @@ class _SocketIOIO:
             if self.sio is not sio:
                 return None  # a connection this client already let go of (e.g. its ``replaced``)
             if is_frame(event, data):
-                c._frame(event, data)
+                c._frame(event, data, self)
                 return None
             order.release()  # a server call: the application's handler may take its time
             handler = c.call_handlers.get(event)
@@ -580,27 +639,27 @@ class _SocketIOIO:
         # these handlers too (its catch-all skips them): a room event by such a name is skipped.
         def connected(*args: Any) -> None:
             if args:  # a real connect has no argument
-                c._frame("connect", args[0])
+                c._frame("connect", args[0], self)
 
         def connect_error(data: Any = None, *args: Any) -> None:
             if is_envelope(data):
-                c._frame("connect_error", data)
+                c._frame("connect_error", data, self)
             else:
                 refused.append(data)
 
         def disconnected(*args: Any) -> None:
             if args and not isinstance(args[0], str):  # a real one has no argument or a reason string
-                c._frame("disconnect", args[0])
+                c._frame("disconnect", args[0], self)
             elif self.sio is sio:
-                c._fail_open(UnusableStream("disconnected before the open frame"))
-                c._lost.set()
+                c._io_lost(self, UnusableStream("disconnected before the open frame"))
 
         for event, handler in (("*", any_event), ("connect", connected), ("connect_error", connect_error),
                                ("disconnect", disconnected)):
             sio.on(event, handler, namespace=ns)
         token = c._token()  # asked on every attempt
-        auth = {**c.auth, **({"token": token} if token is not None else {}),
-                **(c.state.resume_auth() if resume else {})}
+        with c._frames:  # the positions, while another connection may be moving them
+            auth = {**c.auth, **({"token": token} if token is not None else {}),
+                    **(c.state.resume_auth() if resume else {})}
         self.sio = sio
         try:
             sio.connect(c.url, namespaces=[ns], transports=self.transports, auth=auth or None,
@@ -664,3 +723,149 @@ class _SocketIOIO:
             goodbye_blocking(sio, self.c.state.stats)
         else:
             abandon_blocking(sio, self.c.state.stats)
+
+
+class _AutoIO:
+    """``transport="auto"`` on threads: ``AutoPlan``'s decisions, as ``rtclient.AutoClient``
+    makes them on asyncio (see there). The session opens on SSE (or where the plan says);
+    once it is open, WebSocket is tried on a thread of its own and, when its open frame comes,
+    carries the session; the SSE stream is let go of. Every frame of every connection goes
+    through ``sort`` under the client's frame lock: one ``ClientState``, whose offsets drop
+    the overlap of a move."""
+
+    def __init__(self, client: BlockingClient, remember: float) -> None:
+        self.c = client
+        self.plan = AutoPlan(client.url, remember)
+        self.sse = _SseIO(client)
+        self.current: _SseIO | _SocketIOIO = self.sse
+        self.moving: _SocketIOIO | None = None  # resuming the session on WebSocket, not yet its carrier
+        self.trying: Carrier = "sse"  # what ``current`` was opened as
+        self.shown: str | None = None
+        self._migrated: _SocketIOIO | None = None  # arrived by a move: its recovery frame is no news
+        self._old_lost = False  # the carrier was lost while a move was under way
+        self._moved = threading.Event()
+
+    def name(self) -> str:
+        return self.shown or "?"
+
+    def detects_buffering(self) -> bool:
+        return self.current.detects_buffering()
+
+    def open(self, resume: bool) -> None:
+        self._stop_moving()
+        self.trying = self.plan.next()
+        self.plan.note(self.trying, "trying")
+        if self.trying in ("websocket", "polling"):
+            self.current = _SocketIOIO(self.c, [self.trying])
+        else:
+            self.current = self.sse
+            self.sse.polling = self.sse.polling or self.trying == "sse-poll"
+        self.current.open(resume)
+
+    def failed(self, error: BaseException) -> None:
+        self.plan.failed(self.trying, error)
+
+    def opened(self) -> None:
+        """The session opened on ``current``: the plan learns, the application is told, and
+        from SSE, WebSocket is tried beside it."""
+        transport = self.trying
+        if self.current is self.sse and self.sse.polling and transport == "sse":
+            self.plan.buffered()
+            transport = "sse-poll"
+        self.plan.opened(transport)
+        self._show(transport)
+        if self.current is self.sse and self.plan.probe_beside(transport):
+            threading.Thread(target=self._move, daemon=True, name="rtclient-auto-ws").start()
+
+    def _show(self, transport: str) -> None:
+        with self.c._frames:
+            if transport != self.shown:
+                self.shown = transport
+                self.c._deliver([TransportChanged("transport", transport)])
+
+    # -- moving to WebSocket ----------------------------------------------------------------
+
+    def _move(self) -> None:
+        c = self.c
+        time.sleep(c.upgrade_delay)
+        link = _SocketIOIO(c, ["websocket"])
+        with c._frames:
+            if c.ended is not None or self.current is not self.sse:
+                return
+            self.moving, self._migrated, self._old_lost = link, link, False
+            self._moved.clear()
+        self.plan.note("websocket", "trying")
+        try:
+            link.open(resume=True)
+            if not self._moved.wait(c.attempt_timeout) or not self._carries(link):
+                raise ConnectionLost("no open frame on WebSocket")
+        except Exception as exc:
+            self.plan.failed("websocket", exc, other_got_through=True)
+            with c._frames:
+                lost = self.moving is link and self._old_lost
+                if self.moving is link:
+                    self.moving = self._migrated = None
+            link.close(goodbye=False)
+            if lost:  # the carrier was lost while moving: reconnect now
+                c._lost.set()
+
+    def sort(self, io: _SseIO | _SocketIOIO, events: list[ClientEvent]) -> list[ClientEvent] | None:
+        """A frame's events from ``io`` (under the frame lock): what the client settles, or None."""
+        if io is self.moving:
+            if not any(isinstance(e, Opened) for e in events):
+                return None  # the first frame is the open; anything else: the move fails (timeout)
+            self._promote(io)
+            events = [e for e in events if not isinstance(e, Opened)]
+        elif io is not self.current:
+            return None  # let go of: what it still had comes on the carrier
+        elif self.moving is not None:
+            # Our own move took the session: the close {replaced} on the old connection is expected.
+            events = [e for e in events if not (isinstance(e, Closing) and e.reason == "replaced")]
+        if io is self._migrated and any(isinstance(e, Recovery) for e in events):
+            self._migrated = None
+            events = [e for e in events if not (isinstance(e, Recovery) and e.complete and not e.gaps)]
+        return events
+
+    def _carries(self, io: _SseIO | _SocketIOIO) -> bool:
+        return self.current is io
+
+    def _promote(self, link: _SocketIOIO) -> None:
+        old, self.current, self.moving, self.trying, self._old_lost = self.current, link, None, "websocket", False
+        self.plan.note("websocket", "moved", self.shown or "")
+        self.plan.opened("websocket")
+        # Its stream gets close {replaced}: expected, and ignored as it no longer carries.
+        threading.Thread(target=old.close, args=(False,), daemon=True, name="rtclient-let-go").start()
+        self._moved.set()
+        self.shown = "websocket"
+        self.c._deliver([TransportChanged("transport", "websocket")])
+
+    def carrier_lost(self, io: _SseIO | _SocketIOIO) -> bool:
+        """Whether ``io``'s loss is the session's: not when it no longer carries, nor while a
+        move is under way (that move takes the session, or reconnects if it fails)."""
+        with self.c._frames:
+            if io is self.moving:
+                self._moved.set()  # the mover sees it is not the carrier, and gives up
+                return False
+            if io is not self.current:
+                return False
+            if self.moving is not None:
+                self._old_lost = True
+                return False
+            return True
+
+    def _stop_moving(self) -> None:
+        with self.c._frames:
+            moving, self.moving = self.moving, None
+        if moving is not None:
+            moving.close(goodbye=False)
+
+    # -- the carrier's --------------------------------------------------------------------
+
+    def send(self, kind: str, body: dict[str, Any], within: float) -> Any:
+        return self.current.send(kind, body, within)
+
+    def close(self, goodbye: bool, final: bool = False) -> None:
+        self._stop_moving()
+        self.current.close(goodbye, final)
+        if final and self.current is not self.sse:
+            self.sse.close(goodbye=False, final=True)

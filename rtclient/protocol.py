@@ -137,7 +137,16 @@ class Closing:
     reconnect: bool
 
 
-ClientEvent = Opened | RoomEvent | Recovery | Gap | Call | Closing
+@dataclass(frozen=True, slots=True)
+class TransportChanged:
+    """The session is carried by another transport now (``transport="auto"``): the first one
+    once it opens, then every move; a move loses and repeats nothing."""
+
+    kind: Literal["transport"]
+    name: str  # "sse", "sse-poll", "websocket" or "polling"
+
+
+ClientEvent = Opened | RoomEvent | Recovery | Gap | Call | Closing | TransportChanged
 
 
 class ProtocolError(ValueError):

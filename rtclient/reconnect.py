@@ -27,8 +27,11 @@ open — a resume of the half-started session, or yet another start over — rej
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from gateway.wire.errors import GatewayError
 
@@ -252,6 +255,152 @@ class Reconnector:
         if retry_after(error) is None:
             return None
         return retry_delay(error, refusals, self.backoff)
+
+
+# -- auto: which transport, and when to move the session --------------------------------
+
+# What carries an ``auto`` session: SSE (streaming, or polling behind a buffering proxy), or
+# Socket.IO on WebSocket or on long-polling.
+Carrier = Literal["sse", "sse-poll", "websocket", "polling"]
+# SSE attempts in a row that failed for the network's sake before Socket.IO polling is tried.
+SSE_FAILURES = 2
+# Seconds after an SSE attempt began by which WebSocket is tried beside it, answered or not.
+PROBE_LATEST = 0.5
+
+
+def network_trouble(error: BaseException) -> bool:
+    """The network's trouble, not the gateway's answer: what another transport may get past.
+    A bare ``GatewayError`` is a body the gateway did not write (a proxy's)."""
+    return not isinstance(error, GatewayError) or type(error) is GatewayError
+
+
+class NetworkMemory:
+    """What failed on the way to each gateway URL, for a while (``remember`` s): a client made
+    later in this process does not retry a blocked WebSocket first. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, dict[str, tuple[str, float]]] = {}
+        self._lock = threading.Lock()
+
+    def recall(self, url: str, now: float | None = None) -> dict[str, str]:
+        """The live facts about ``url``: ``{"websocket": "failed", "sse": "poll" | "failed"}``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return {what: value for what, (value, until) in self._facts.get(url, {}).items() if until > now}
+
+    def note(self, url: str, what: str, value: str, seconds: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._facts.setdefault(url, {})[what] = (value, now + seconds)
+
+    def forget(self, url: str) -> None:
+        with self._lock:
+            self._facts.pop(url, None)
+
+
+network_memory = NetworkMemory()
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A line of ``AutoPlan.history``: what was tried, and how it went."""
+
+    at: float  # time.monotonic()
+    transport: Carrier
+    outcome: str  # trying, open, failed, buffered, moved, abandoned
+    detail: str = ""
+
+
+class AutoPlan:
+    """``transport="auto"``'s decisions, sans-I/O, as rtgateway.js makes them.
+
+    Open on SSE at once (one round trip to a session) and try WebSocket beside it; when
+    WebSocket opens, move the session there (a resume on the other transport). WebSocket
+    refused: stay on SSE + POST; SSE buffered by a proxy: SSE poll mode; SSE failing for the
+    network's sake ``SSE_FAILURES`` times in a row: Socket.IO long-polling. A failure is
+    remembered (``network_memory``, per gateway URL) only once another transport got through
+    to the same gateway: a gateway that is down fails every transport, and must not leave its
+    clients on the worst one.
+    """
+
+    def __init__(self, url: str, remember: float = 600.0, memory: NetworkMemory = network_memory) -> None:
+        self.url = url
+        self.remember = remember
+        self.memory = memory
+        self.history: deque[Attempt] = deque(maxlen=100)
+        self.ws_works = False  # WebSocket carried this session: reconnect on it directly
+        self._ws_refused = False  # WebSocket failed here (remembered once another got through)
+        self._sse_failures = 0
+
+    def next(self) -> Carrier:
+        """The transport of the next attempt."""
+        known = self.memory.recall(self.url)
+        if self.ws_works and known.get("websocket") != "failed":
+            return "websocket"
+        if known.get("sse") == "failed" or self._sse_failures >= SSE_FAILURES:
+            return "polling"  # the last resort (had WebSocket passed, the session would be on it)
+        return "sse-poll" if known.get("sse") == "poll" else "sse"
+
+    def probe_beside(self, transport: Carrier) -> bool:
+        """Whether to try WebSocket beside a session on ``transport``: SSE streaming only, and
+        not when WebSocket is known to fail here. Not beside SSE poll mode: each poll is a
+        resume, and one in flight when the session moves would take it back from WebSocket."""
+        return transport == "sse" and self.memory.recall(self.url).get("websocket") != "failed"
+
+    def note(self, transport: Carrier, outcome: str, detail: str = "") -> None:
+        self.history.append(Attempt(time.monotonic(), transport, outcome, detail))
+
+    def failed(self, transport: Carrier, error: BaseException, other_got_through: bool = False) -> None:
+        """An attempt on ``transport`` failed; ``other_got_through``: another transport holds
+        a session on the same gateway meanwhile."""
+        self.note(transport, "failed", str(error)[:120])
+        if not network_trouble(error):
+            return
+        if transport == "websocket":
+            self.ws_works = False
+            self._ws_refused = True
+            if other_got_through:
+                self._learn("websocket", "failed")
+        elif transport == "polling":
+            self._sse_failures = 0  # polling fails too: the gateway is away, not SSE blocked; SSE again
+        else:
+            self._sse_failures += 1
+
+    def opened(self, transport: Carrier) -> None:
+        """A session opened (or moved) on ``transport``."""
+        self.note(transport, "open")
+        if transport in ("sse", "sse-poll"):
+            if self._ws_refused:
+                self._learn("websocket", "failed")
+            self._sse_failures = 0
+        elif transport == "polling":
+            if self._sse_failures >= SSE_FAILURES:
+                self._learn("sse", "failed")
+        else:
+            self.ws_works = True
+
+    @staticmethod
+    def at_engine_open(sse_opened: bool, sse_answered: bool, waited: bool) -> Literal["move", "take over", "wait"]:
+        """WebSocket's engine opened beside an SSE attempt: what its namespace connect does.
+
+        A session open on SSE moves (a resume). Otherwise the session starts on WebSocket when
+        SSE is held back (its headers came, its open frame did not: a buffering proxy), failed,
+        or did not answer within as long again as the engine took (``waited``); so the first
+        usable session comes from whichever transport answers first.
+        """
+        if sse_opened:
+            return "move"
+        if sse_answered or waited:
+            return "take over"
+        return "wait"
+
+    def buffered(self) -> None:
+        """An SSE stream was held back by a proxy: poll on this network from now on."""
+        self.note("sse", "buffered")
+        self._learn("sse", "poll")
+
+    def _learn(self, what: str, value: str) -> None:
+        self.memory.note(self.url, what, value, self.remember)
 
 
 class Driver:
