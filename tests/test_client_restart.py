@@ -1,7 +1,9 @@
 """The gateway process is killed and restarted: mid-burst, the clients lose nothing,
 duplicate nothing, and keep the order (on Redis, so the log outlives the process); on the
-memory broker, which forgets every session, a client whose first start over is refused
-starts over again and is then really in the rooms its application had joined."""
+memory broker, which forgets every session, a client whose first start over fails — refused,
+or opened and then cut under its rejoin — starts over (or resumes) again and is then really in
+the rooms its application had joined (the last case failed on the old client: measured
+against it, the session stayed in no room)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.core.sessions import Session
+from gateway.transports.socketio_server import SioChannel, SocketIOTransport
 from rtclient import Gap, RoomEvent, SocketIOClient, SseClient
 from rtclient.blocking import BlockingClient
 from rtclient.protocol import ClientEvent
 
-from .servers import REDIS_URL, SubprocessGateway, free_port, timeout, wait_state
+from .servers import REDIS_URL, SubprocessGateway, ThreadedGateway, free_port, timeout, wait_state
 
 
 def make(kind: str, url: str):
@@ -85,7 +89,7 @@ class Restarted:
     """One client of either driver, whose connection attempts wait at a gate (its token
     callback, asked before every attempt) while the test restarts the gateway."""
 
-    def __init__(self, driver: str, transport: str, url: str) -> None:
+    def __init__(self, driver: str, transport: str, url: str, namespace: str = "/chat") -> None:
         self.events: list[ClientEvent] = []
         self.gate = threading.Event()
         self.gate.set()
@@ -93,12 +97,12 @@ class Restarted:
         self.blocking = driver == "blocking"
         self.client: Any
         if self.blocking:
-            self.client = BlockingClient(url, "/chat", transport=transport, on_event=self.events.append,
+            self.client = BlockingClient(url, namespace, transport=transport, on_event=self.events.append,
                                          token=self._token, request_timeout=30)
         elif transport == "sse":
-            self.client = SseClient(url, "/chat", token=self._atoken, request_timeout=30)
+            self.client = SseClient(url, namespace, token=self._atoken, request_timeout=30)
         else:
-            self.client = SocketIOClient(url, "/chat", transports=[transport], token=self._atoken, request_timeout=30)
+            self.client = SocketIOClient(url, namespace, transports=[transport], token=self._atoken, request_timeout=30)
         if not self.blocking:
             for kind in ("event", "gap", "open"):
                 self.client.on(kind, self.events.append)
@@ -171,3 +175,59 @@ async def test_a_refused_start_over_then_a_new_session_rejoins_the_rooms(driver:
         if pub is not None:
             await pub.close()
         node.kill()
+
+
+@pytest.mark.parametrize("driver", ["aio", "blocking"])
+async def test_a_start_over_cut_before_its_rejoin_still_rejoins_the_rooms(driver: str):
+    """The other way a start over fails half-way: the new session opens, then its connection
+    is cut under the rejoin. The client resumes that new session and must still join the
+    rooms its application asked for (the old supervisor resumed it and never rejoined)."""
+    gw = ThreadedGateway(ping_interval=1, ping_timeout=1).start()
+    transport = gw.gateway.transports["socketio"]
+    assert isinstance(transport, SocketIOTransport)
+    armed = threading.Event()
+    cut: list[str] = []
+
+    async def cut_the_first_rejoin(session: Session, room: str) -> bool:
+        if room == "lobby" and armed.is_set():
+            armed.clear()
+            channel = session.channel
+            assert isinstance(channel, SioChannel)
+            cut.append(session.sid)
+            transport.cut(channel.sio_sid, channel.namespace, "test_cut")
+            await asyncio.sleep(0.5)  # the socket is gone before any answer: the client never gets one
+            raise RuntimeError("the connection was cut under the rejoin")
+        return True
+
+    namespace = gw.gateway.namespaces["/"]
+    namespace.authorize_join(cut_the_first_rejoin)
+    sub = Restarted(driver, "websocket", gw.url, namespace="/")
+    pub = SseClient(gw.url, "/", request_timeout=30)
+    try:
+        await sub.call("connect")
+        await sub.call("join", "lobby")
+        old_sid = sub.client.sid
+        armed.set()
+
+        async def forget() -> None:  # the gateway forgets the session: the resume gets unknown_sid
+            gw.gateway.close(gw.gateway.sessions[old_sid], "test: forgotten")
+
+        gw.run(forget())
+        await wait_state(lambda: bool(cut), 30, "the new session's rejoin never came")
+        new_sid = cut[0]
+        assert new_sid != old_sid
+
+        def in_lobby() -> bool:
+            session = gw.gateway.sessions.get(new_sid)
+            return session is not None and "lobby" in session.rooms and sub.client.sid == new_sid
+
+        await wait_state(in_lobby, 30, "the resumed new session was never joined to lobby again")
+        await pub.connect()
+        await pub.join("lobby")
+        await pub.publish("lobby", "after the cut")
+        await wait_state(lambda: any(isinstance(e, RoomEvent) and e.data == "after the cut" for e in sub.events),
+                         10, "the publish did not reach the client")
+    finally:
+        await sub.call("close")
+        await pub.close()
+        gw.stop()
