@@ -794,6 +794,21 @@ class AutoClient(_Client):
         self._probe: asyncio.Task[Opened | None] | None = None
         self._shown: str | None = None
 
+    async def connect(self) -> Opened:
+        """Open the session as ``_Client.connect``; a failure for the network's sake is followed
+        by the plan's next attempt (after a backoff delay) up to Socket.IO polling, the last
+        resort (``AutoPlan.connect_again``)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            tried = self.auto.next()
+            try:
+                return await super().connect()
+            except Exception as exc:
+                if not self.auto.connect_again(tried, exc, attempts):
+                    raise
+            await asyncio.sleep(self.backoff.next())
+
     @property
     def transport_name(self) -> str:
         """What carries the session: ``sse``, ``sse-poll``, ``websocket``, ``polling`` (``?`` before)."""
@@ -924,7 +939,8 @@ class AutoClient(_Client):
             opened = await link._open(resume=False)  # the hook adds the resume fields
         except Exception as exc:
             got_through = self._link is not link and self._link is not None and self.state.sid is not None
-            self.auto.failed("websocket", exc, other_got_through=got_through)
+            # The auth hook ran: the engine opened, so WebSocket is not refused here.
+            self.auto.failed("websocket", exc, other_got_through=got_through, reached=bool(decided))
             if self._moving is link:
                 self._moving = self._migrated = None
                 if self._old_lost:  # the carrier was lost while moving: reconnect now

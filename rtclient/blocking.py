@@ -152,7 +152,21 @@ class BlockingClient(Driver):
 
     def connect(self) -> None:
         """Open the session; raises the gateway's typed error if it refuses (``rate_limited``
-        is tried again after its ``retryAfter``, for up to ``request_timeout`` seconds)."""
+        is tried again after its ``retryAfter``, for up to ``request_timeout`` seconds).
+        ``auto``: a failure for the network's sake is followed by the plan's next attempt
+        (after a backoff delay) up to Socket.IO polling (``AutoPlan.connect_again``)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            tried = self._io.plan.next() if isinstance(self._io, _AutoIO) else None
+            try:
+                return self._connect_once()
+            except Exception as exc:
+                if tried is None or not AutoPlan.connect_again(tried, exc, attempts):
+                    raise
+            time.sleep(self.backoff.next())
+
+    def _connect_once(self) -> None:
         deadline = time.monotonic() + self.request_timeout
         refusals = 0
         while True:
@@ -795,12 +809,14 @@ class _AutoIO:
             self.moving, self._migrated, self._old_lost = link, link, False
             self._moved.clear()
         self.plan.note("websocket", "trying")
+        reached = False  # the WebSocket handshake got through: a later loss is not a refusal
         try:
             link.open(resume=True)
+            reached = True
             if not self._moved.wait(c.attempt_timeout) or not self._carries(link):
                 raise ConnectionLost("no open frame on WebSocket")
         except Exception as exc:
-            self.plan.failed("websocket", exc, other_got_through=True)
+            self.plan.failed("websocket", exc, other_got_through=True, reached=reached)
             with c._frames:
                 lost = self.moving is link and self._old_lost
                 if self.moving is link:

@@ -341,6 +341,15 @@ class AutoPlan:
             return "polling"  # the last resort (had WebSocket passed, the session would be on it)
         return "sse-poll" if known.get("sse") == "poll" else "sse"
 
+    @staticmethod
+    def connect_again(tried: Carrier, error: BaseException, attempts: int) -> bool:
+        """The first connect's ``attempts``-th attempt, on ``tried``, failed with ``error``:
+        whether to go on with the plan's next attempt rather than raise. On the network's
+        trouble only, until the last resort (polling) has been tried: SSE ``SSE_FAILURES``
+        times, then polling, as reconnects do, so a network that refuses WebSocket and SSE
+        still gets a session from ``connect``."""
+        return network_trouble(error) and tried != "polling" and attempts <= SSE_FAILURES
+
     def probe_beside(self, transport: Carrier) -> bool:
         """Whether to try WebSocket beside a session on ``transport``: SSE streaming only, and
         not when WebSocket is known to fail here. Not beside SSE poll mode: each poll is a
@@ -350,11 +359,14 @@ class AutoPlan:
     def note(self, transport: Carrier, outcome: str, detail: str = "") -> None:
         self.history.append(Attempt(time.monotonic(), transport, outcome, detail))
 
-    def failed(self, transport: Carrier, error: BaseException, other_got_through: bool = False) -> None:
+    def failed(
+        self, transport: Carrier, error: BaseException, other_got_through: bool = False, reached: bool = False
+    ) -> None:
         """An attempt on ``transport`` failed; ``other_got_through``: another transport holds
-        a session on the same gateway meanwhile."""
+        a session on the same gateway meanwhile; ``reached``: its handshake got through before
+        it failed (a connection cut mid-move by the network is not the network refusing it)."""
         self.note(transport, "failed", str(error)[:120])
-        if not network_trouble(error):
+        if reached or not network_trouble(error):
             return
         if transport == "websocket":
             self.ws_works = False

@@ -7,6 +7,7 @@ Each test gets its own browser context (its own storage), so what one remembers 
 
 from __future__ import annotations
 
+import pathlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from comparison.proxy import ProxyProcess
 
 from .servers import ThreadedGateway, timeout
 from .test_browser import ARGS, CHROMIUM, SOCKETIO_BUILD, WAIT
+from .test_js_auto import NETWORKS, Network, Route
 
 expect.set_options(timeout=WAIT)
 
@@ -145,3 +147,48 @@ async def test_going_offline_shows_missed_messages_as_replayed(
         await expect(live).not_to_have_attribute("data-replayed", "true")
     finally:
         await other.close()
+
+
+# Each route and the transport the page's auto ends on behind it. The drop proxy cuts every
+# connection, the page's own loads included: lifetimes long enough for those to finish.
+BEHIND = {
+    "buffering": NETWORKS["buffering"],
+    "drop": Network("drop", "websocket", ("--drop-min", "2", "--drop-max", "4", "--seed", "7")),
+    "nginx": NETWORKS["nginx"],
+    "nginx-no-sse": NETWORKS["nginx-no-sse"],
+}
+
+
+@pytest.mark.parametrize("name", list(BEHIND))
+async def test_auto_behind_each_route_ends_where_it_can_and_delivers_once(
+    browser: Browser, context: BrowserContext, gw: ThreadedGateway, tmp_path: pathlib.Path, name: str
+) -> None:
+    """The page behind the route (its auto on the transport the route allows) gets what a page
+    straight on the gateway publishes, each message once."""
+    network = BEHIND[name]
+    route = Route(network, gw, tmp_path)
+    other = await browser.new_context()
+    try:
+        behind, direct = await context.new_page(), await other.new_page()
+        room = f"auto-{name}"
+        for page, url, who in ((behind, route.url, "Behind"), (direct, gw.url, "Direct")):
+            await load(page, url)
+            await join(page, who, room)
+        await expect(behind.get_by_test_id("transport-in-use")).to_have_text(network.ends_on)
+        texts = [f"{name} {n}" for n in range(1, 4)]
+        for text in texts:
+            await direct.get_by_test_id("text").fill(text)
+            await direct.get_by_test_id("text").press("Enter")
+        await expect(direct.locator("[data-testid=message][data-own=true] [data-testid=status]")).to_have_text(["✓"] * 3)
+        received = behind.locator("[data-testid=message][data-own=false] [data-testid=message-text]")
+        await expect(received).to_have_text(texts)
+        # One more, seen after the others: nothing of theirs came twice meanwhile.
+        await direct.get_by_test_id("text").fill("last")
+        await direct.get_by_test_id("text").press("Enter")
+        await expect(received).to_have_text([*texts, "last"])
+        await expect(behind.get_by_test_id("transport-in-use")).to_have_text(network.ends_on)
+        if name.startswith("nginx"):
+            assert "websocket:open" not in await history(behind)
+    finally:
+        await other.close()
+        route.stop()

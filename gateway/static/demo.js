@@ -12,6 +12,7 @@ const form = $("connect-form");
 const composer = $("send-form");
 const messages = $("messages");
 let client = null;
+const TABS_HELP = "the README, “Many tabs in one browser”";
 const own = new Map(); // clientEventId -> the row of a message this page sent
 
 function logEvent(text, kind = "") {
@@ -163,6 +164,20 @@ function start(transport, name, room, password) {
   });
   client.on("gap", ({ room: where, after }) => logEvent(`gap in ${where} after ${after ?? "the start"}: some messages are lost`, "bad"));
   client.on("error", (err) => logEvent(`error ${err.code}: ${err.message}`, "bad"));
+  // The client's word that a connection or request is waiting: on HTTP/1.1, most likely the
+  // browser's six connections per host, all held by this origin's other tabs.
+  client.on("stalled", ({ what, waited, cause, protocol }) => {
+    const text = cause === "connection_limit"
+      ? `too many tabs on HTTP/1.1 — see ${TABS_HELP}: the browser's six connections to this site are all in use, so this tab's ${what} waits (${Math.round(waited / 1000)} s so far)`
+      : `the gateway has not answered this tab's ${what} for ${Math.round(waited / 1000)} s (${protocol ?? "HTTP"})`;
+    $("stall-notice").textContent = text;
+    $("stall-notice").hidden = false;
+    logEvent(text, "warn");
+  });
+  client.on("unstalled", ({ what, waited }) => {
+    $("stall-notice").hidden = true;
+    logEvent(`${what} answered after ${Math.round(waited / 1000)} s`, "ok");
+  });
 
   client.on("pending", ({ kind, clientEventId, data }) => {
     if (kind === "publish") own.set(clientEventId, messageRow({ name, text: data.text, mine: true }));

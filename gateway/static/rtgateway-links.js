@@ -561,3 +561,17 @@ export class SocketIOLink {
     this.abandon?.(new GatewayError("client_closed", "closed by the client"));
   }
 }
+
+/**
+ * The HTTP version the page reached `url` over ("http/1.1", "h2", "h3"), from the Resource
+ * Timing entries of what it loaded there (this module, for one), or null if none says.
+ */
+export function httpVersion(url) {
+  const perf = globalThis.performance;
+  if (typeof perf?.getEntriesByType !== "function") return null;
+  const origin = new URL(url).origin;
+  for (const entry of [...perf.getEntriesByType("navigation"), ...perf.getEntriesByType("resource")].reverse()) {
+    if (entry.nextHopProtocol && entry.name.startsWith(origin)) return entry.nextHopProtocol;
+  }
+  return null;
+}

@@ -51,6 +51,13 @@
  *   trying and `state` tells when it opens). A token function and a connection attempt each
  *   get connectTimeout; close() returns within closeTimeout even if the gateway never answers.
  *
+ * - Stalls are said, not hidden: a connection with no open frame, or a request with no answer,
+ *   after stallAfter ms emits `stalled` {what: "connection" | "join" | "publish"..., waited,
+ *   transport, protocol, cause}, and `unstalled` {what, waited} once it is answered. cause
+ *   "connection_limit": the page is on HTTP/1.1 and the transport holds an HTTP connection per
+ *   stream or long-poll; a browser opens six per host, shared by every tab of the profile, so
+ *   the seventh request waits for one to end (docs: README, "Many tabs"); "no_answer" otherwise.
+ *
  * Errors are GatewayError {code, message, status?, detail}: the server's codes
  * (docs/protocol.md#errors) from problem bodies, error acks and connect_error, plus the
  * client's own: network_error, timeout, aborted, malformed_frame, no_call_handler, client_closed,
@@ -60,7 +67,7 @@
  * Events for on(): room events by name (and "*" for all of them) get the envelope;
  * lifecycle: state (connecting | open | reconnecting | closed), transport (name in use),
  * recovery {recovered, complete, replayed, gaps}, gap {room, after}, pending / acked / failed
- * (outbox entries), reconnect {attempt, delay, reason} (after a close frame, reason.code is
+ * (outbox entries), stalled / unstalled (see above), reconnect {attempt, delay, reason} (after a close frame, reason.code is
  * the frame's reason: shutdown, token_expired), error (GatewayError). Room event
  * names are the application's: one named like a lifecycle event reaches the same listeners,
  * so prefer "*" if you use such names.
@@ -70,7 +77,7 @@ import {
   GatewayError, compareOffsets, cursorOf, deliveryProblem, envelopeProblem, isEnvelope, isName, isObject, isOffset,
   openProblem, randomId, recoveryProblem, retryAfterMs,
 } from "./rtgateway-protocol.js";
-import { SocketIOLink, SseLink, WebSocketProbe, networkMemory } from "./rtgateway-links.js";
+import { SocketIOLink, SseLink, WebSocketProbe, httpVersion, loadSocketIO, networkMemory } from "./rtgateway-links.js";
 
 export { GatewayError, SseParser, compareOffsets, parseOffset } from "./rtgateway-protocol.js";
 export { loadSocketIO, networkMemory, socketIOAvailable } from "./rtgateway-links.js";
@@ -114,6 +121,7 @@ const DEFAULTS = {
   bufferTimeout: 3000, // ms: SSE response headers came but no byte of the stream: a buffering proxy, poll instead
   remember: 10 * 60 * 1000, // ms: auto remembers this long what failed on this network
   upgradeDelay: 0, // ms: auto waits this long before trying WebSocket beside the first connection
+  stallAfter: 3000, // ms without an answer to a connection or a request before a `stalled` event
 };
 
 /** The error of a call whose AbortSignal fired: its reason stays in `detail.reason`. */
@@ -197,6 +205,13 @@ export class Client {
     this._wsWorks = false; // WebSocket carried this session: reconnect on it directly
     this._wsRefused = false; // WebSocket failed here (remembered once HTTP gets through)
     this._sseFailures = 0;
+    // auto on a page served over HTTP/1.1: socket.io-client is fetched before the first SSE
+    // stream opens. Fetched after, it could wait behind this origin's streams (a browser opens
+    // six connections per host, for all its tabs), and the move to WebSocket that would give
+    // one of them back would never come.
+    this._socketIO = this.options.transport === "auto" && httpVersion(this.options.url) === "http/1.1"
+      ? loadSocketIO(this.options.socketioUrl).catch(() => {}) // missing: the probe reports it
+      : null;
     this.ready = new Promise((resolve, reject) => {
       this._ready = { resolve, reject };
     });
@@ -356,12 +371,15 @@ export class Client {
       // A function token: a fresh one for every attempt. Neither it nor the connection may
       // stall the client: a token service or a gateway that never answers is a failed attempt.
       const token = await within(this._token(), connectTimeout, "the token function");
+      if (link.kind === "sse" && this._socketIO) await within(this._socketIO, connectTimeout, "loading socket.io-client");
       if (this._link !== link) return; // closed meanwhile
       // An SSE resume after the session was on another transport: the cursor of the positions held.
       const cursor = this._cursor ?? (this.sid ? cursorOf(this.sid, this.key, this._offsets) : null);
       const resume = { sid: this.sid, key: this.key, cursor, offsets: Object.fromEntries(this._offsets), token };
+      link.stall = this._watchStall(link, "connection", () => link.gotOpen || this._link !== link);
       await within(link.open(resume), connectTimeout, "connecting");
     } catch (err) {
+      link.stall?.();
       if (this._upgradeTimer) this._scheduleProbe(0); // SSE failed: WebSocket may not
       if (this._link !== link) return;
       this._link = null;
@@ -410,6 +428,7 @@ export class Client {
   }
 
   _linkLost(link, reason) {
+    link.stall?.();
     if (link !== this._link) return; // an older connection, already replaced
     this._link = null;
     if (this.state === "closed") return;
@@ -601,7 +620,8 @@ export class Client {
       this._moving = null;
       link.ended = true;
       link.drop();
-      this._failed(link, err);
+      // The probe's engine had opened: a move cut by the network is not WebSocket refused here.
+      this._note(link.kind, "failed", err?.code);
       if (!this._link) this._retry(err); // the old connection was lost meanwhile
     }
   }
@@ -699,6 +719,7 @@ export class Client {
       return;
     }
     link.gotOpen = true;
+    link.stall?.();
     clearTimeout(this._readyTimer);
     // A resume's replay comes next, up to its recovery frame; a move's overlap is not news.
     this._replaying = link.resuming && !link.migration;
@@ -841,7 +862,8 @@ export class Client {
   _send(link, entry) {
     entry.sentOn = link.seq;
     if (entry.attempts++ > 0) this.stats.retransmits += 1;
-    link.request(entry.kind, entry.body).then(
+    const stall = this._watchStall(link, entry.kind, () => entry.done);
+    link.request(entry.kind, entry.body).finally(stall).then(
       (result) => this._settle(entry, result),
       (error) => {
         if (entry.kind === "leave" && error.code === "not_joined" && entry.attempts > 1) {
@@ -879,6 +901,28 @@ export class Client {
     else entry.resolve(result);
     if (!entry.silent) this._emit(error ? "failed" : "acked", { ...this._describe(entry), result, error });
     this._pump();
+  }
+
+  /**
+   * Emit `stalled` if `answered()` is still false after stallAfter ms, and `unstalled` when the
+   * returned function is called after that; it also ends the watch. The browser's connection
+   * pool gives no sign of a request queued behind others: time is the only tell.
+   */
+  _watchStall(link, what, answered) {
+    const began = Date.now();
+    let stalled = false;
+    const timer = setTimeout(() => {
+      if (answered() || this.state === "closed") return;
+      stalled = true;
+      const protocol = httpVersion(this.options.url);
+      const pooled = link.kind !== "websocket" && (protocol === "http/1.1" || protocol === null);
+      this._emit("stalled", { what, waited: Date.now() - began, transport: link.name ?? link.kind, protocol, cause: pooled ? "connection_limit" : "no_answer" });
+    }, this.options.stallAfter);
+    return () => {
+      clearTimeout(timer);
+      if (stalled) this._emit("unstalled", { what, waited: Date.now() - began });
+      stalled = false;
+    };
   }
 
   _emit(event, value, meta) {

@@ -1,0 +1,33 @@
+// One browser tab of tests/test_browser_tabs.py: window.tab.start({transport, room, name})
+// connects with rtgateway.js, joins, and records what the tab sees; publish() sends one
+// message. Loaded with page.add_init_script, so every page of the context has it.
+window.tab = {
+  client: null,
+  joinedMs: null, // ms from connect() to the join's ack
+  joinError: null,
+  acked: null, // the publish's ack, or its error code
+  received: [], // the `from` of every message delivered, in order
+  stalled: [], // every `stalled` event
+  async start({ transport, room, name, options = {} }) {
+    const { connect } = await import("/client/rtgateway.js");
+    const began = performance.now();
+    const client = connect({ namespace: "/chat", transport, name, ...options });
+    this.client = client;
+    client.on("message", (envelope) => this.received.push(envelope.data?.from));
+    client.on("stalled", (report) => this.stalled.push(report));
+    try {
+      await client.join(room);
+      this.joinedMs = performance.now() - began;
+    } catch (err) {
+      this.joinError = err.code ?? String(err);
+    }
+  },
+  async publish(room, from) {
+    try {
+      const result = await this.client.publish(room, { from, text: `hello from ${from}` });
+      this.acked = result.offset;
+    } catch (err) {
+      this.acked = `error:${err.code ?? err}`;
+    }
+  },
+};

@@ -1,0 +1,262 @@
+"""Many tabs of one browser on one gateway, in a real Chromium (one browser context: one
+connection pool, as a user's profile): over HTTP/2 through the shipped nginx TLS
+configuration every tab joins, publishes and receives; over HTTP/1.1, where the browser
+allows six connections per host for all the tabs, the client says that it is stalled.
+
+Every tab runs tests/js/tab.js (loaded into each page): it connects with rtgateway.js,
+joins one room, publishes once, and records what it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from .servers import ThreadedGateway, free_port, timeout
+from .test_browser import ARGS, CHROMIUM, SOCKETIO_BUILD, WAIT
+
+ROOT = Path(__file__).resolve().parents[1]
+TAB_SCRIPT = ROOT / "tests" / "js" / "tab.js"
+HTTP2_CONF = ROOT / "deploy" / "nginx" / "http2-tls.conf"
+NGINX = Path("/usr/sbin/nginx")
+JOIN_WITHIN = timeout(2) * 1000  # ms: the issue's bound for every tab's join
+
+expect.set_options(timeout=WAIT)
+pytestmark: list[pytest.MarkDecorator] = [pytest.mark.browser]
+if not CHROMIUM.exists():
+    pytestmark = [pytest.mark.browser, pytest.mark.skip(reason="needs /usr/bin/chromium (make system-deps)")]
+needs_nginx = pytest.mark.skipif(not NGINX.exists(), reason=f"{NGINX} is absent (scripts/system-deps.sh installs it)")
+needs_socketio = pytest.mark.skipif(not SOCKETIO_BUILD.exists(), reason="needs `npm ci` (socket.io-client)")
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[ThreadedGateway]:
+    # Every tab comes from 127.0.0.1 (through nginx, or straight): more sessions at once than
+    # one address may open by default.
+    gateway = ThreadedGateway(address_session_burst=1000, session_publish_burst=1000).start()
+    yield gateway
+    gateway.stop()
+
+
+class Http2Proxy:
+    """nginx with deploy/nginx/http2-tls.conf, a self-signed certificate made for 127.0.0.1."""
+
+    def __init__(self, upstream_port: int, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        cert, key = workdir / "cert.pem", workdir / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )
+        self.port = free_port()
+        conf = workdir / HTTP2_CONF.name
+        conf.write_text(
+            HTTP2_CONF.read_text().replace("{{LISTEN_PORT}}", str(self.port))
+            .replace("{{UPSTREAM_PORT}}", str(upstream_port)).replace("{{WORKDIR}}", str(workdir))
+            .replace("{{CERT}}", str(cert)).replace("{{KEY}}", str(key))
+        )
+        self.workdir = workdir
+        self.process = subprocess.Popen(
+            [str(NGINX), "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._await_ready(timeout(10))
+
+    def _await_ready(self, within: float) -> None:
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        deadline = time.monotonic() + within
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1, context=insecure) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        log = self.workdir / "error.log"
+        self.stop()
+        raise RuntimeError(f"nginx did not start: {log.read_text()[-2000:] if log.exists() else ''}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout(5))
+
+
+@pytest.fixture(scope="module")
+def http2(gw: ThreadedGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Http2Proxy]:
+    if not NGINX.exists():
+        pytest.skip(f"{NGINX} is absent")
+    proxy = Http2Proxy(gw.port, tmp_path_factory.mktemp("nginx-http2"))
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """One profile, as a user's: every tab of a test shares its connection pool and storage."""
+    ctx = await browser.new_context(ignore_https_errors=True)
+    await ctx.add_init_script(path=str(TAB_SCRIPT))
+    errors: list[str] = []
+    ctx.on("weberror", lambda e: errors.append(str(e.error)))
+    yield ctx
+    await ctx.close()
+    assert not errors, errors
+
+
+@dataclass
+class Outcome:
+    """What the tabs saw: the issue's table row."""
+
+    tabs: int
+    joined: int  # tabs whose join was acked within JOIN_WITHIN
+    acked: int  # tabs whose publish was acked
+    delivered: int  # tabs that received every other tab's publish exactly once
+    slowest_join_ms: float
+    stalled: int  # tabs that emitted `stalled`
+
+    def row(self) -> str:
+        return f"{self.joined}/{self.tabs} joined, {self.acked}/{self.tabs} acked, {self.delivered}/{self.tabs} delivered"
+
+
+async def open_tabs(context: BrowserContext, url: str, count: int) -> list[Page]:
+    pages = []
+    for _ in range(count):
+        page = await context.new_page()
+        page.set_default_timeout(WAIT)
+        await page.goto(url + "/healthz")  # the gateway's origin, and nothing else loaded
+        # Loaded before any tab connects: later its fetch could wait behind the other tabs' streams.
+        await page.evaluate("import('/client/rtgateway.js').then(() => true)")
+        pages.append(page)
+    return pages
+
+
+async def run_tabs(
+    pages: list[Page], transport: str, room: str, options: dict[str, Any] | None = None, settle: float = 10
+) -> Outcome:
+    """Join every tab at once, publish once from each, wait (bounded) until each has the others'."""
+    names = [f"tab{i}" for i in range(len(pages))]
+    spec = {"transport": transport, "room": room, "options": options or {}}
+    await asyncio.gather(*(p.evaluate("(s) => window.tab.start(s)", {**spec, "name": n}) for p, n in zip(pages, names, strict=True)))
+    await asyncio.gather(*(p.evaluate("([r, n]) => window.tab.publish(r, n)", [room, n]) for p, n in zip(pages, names, strict=True)))
+    others = len(pages) - 1
+    deadline = time.monotonic() + timeout(settle)
+    states: list[dict[str, Any]] = []
+    while True:
+        states = [await p.evaluate(
+            "() => ({joinedMs: tab.joinedMs, joinError: tab.joinError, acked: tab.acked, "
+            "received: tab.received, stalled: tab.stalled.length})"
+        ) for p in pages]
+        if all(len(s["received"]) >= others for s in states) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    delivered = sum(sorted(s["received"]) == sorted(n for n in names if n != name) for s, name in zip(states, names, strict=True))
+    joins = [s["joinedMs"] for s in states if s["joinedMs"] is not None]
+    return Outcome(
+        tabs=len(pages),
+        joined=sum(ms <= JOIN_WITHIN for ms in joins),
+        acked=sum(isinstance(s["acked"], str) and not s["acked"].startswith("error") for s in states),
+        delivered=delivered,
+        slowest_join_ms=max(joins, default=float("inf")),
+        stalled=sum(s["stalled"] > 0 for s in states),
+    )
+
+
+def everything(outcome: Outcome) -> bool:
+    n = outcome.tabs
+    return (outcome.joined, outcome.acked, outcome.delivered) == (n, n, n)
+
+
+# -- HTTP/2 through the shipped nginx configuration -------------------------------------------
+
+
+@needs_nginx
+async def test_twenty_tabs_over_http2_sse(context: BrowserContext, http2: Http2Proxy) -> None:
+    pages = await open_tabs(context, http2.url, 20)
+    assert await pages[0].evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
+    outcome = await run_tabs(pages, "sse", "h2-sse")
+    assert everything(outcome), outcome
+    assert outcome.stalled == 0, outcome
+
+
+@needs_nginx
+@needs_socketio
+async def test_twenty_tabs_over_http2_auto(context: BrowserContext, http2: Http2Proxy) -> None:
+    pages = await open_tabs(context, http2.url, 20)
+    outcome = await run_tabs(pages, "auto", "h2-auto")
+    assert everything(outcome), outcome
+
+
+# -- HTTP/1.1: the six-connection pool, and what the client says about it ----------------------
+
+
+async def test_eight_sse_tabs_over_http1_say_they_are_stalled(context: BrowserContext, gw: ThreadedGateway) -> None:
+    pages = await open_tabs(context, gw.url, 8)
+    spec = {"transport": "sse", "room": "h1-stall", "options": {"stallAfter": 1000}}
+    # Not awaited: six streams take the browser's six connections, and the other joins wait.
+    starts = [asyncio.ensure_future(p.evaluate("(s) => window.tab.start(s)", {**spec, "name": f"tab{i}"}))
+              for i, p in enumerate(pages)]
+    try:
+        for page in pages[6:]:
+            await page.wait_for_function("() => tab.stalled.length > 0")
+        report = await pages[7].evaluate("tab.stalled[0]")
+        assert report["cause"] == "connection_limit" and report["protocol"] == "http/1.1", report
+        assert report["what"] in ("connection", "join") and report["waited"] >= 1000, report
+    finally:
+        for page in pages:  # frees the pool: the pending starts then end
+            await page.close()
+        await asyncio.gather(*starts, return_exceptions=True)
+
+
+async def test_demo_page_says_too_many_tabs(context: BrowserContext, gw: ThreadedGateway) -> None:
+    """Six SSE tabs hold the pool; the demo page opened next shows why it does not connect."""
+    demo = await context.new_page()  # loaded first: its own files need the pool too
+    await demo.goto(gw.url + "/?transport=sse")
+    await expect(demo.locator("body")).to_have_attribute("data-ready", "true")
+    pages = await open_tabs(context, gw.url, 6)
+    spec = {"transport": "sse", "room": "h1-demo"}
+    starts = [asyncio.ensure_future(p.evaluate("(s) => window.tab.start(s)", {**spec, "name": f"tab{i}"}))
+              for i, p in enumerate(pages)]
+    try:
+        await demo.get_by_test_id("connect").click()
+        notice = demo.get_by_test_id("stall-notice")
+        await expect(notice).to_be_visible(timeout=WAIT + 5000)
+        await expect(notice).to_contain_text("too many tabs on HTTP/1.1 — see")
+    finally:
+        for page in pages:
+            await page.close()
+        await asyncio.gather(*starts, return_exceptions=True)
+    # The pool freed: the demo's session opens and the notice goes.
+    await expect(demo.get_by_test_id("state")).to_have_text("open", timeout=WAIT + 10000)
+    await expect(demo.get_by_test_id("stall-notice")).to_be_hidden()
+
+
+@needs_socketio
+async def test_ten_auto_tabs_over_http1_do_not_starve(context: BrowserContext, gw: ThreadedGateway) -> None:
+    """auto starts on SSE and moves to WebSocket, which the six-connection pool does not count,
+    so the streams it opened first are given back and no tab waits for another's."""
+    pages = await open_tabs(context, gw.url, 10)
+    outcome = await run_tabs(pages, "auto", "h1-auto")
+    assert everything(outcome), outcome
+    transports = [await p.evaluate("tab.client.transport") for p in pages]
+    assert transports == ["websocket"] * 10, transports
