@@ -16,8 +16,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 HOST: Final = "127.0.0.1"
@@ -38,6 +40,39 @@ LOAD_LIMITS: Final = {
     "GATEWAY_SESSION_PUBLISH_BURST": "1000000",
     "GATEWAY_MAX_SESSIONS": "1000000",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    """Which CPUs the server under test and the load generator may use (``None``: any).
+
+    With two or more CPUs the server gets the first and Locust (master and workers) the rest,
+    so neither steals the other's core; the proxy is not pinned (it runs where there is room).
+    """
+
+    server: tuple[int, ...] | None
+    generator: tuple[int, ...] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"server": self.server, "generator": self.generator, "proxy": None,
+                "how": "sched_setaffinity before exec (taskset -c)" if self.server else "not pinned (one CPU)"}
+
+
+NOT_PINNED: Final = Pinning(None, None)
+
+
+def plan_pinning(enabled: bool = True) -> Pinning:
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    if not enabled or len(cpus) < 2:
+        return NOT_PINNED
+    return Pinning(cpus[:1], cpus[1:])
+
+
+def pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child (and whatever it forks) to ``cpus``."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def load_limits() -> dict[str, str]:
@@ -108,8 +143,10 @@ def tail(path: Path, size: int = 2000) -> str:
 class GatewayProcess:
     """``python -m gateway`` (the gateway as the README serves it) on 127.0.0.1, logging to ``log``."""
 
-    def __init__(self, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int, log: Path, env: dict[str, str] | None = None,
+                 cpus: tuple[int, ...] | None = None) -> None:
         self.port = port
+        self.cpus = cpus
         self.url = f"http://{HOST}:{port}"
         self.log = log
         self.argv = [sys.executable, "-m", "gateway", "--host", HOST, "--port", str(port), *GATEWAY_OPTIONS]
@@ -126,7 +163,8 @@ class GatewayProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self._env, stdin=subprocess.DEVNULL,
-                                         stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=pinned(self.cpus))
         try:
             self._await_ready(within)
         except BaseException:

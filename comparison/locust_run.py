@@ -20,15 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .children import ROOT, child_env, stop_process
+import psutil
+
+from .children import ROOT, child_env, free_port, pinned, stop_process
 from .matrix import Cell
 
 PERCENTILES: Final = (0.5, 0.95, 0.99)
 
 
 def locust_argv(cell: Cell, gateway_url: str, proxy_url: str | None, prefix: Path, duration: float,
-                namespace: str = "/chat") -> list[str]:
-    """The command line of one run; ``prefix`` is where its CSV and JSON files go."""
+                namespace: str = "/chat", processes: int = 1) -> list[str]:
+    """The command line of one run; ``prefix`` is where its CSV and JSON files go.
+
+    Always distributed (``--processes``: a master and ``processes`` workers), so every run
+    aggregates its workers' numbers on the master the same way, whatever their count.
+    """
     load = cell.load
     seconds = max(1, round(duration))
     argv = [sys.executable, "-m", "locust", "-f", "loadtests", "--headless",
@@ -38,7 +44,10 @@ def locust_argv(cell: Cell, gateway_url: str, proxy_url: str | None, prefix: Pat
             "--exit-code-on-error", "0", "--loglevel", "WARNING",
             "--transport-mix", f"{cell.kind.user}=1", "--room-size", str(load.room_size),
             "--publish-rate", f"{load.publish_rate:g}", "--payload-bytes", str(load.payload_bytes),
-            "--namespace", namespace]
+            "--namespace", namespace, "--processes", str(processes)]
+    # A port of its own for the master and its workers: another Locust on the machine holds 5557.
+    port = free_port()
+    argv += ["--master-bind-port", str(port), "--master-port", str(port)]
     if proxy_url is not None:
         argv += ["--target", "proxy", "--proxy-url", proxy_url]
     return argv
@@ -50,6 +59,7 @@ class LocustRun:
 
     argv: list[str]
     log: Path
+    cpus: tuple[int, ...] | None = None  # pinned here, and so are the workers it forks
     process: subprocess.Popen[bytes] | None = None
     _reader: threading.Thread | None = None
     lines: list[str] = field(default_factory=list)
@@ -57,7 +67,8 @@ class LocustRun:
     def start(self) -> LocustRun:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.argv, cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=pinned(self.cpus))
         self._reader = threading.Thread(target=self._read, name="locust-output", daemon=True)
         self._reader.start()
         return self
@@ -66,6 +77,18 @@ class LocustRun:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    def workers(self, expected: int, within: float = 10.0) -> list[int]:
+        """The pids of the workers Locust forked (waits until ``expected`` are there, bounded)."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                found = [c.pid for c in psutil.Process(self.pid).children()]
+            except psutil.Error:
+                return []
+            if len(found) >= expected or time.monotonic() > deadline:
+                return sorted(found)
+            time.sleep(0.1)
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None

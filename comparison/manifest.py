@@ -8,7 +8,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
@@ -16,7 +15,7 @@ from typing import Any, Final
 import psutil
 
 from .children import GATEWAY_OPTIONS, ROOT
-from .records import BUSY_CORES, SATURATED_PCT
+from .records import BUSY_CORES, GENERATOR_CPU_PCT, GENERATOR_LAG_SHARE, SATURATED_PCT
 
 PACKAGES: Final = (
     "fastapi", "starlette", "pydantic", "python-socketio", "python-engineio", "uvicorn",
@@ -96,24 +95,12 @@ def git_revision() -> dict[str, Any]:
             "dirty": bool(status) if status is not None else None}
 
 
-def client_setup_ms(samples: int = 10) -> float | None:
-    """What creating one SSE client's ``httpx.Client`` costs in the load generator (TLS context
-    included, even for http://): it is inside every SSE connect time the report shows."""
-    try:
-        import httpx
-    except ImportError:
-        return None
-    started = time.perf_counter()
-    for _ in range(samples):
-        httpx.Client().close()
-    return round((time.perf_counter() - started) / samples * 1000, 2)
-
-
 def command_line(argv: list[str]) -> str:
     return shlex.join(["python", "-m", "comparison", *argv])
 
 
-def build(argv: list[str], env: dict[str, str], plan: dict[str, Any]) -> dict[str, Any]:
+def build(argv: list[str], env: dict[str, str], plan: dict[str, Any], generator: dict[str, Any]) -> dict[str, Any]:
+    """``generator``: how the load generator runs (its processes, the CPU pinning)."""
     return {
         "schema": 1,
         "command": command_line(argv),
@@ -129,7 +116,8 @@ def build(argv: list[str], env: dict[str, str], plan: dict[str, Any]) -> dict[st
         "git": git_revision(),
         "gateway": {"command": "python -m gateway --host 127.0.0.1 --port PORT " + " ".join(GATEWAY_OPTIONS),
                     "settings": gateway_settings(env)},
-        "load_generator": {"sse_client_setup_ms": client_setup_ms()},
-        "thresholds": {"load_generator_saturated_pct": SATURATED_PCT, "busy_machine_cores": BUSY_CORES},
+        "load_generator": {"users": "loadtests/users.py (gevent sockets, Locust --processes)", **generator},
+        "thresholds": {"load_generator_saturated_pct": SATURATED_PCT, "busy_machine_cores": BUSY_CORES,
+                       "generator_lag_share": GENERATOR_LAG_SHARE, "generator_cpu_pct": GENERATOR_CPU_PCT},
         "plan": plan,
     }

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 Transport = Literal["sse", "sio-websocket", "sio-default", "sio-polling"]
 DirectVia = Literal["passthrough", "none"]
+Server = Literal["gateway", "node-socketio", "raw-sse"]
 
 # How the report names each Locust user class.
 TRANSPORT_LABELS: Final[dict[str, str]] = {
@@ -39,6 +40,14 @@ class CellKind:
     title: str
     fault: bool = False
     proxy_options: tuple[str, ...] = ()
+    # What serves the cell: the gateway, or a calibration cell's reference server
+    # (comparison/bench/servers: Node's socket.io, the raw SSE server), whose own cost is tiny,
+    # so the cell measures the load generator's floor at that load.
+    server: Server = "gateway"
+
+    @property
+    def calibration(self) -> bool:
+        return self.server != "gateway"
 
     @property
     def direct(self) -> bool:
@@ -65,7 +74,19 @@ KINDS: Final[tuple[CellKind, ...]] = (
     CellKind("sio-websocket-drop", "sio-websocket", "sio-websocket", "drop",
              "Socket.IO WebSocket, proxy cuts every connection after 2-6 s", fault=True,
              proxy_options=DROP_OPTIONS),
+    # The real nginx with comparison/nginx/block-websocket.conf beside the aiohttp proxy's profile.
+    CellKind("sio-polling-nginx", "sio-polling", "sio-default", "nginx-block-websocket",
+             "Socket.IO (default client) behind nginx that drops Upgrade: polling fallback"),
+    CellKind("sse-nginx", "sse", "sse", "nginx-block-websocket", "SSE + POST behind nginx that drops Upgrade"),
+    # Calibration: the same users against a reference server, through the same proxy hop.
+    CellKind("sse-reference", "sse", "sse", "passthrough",
+             "Calibration: the SSE + POST users against the raw SSE reference server", server="raw-sse"),
+    CellKind("sio-websocket-reference", "sio-websocket", "sio-websocket", "passthrough",
+             "Calibration: the Socket.IO WebSocket users against Node's socket.io", server="node-socketio"),
+    CellKind("sio-polling-reference", "sio-polling", "sio-polling", "passthrough",
+             "Calibration: the Socket.IO polling users against Node's socket.io", server="node-socketio"),
 )
+CALIBRATION_KINDS: Final = tuple(k.key for k in KINDS if k.calibration)
 KINDS_BY_KEY: Final = {kind.key: kind for kind in KINDS}
 FAMILY_LABELS: Final = {"sse": "SSE + POST", "sio-websocket": "Socket.IO WebSocket", "sio-polling": "Socket.IO polling"}
 
@@ -93,16 +114,26 @@ class Preset:
     timing: Timing
     kinds: tuple[str, ...] = field(default_factory=lambda: tuple(k.key for k in KINDS))
     fault_users: int | None = None  # fault cells run at this load (default: the lowest)
+    ladders: bool = False  # add the load ladders (``ladders()``) after the matrix
 
 
 PRESETS: Final[dict[str, Preset]] = {
-    # The whole matrix once, short: a smoke check that every cell runs (about 2 minutes).
+    # A smoke test: most cells once, short. Its numbers say every cell runs, not who wins.
     "quick": Preset("quick", users=(10, 40), timing=Timing(duration=5, warmup=1, repeats=1),
                     kinds=("sio-websocket-direct", "sse-direct", "sio-polling-direct", "sio-polling-block",
-                           "sse-block", "sse-drop")),
-    # What docs/report was made with (about 21 minutes on 2 cores).
-    "full": Preset("full", users=(20, 100), timing=Timing(duration=25, warmup=3, repeats=3)),
+                           "sse-block", "sse-drop", "sse-reference", "sio-websocket-reference")),
+    # What docs/report is made with; the runner prints its planned length and records the real one.
+    "full": Preset("full", users=(20, 100), timing=Timing(duration=20, warmup=2, repeats=3), ladders=True),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """A cell's place on a load ladder: ``series`` steps up until a step passes the bound."""
+
+    series: str  # e.g. "sse-block rooms of 10"
+    step: int  # 1, 2, ...
+    bound_ms: float  # p99 delivery above this (or any loss) ends the ladder
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +142,13 @@ class Cell:
     load: Load
     timing: Timing
     direct_via: DirectVia = "passthrough"
+    rung: Rung | None = None
 
     @property
     def id(self) -> str:
+        if self.rung is not None:
+            rate = f"{self.load.publish_rate * self.load.users:g}".replace(".", "_")
+            return f"ladder-{self.kind.key}-r{self.load.room_size}-u{self.load.users}-p{rate}"
         return f"{self.kind.key}-u{self.load.users}"
 
     @property
@@ -124,6 +159,37 @@ class Cell:
     def seconds(self) -> float:
         """Load seconds this cell needs (the runner adds its own overhead per repeat)."""
         return self.timing.repeats * (self.timing.duration + self.timing.warmup)
+
+
+# The load ladders: per transport and proxy profile, the load steps up until p99 delivery passes
+# BOUND_MS or a delivery is lost. Rooms of 10: more users, each publishing twice a second. One
+# room of 1,000: the same 1,000 users, more publishes a second in total (each one fans out to 999).
+BOUND_MS: Final = 250.0
+LADDER_KINDS: Final = ("sse-block", "sio-polling-block", "sse-direct", "sio-websocket-direct", "sio-polling-direct")
+ROOMS_OF_10: Final = (50, 100, 200, 400, 800, 1600)  # users, at 2 publishes/s each
+ONE_ROOM_USERS: Final = 1000
+ONE_ROOM_RATES: Final = (1.0, 2.0, 4.0, 8.0, 16.0)  # publishes/s across the room
+LADDER_TIMING: Final = Timing(duration=12, warmup=0, repeats=1)
+
+
+def ladders(kinds: Sequence[str] = LADDER_KINDS, timing: Timing = LADDER_TIMING, payload_bytes: int = 64,
+            users: Sequence[int] = ROOMS_OF_10, one_room_rates: Sequence[float] = ONE_ROOM_RATES,
+            one_room_users: int = ONE_ROOM_USERS) -> list[Cell]:
+    """Every ladder's steps, in order; the runner skips a ladder's steps after the one that passed the bound."""
+    out: list[Cell] = []
+    for key in kinds:
+        kind = KINDS_BY_KEY[key]
+        series = f"{key} rooms of 10"
+        for step, n in enumerate(users, 1):
+            load = Load(n, 10, 2.0, payload_bytes, spawn_rate=max(10.0, n / 5))
+            out.append(Cell(kind, load, timing, rung=Rung(series, step, BOUND_MS)))
+        if one_room_users:
+            series = f"{key} one room of {one_room_users}"
+            for step, rate in enumerate(one_room_rates, 1):
+                load = Load(one_room_users, one_room_users, rate / one_room_users, payload_bytes,
+                            spawn_rate=max(10.0, one_room_users / 5))
+                out.append(Cell(kind, load, timing, rung=Rung(series, step, BOUND_MS)))
+    return out
 
 
 class MatrixError(ValueError):
@@ -155,8 +221,11 @@ def build_matrix(
     payload_bytes: int = 64,
     spawn_rate: float = 10.0,
     direct_via: DirectVia = "passthrough",
+    ladder: bool | None = None,
+    ladder_options: dict[str, Any] | None = None,
 ) -> list[Cell]:
-    """The cells to run, in order: each load level in turn, every kind at it; fault cells once."""
+    """The cells to run, in order: each load level in turn, every kind at it; fault cells once;
+    then the load ladders (``ladder``, default: the preset's)."""
     timing = preset.timing
     timing = replace(timing, repeats=repeats if repeats is not None else timing.repeats,
                      duration=duration if duration is not None else timing.duration,
@@ -176,4 +245,6 @@ def build_matrix(
         out += [Cell(KINDS_BY_KEY[k], load, timing, direct_via) for k in keys if not KINDS_BY_KEY[k].fault]
     fault_load = Load(fault_users, room_size, publish_rate, payload_bytes, spawn_rate)
     out += [Cell(KINDS_BY_KEY[k], fault_load, timing, direct_via) for k in keys if KINDS_BY_KEY[k].fault]
+    if ladder if ladder is not None else preset.ladders:
+        out += ladders(payload_bytes=payload_bytes, **(ladder_options or {}))
     return out

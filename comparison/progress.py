@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-INITIAL_OVERHEAD = 9.0  # seconds a repeat costs beyond its load, before any was measured
+INITIAL_OVERHEAD = 12.0  # seconds a repeat costs beyond its load, before any was measured (Locust, 2 cores)
 
 
 def clock(seconds: float) -> str:
@@ -35,6 +35,7 @@ class Progress:
     step_started: float = field(default_factory=time.monotonic)
     overheads: list[float] = field(default_factory=list)
     _last_line: str = ""
+    _shown: float = 0.0  # the fraction last shown: the bar never moves back
 
     @property
     def tty(self) -> bool:
@@ -50,6 +51,16 @@ class Progress:
             spent = time.monotonic() - self.step_started
             self.overheads.append(max(0.0, spent - self.steps[self.done]))
             self.done += 1
+        self.step_started = time.monotonic()  # the next step's time starts now, not at the last begin()
+        self.label = "done" if self.done >= len(self.steps) else "next"
+        self.draw(force=True)
+
+    def skip(self) -> None:
+        """A step that will not run (a ladder ended below it): done, with no overhead to learn from."""
+        if self.done < len(self.steps):
+            self.steps[self.done] = 0.0
+            self.done += 1
+        self.step_started = time.monotonic()
         self.label = "done" if self.done >= len(self.steps) else "next"
         self.draw(force=True)
 
@@ -64,11 +75,16 @@ class Progress:
         total = len(self.steps)
         elapsed = time.monotonic() - self.started
         left = self.remaining()
+        finished = self.done >= total
         fraction = elapsed / (elapsed + left) if elapsed + left > 0 else 1.0
+        # Forward only, and 100% only once every step has run: a new estimate of the time left
+        # (a step that took longer than planned) slows the bar down instead of moving it back.
+        fraction = 1.0 if finished else min(0.99, max(self._shown, fraction))
+        self._shown = fraction
         width = 24
         filled = round(fraction * width)
         bar = "#" * filled + "-" * (width - filled)
-        step = min(self.done + 1, total)
+        step = total if finished else self.done + 1
         return (f"[{bar}] {fraction * 100:3.0f}% {step}/{total} {self.label}"
                 f" | {clock(elapsed)} elapsed, ~{clock(left)} left")
 

@@ -24,6 +24,10 @@ from typing import Any, Final
 
 SCHEMA: Final = 1
 SATURATED_PCT: Final = 90.0  # Locust above this share of one core: the load generator was the bottleneck
+# A repeat is generator-bound (kept out of the verdict) when the generator's own lag p99 is over
+# this share of the measured delivery p99, or one of its processes used more than this % of a core.
+GENERATOR_LAG_SHARE: Final = 0.2
+GENERATOR_CPU_PCT: Final = 70.0
 BUSY_CORES: Final = 0.5  # other processes above this many cores: the machine was not quiet
 
 # Delivery failures as loadtests/users.py names them -> the keys used here.
@@ -56,6 +60,11 @@ METRICS: Final[dict[str, tuple[str, ...]]] = {
     "gateway_rss_mb_max": ("sampling", "rss_mb_max", "gateway"),
     "proxy_rss_mb_max": ("sampling", "rss_mb_max", "proxy"),
     "other_cores_mean": ("sampling", "other_cores_mean"),
+    "generator_send_lag_p99_ms": ("requests", "generator", "send_lag", "p99_ms"),
+    "generator_record_p99_ms": ("requests", "generator", "receive_to_record", "p99_ms"),
+    "generator_loop_p99_ms": ("requests", "generator", "loop_lag", "p99_ms"),
+    "generator_lag_p99_ms": ("derived", "generator_lag_p99_ms"),
+    "generator_cpu_pct_max": ("sampling", "generator_cpu_pct_max"),
 }
 
 # summary.totals -> its path in a repeat record, summed over the repeats that succeeded
@@ -111,6 +120,10 @@ def request_summary(stats: Mapping[tuple[str, str], Mapping[str, Any]], user: st
                            for kind in ("connect", "publish", "deliver")}
     out["upgrade_websocket"] = int((stats.get(("upgrade", f"{user}: websocket")) or {}).get("count", 0))
     out["upgrade_refused"] = int((stats.get(("upgrade", f"{user}: refused")) or {}).get("count", 0))
+    # The generator's own lag (loadtests/users.py): scheduled vs actual send; a read to its record.
+    out["generator"] = {key: dict(stats.get(("generator", name), {})) or None
+                        for key, name in (("send_lag", "send lag"), ("receive_to_record", "receive-to-record"),
+                                          ("loop_lag", "loop lag"))}
     return out
 
 
@@ -182,14 +195,33 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         "bytes_down_per_delivery": _per(down, deliveries, digits=1),
         "bytes_up_per_delivery": _per(up, deliveries, digits=1),
         "requests_per_delivery": _per(None if totals is None else totals["requests"], deliveries),
+        "generator_lag_p99_ms": generator_lag(record),
     }
 
 
+def generator_lag(record: dict[str, Any]) -> float | None:
+    """The largest of the generator's lags at p99 (ms): what it adds to a measured latency."""
+    lags = [v for key in ("send_lag", "receive_to_record", "loop_lag")
+            if isinstance(v := dig(record, ("requests", "generator", key, "p99_ms")), (int, float))]
+    return max(lags) if lags else None
+
+
 def repeat_flags(record: dict[str, Any]) -> dict[str, bool]:
-    locust = dig(record, ("sampling", "cpu_pct", "locust", "mean"))
+    # The busiest Locust process (with --processes, a worker: the master only aggregates).
+    locust = dig(record, ("sampling", "generator_cpu_pct_max"))
     others = dig(record, ("sampling", "other_cores_mean"))
     return {"load_generator_saturated": locust is not None and locust > SATURATED_PCT,
-            "busy_machine": others is not None and others > BUSY_CORES}
+            "busy_machine": others is not None and others > BUSY_CORES,
+            "generator_bound": generator_bound(record)}
+
+
+def generator_bound(record: dict[str, Any]) -> bool:
+    """Whether the load generator, not the server, may have set this repeat's numbers."""
+    lag = dig(record, ("derived", "generator_lag_p99_ms"))
+    p99 = dig(record, ("requests", "deliver", "p99_ms"))
+    cpu = dig(record, ("sampling", "generator_cpu_pct_max"))
+    return bool((lag is not None and p99 and lag > GENERATOR_LAG_SHARE * p99)
+                or (cpu is not None and cpu > GENERATOR_CPU_PCT))
 
 
 # -- a cell across its repeats --------------------------------------------------------
@@ -217,6 +249,7 @@ def summarise(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     totals["repeats"] = len(repeats)
     totals["repeats_saturated"] = sum(1 for r in good if dig(r, ("flags", "load_generator_saturated")))
     totals["repeats_busy_machine"] = sum(1 for r in good if dig(r, ("flags", "busy_machine")))
+    totals["repeats_generator_bound"] = sum(1 for r in good if dig(r, ("flags", "generator_bound")))
     summary["totals"] = totals
     return summary
 
@@ -238,13 +271,36 @@ def cell_flags(summary: Mapping[str, Any], repeats: list[dict[str, Any]]) -> lis
         if r.get("status") != "ok":
             flags.append(f"repeat {n} failed: {r.get('error') or 'unknown error'}")
             continue
-        locust = dig(r, ("sampling", "cpu_pct", "locust", "mean"))
+        locust = dig(r, ("sampling", "generator_cpu_pct_max"))
         if dig(r, ("flags", "load_generator_saturated")):
             flags.append(f"repeat {n}: the load generator saturated (Locust at {locust:.0f}% of a core on average): "
                          "its latencies include the load generator's own queueing")
+        if dig(r, ("flags", "generator_bound")):
+            flags.append(f"repeat {n}: generator-bound (its lag p99 {dig(r, ('derived', 'generator_lag_p99_ms'))} ms "
+                         f"vs delivery p99 {dig(r, ('requests', 'deliver', 'p99_ms'))} ms; busiest generator process "
+                         f"{dig(r, ('sampling', 'generator_cpu_pct_max'))}% of a core): kept out of the verdict")
         others = dig(r, ("sampling", "other_cores_mean"))
         if dig(r, ("flags", "busy_machine")):
             flags.append(f"repeat {n}: other processes on the machine used {others:.2f} cores on average")
         if dig(r, ("locust", "window_s")) is None:
             flags.append(f"repeat {n}: no load window in Locust's stats; CPU shares cover the whole Locust process")
     return flags
+
+
+def ladder_ends(document: Mapping[str, Any], bound_ms: float) -> str | None:
+    """Why a load-ladder step is its ladder's last (None: the next step runs): p99 over the bound,
+    a loss, a failed publish or connect, no numbers, or a generator that could not keep up."""
+    summary = document.get("summary") or {}
+    totals = summary.get("totals") or {}
+    p99 = (summary.get("deliver_p99_ms") or {}).get("median")
+    if document.get("status") not in ("ok", "partial") or p99 is None:
+        return f"it has no numbers ({document.get('status')})"
+    if totals.get("repeats_generator_bound"):  # first: then its p99 is the generator's as much as the server's
+        return "the load generator could not keep up"
+    if p99 > bound_ms:
+        return "p99 delivery passed the bound"
+    for name, why in (("lost", "deliveries were lost"), ("publish_failures", "publishes failed"),
+                      ("connect_failures", "connects failed")):
+        if totals.get(name):
+            return why
+    return None

@@ -17,9 +17,11 @@ from typing import Any
 
 import psutil
 
+from comparison.nginx import NginxProcess, NginxStartError
 from comparison.proxy import ProxyProcess, ProxyStartError, read_stats, reset_stats
 
-from .children import ChildStartError, GatewayProcess, free_port, tail
+from .bench.servers import SERVERS, ServerProcess, ServerStartError
+from .children import NOT_PINNED, ChildStartError, GatewayProcess, Pinning, free_port, tail
 from .locust_run import LocustRun, LocustStats, locust_argv
 from .locust_run import read_stats as read_locust_stats
 from .manifest import now_iso
@@ -28,6 +30,7 @@ from .records import derive, gateway_delta, parse_prometheus, proxy_totals, reli
 from .sampler import Sampler, cpu_seconds
 from .signals import deferred_signals
 
+REFERENCE_SERVERS = {"raw-sse": "raw-sse", "node-socketio": "node-socketio-ws"}  # cell server -> bench server
 LOCUST_GRACE = 60.0  # seconds a Locust run may take beyond its duration (start, ramp, stop) before it is killed
 
 
@@ -35,17 +38,48 @@ class RepeatFailed(RuntimeError):
     """The repeat produced no usable numbers; ``str()`` says why."""
 
 
+class ReferenceServer:
+    """A calibration cell's reference server (``comparison.bench.servers``) where the gateway would be."""
+
+    def __init__(self, name: str, cpus: tuple[int, ...] | None, log: Path) -> None:
+        self.server = ServerProcess(SERVERS[REFERENCE_SERVERS[name]], cpu=cpus[0] if cpus else 0)
+        self.log = log
+
+    def start(self) -> ReferenceServer:
+        try:
+            self.server.__enter__()
+        except ServerStartError as exc:
+            raise ChildStartError(str(exc)) from None
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.server.pid
+
+    def alive(self) -> bool:
+        return self.server.process is not None and self.server.process.poll() is None
+
+    def stop(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log.write_text(self.server.errors())
+        self.server.stop()
+
+
 class Repeat:
     def __init__(self, cell: Cell, number: int, out: Path, env: dict[str, str], *, gateway_port: int = 0,
                  proxy_port: int = 0, phase: Callable[[str], None] = lambda _: None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None, pinning: Pinning = NOT_PINNED,
+                 processes: int = 1) -> None:
         self.cell, self.number, self.out, self.env = cell, number, out, env
+        self.pinning, self.processes = pinning, processes
         self.gateway_port, self.proxy_port = gateway_port, proxy_port
         self.phase, self.tick = phase, tick
         self.logs = out / "logs" / cell.id
         self.raw = out / "locust" / cell.id
-        self.gateway: GatewayProcess | None = None
+        self.gateway: GatewayProcess | ReferenceServer | None = None
         self.proxy: ProxyProcess | None = None
+        self.nginx: NginxProcess | None = None  # the real nginx, for the nginx-* profiles
         self.locust: LocustRun | None = None
         self.record: dict[str, Any] = {"repeat": number, "status": "failed", "error": None, "started_at": now_iso()}
 
@@ -61,7 +95,7 @@ class Repeat:
             self.record["status"] = "ok"
         except KeyboardInterrupt:
             self.record.update(status="interrupted", error="interrupted")
-        except (RepeatFailed, ChildStartError, ProxyStartError, OSError) as exc:
+        except (RepeatFailed, ChildStartError, ProxyStartError, NginxStartError, OSError) as exc:
             self.record["error"] = str(exc).strip() or type(exc).__name__
         finally:
             with deferred_signals():
@@ -73,9 +107,16 @@ class Repeat:
     def start_children(self) -> None:
         self.phase("starting")
         self.raw.mkdir(parents=True, exist_ok=True)
-        self.gateway = GatewayProcess(self.gateway_port or free_port(), self.logs / f"r{self.number}-gateway.log",
-                                      self.env).start()
-        if self.cell.uses_proxy:
+        log = self.logs / f"r{self.number}-gateway.log"
+        if self.cell.kind.calibration:
+            self.gateway = ReferenceServer(self.cell.kind.server, self.pinning.server, log).start()
+        else:
+            self.gateway = GatewayProcess(self.gateway_port or free_port(), log, self.env,
+                                          cpus=self.pinning.server).start()
+        if self.cell.kind.profile.startswith("nginx-"):
+            name = self.cell.kind.profile.removeprefix("nginx-")
+            self.nginx = NginxProcess(self.gateway.url, self.logs / f"r{self.number}-nginx", name).start()
+        elif self.cell.uses_proxy:
             options = [*self.cell.kind.proxy_options]
             if self.cell.kind.fault:
                 options += ["--seed", str(self.number)]  # the same cuts on every run of the matrix
@@ -85,18 +126,20 @@ class Repeat:
 
     @property
     def target(self) -> str | None:
+        if self.nginx is not None:
+            return self.nginx.url
         return self.proxy.url if self.proxy is not None else None
 
     def warm_up(self) -> None:
         """The same transport and load in the ``/`` namespace, so nothing it leaves behind gets ``/chat`` events."""
         seconds = self.cell.timing.warmup
-        if seconds <= 0:
+        if seconds <= 0 or self.cell.kind.calibration:  # a reference server has only /chat
             return
         assert self.gateway is not None
         self.phase("warm-up")
         argv = locust_argv(self.cell, self.gateway.url, self.target, self.raw / f"r{self.number}-warmup", seconds,
-                           namespace="/")
-        self.locust = LocustRun(argv, self.logs / f"r{self.number}-warmup.log").start()
+                           namespace="/", processes=self.processes)
+        self.locust = LocustRun(argv, self.logs / f"r{self.number}-warmup.log", self.pinning.generator).start()
         code, timed_out = self.locust.wait(seconds + LOCUST_GRACE, tick=self.tick)
         self.locust = None
         if code != 0 or timed_out:
@@ -108,16 +151,20 @@ class Repeat:
         self.phase("load")
         if proxy is not None:
             reset_stats(proxy.url)
-        metrics_before = parse_prometheus(gateway.metrics())
-        watched = {"gateway": gateway.pid} | ({"proxy": proxy.pid} if proxy is not None else {})
+        metrics_before = parse_prometheus(gateway.metrics()) if isinstance(gateway, GatewayProcess) else None
+        front = proxy or self.nginx
+        watched = {"gateway": gateway.pid} | ({"proxy": front.pid} if front is not None else {})
         handles = {name: psutil.Process(pid) for name, pid in watched.items()}
         cpu_before = {name: cpu_seconds(p) for name, p in handles.items()}
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         prefix = self.raw / f"r{n}"
-        argv = locust_argv(cell, gateway.url, self.target, prefix, cell.timing.duration)
+        argv = locust_argv(cell, gateway.url, self.target, prefix, cell.timing.duration, processes=self.processes)
         with Sampler(watched) as sampler:
-            self.locust = LocustRun(argv, self.logs / f"r{n}-locust.log").start()
+            self.locust = LocustRun(argv, self.logs / f"r{n}-locust.log", self.pinning.generator).start()
             sampler.add("locust", self.locust.pid)
+            workers = self.locust.workers(self.processes)
+            for i, pid in enumerate(workers, 1):
+                sampler.add(f"locust-w{i}", pid)
             code, timed_out = self.locust.wait(cell.timing.duration + LOCUST_GRACE, tick=self.tick)
         self.locust = None
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -134,12 +181,15 @@ class Repeat:
                     "log": self.rel(self.logs / f"r{n}-locust.log")},
             cpu=cpu,
             sampling=sampler.summary(window),
+            generator={"processes": self.processes, "workers_seen": len(workers),
+                       "pinning": self.pinning.to_json()},
             files={"json": self.rel(Path(f"{prefix}.json")), "stats_csv": self.rel(Path(f"{prefix}_stats.csv")),
                    "failures_csv": self.rel(Path(f"{prefix}_failures.csv"))},
         )
         if not gateway.alive():
             raise RepeatFailed(f"the gateway died during the run: {tail(gateway.log)}")
-        self.record["gateway_metrics"] = gateway_delta(metrics_before, parse_prometheus(gateway.metrics()))
+        if isinstance(gateway, GatewayProcess) and metrics_before is not None:
+            self.record["gateway_metrics"] = gateway_delta(metrics_before, parse_prometheus(gateway.metrics()))
         self.record["proxy"] = self.read_proxy()
         if timed_out:
             limit = cell.timing.duration + LOCUST_GRACE
@@ -171,7 +221,7 @@ class Repeat:
         return {"profile": snapshot.profile, "classes": classes, "totals": proxy_totals(classes)}
 
     def stop_children(self) -> None:
-        for child in (self.locust, self.proxy, self.gateway):
+        for child in (self.locust, self.proxy, self.nginx, self.gateway):
             if child is not None:
                 with contextlib.suppress(Exception):
                     child.stop()

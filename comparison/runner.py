@@ -25,16 +25,16 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from . import manifest as manifest_mod
 from . import signals
-from .children import ROOT, PortInUse, check_port_free, child_env, load_limits
-from .matrix import KINDS_BY_KEY, PRESETS, Cell, MatrixError, build_matrix, parse_cells
-from .progress import Progress, clock
-from .records import SCHEMA, cell_flags, cell_status, summarise
+from .children import ROOT, PortInUse, check_port_free, child_env, load_limits, plan_pinning
+from .matrix import KINDS_BY_KEY, LADDER_TIMING, PRESETS, Cell, MatrixError, build_matrix, parse_cells
+from .progress import INITIAL_OVERHEAD, Progress, clock
+from .records import SCHEMA, cell_flags, cell_status, ladder_ends, summarise
 from .repeat import Repeat
 from .signals import deferred_signals
 
@@ -45,17 +45,19 @@ def parser() -> argparse.ArgumentParser:
         description="Run the transport comparison: transports x proxy profiles x load levels, each repeated.",
     )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="the short matrix: 2 loads, 1 repeat, 5 s (about 2 min)")
+    size.add_argument("--quick", action="store_true",
+                      help="a smoke test: 2 loads, 1 repeat, 5 s; its report says so and names no winner")
     size.add_argument("--full", action="store_true",
-                      help="the full matrix (default): 2 loads, 3 repeats, 25 s (about 21 min)")
+                      help="the full matrix (default): 2 loads, 3 repeats, 20 s, then the load ladders; the run "
+                           "prints its planned length (an upper bound: a ladder stops at its capacity)")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: results/<date-time>)")
     p.add_argument("--repeats", type=int, default=None, help="repeats per cell (quick 1, full 3)")
     p.add_argument("--users", type=_int_list, default=None, metavar="N[,N...]",
                    help="load levels in users (quick 10,40; full 20,100); fault cells run at the lowest")
     p.add_argument("--cells", default=None, metavar="CELL[,CELL...]",
                    help=f"which cells (default: the preset's): {', '.join(KINDS_BY_KEY)}")
-    p.add_argument("--duration", type=float, default=None, help="seconds of load per repeat (quick 5, full 25)")
-    p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up before each repeat (quick 1, full 3)")
+    p.add_argument("--duration", type=float, default=None, help="seconds of load per repeat (quick 5, full 20)")
+    p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up before each repeat (quick 1, full 2)")
     p.add_argument("--room-size", type=int, default=10, help="users per room (10)")
     p.add_argument("--publish-rate", type=float, default=2.0, help="messages per second per user (2)")
     p.add_argument("--payload-bytes", type=int, default=64, help="padding in every message (64)")
@@ -63,6 +65,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--direct-via", choices=("passthrough", "none"), default="passthrough",
                    help="direct cells through the passthrough proxy (bytes counted; default) or straight "
                         "to the gateway (bytes not measured)")
+    ladder = p.add_mutually_exclusive_group()
+    ladder.add_argument("--ladder", action="store_true",
+                        help="add the load ladders to capacity (the full preset has them)")
+    ladder.add_argument("--no-ladder", action="store_true", help="leave the load ladders out")
+    p.add_argument("--ladder-users", type=_int_list, default=None, metavar="N[,N...]",
+                   help="the rooms-of-10 ladder's steps in users (default 50,100,200,400,800,1600)")
+    p.add_argument("--ladder-room", type=int, default=None, metavar="USERS",
+                   help="the one-room ladder's room size (default 1000; 0 leaves it out)")
+    p.add_argument("--ladder-kinds", default=None, metavar="CELL[,CELL...]",
+                   help="which transports and profiles get a ladder (default: sse-block, sio-polling-block and "
+                        "every transport with WebSocket allowed)")
+    p.add_argument("--ladder-duration", type=float, default=None, help="seconds per ladder step (12)")
+    p.add_argument("--processes", type=int, default=0,
+                   help="Locust worker processes per run (default: one per CPU left after the gateway's)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="do not pin the gateway and the load generator to separate CPUs")
     p.add_argument("--gateway-port", type=int, default=0, help="gateway port (default: a free one)")
     p.add_argument("--proxy-port", type=int, default=0, help="proxy port (default: a free one)")
     return p
@@ -94,12 +112,16 @@ class Runner:
         self.out = out
         self.args = args
         self.env = {**child_env(), **load_limits()}
+        self.pinning = plan_pinning(not args.no_pin)
+        self.processes = args.processes or max(1, len(self.pinning.generator or os.sched_getaffinity(0)))
         steps = [c.timing.warmup + c.timing.duration for c in cells for _ in range(c.timing.repeats)]
         self.progress = Progress(steps)
         plan = {"preset": "quick" if args.quick else "full",
                 "cells": [self.cell_header(c) for c in cells]}
-        self.manifest = manifest_mod.build(argv, self.env, plan)
+        self.manifest = manifest_mod.build(argv, self.env, plan,
+                                           {"processes": self.processes, "pinning": self.pinning.to_json()})
         self.statuses: dict[str, str] = {}
+        self.ladder_ended: dict[str, str] = {}  # ladder series -> the cell whose step ended it
 
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.out))
@@ -107,14 +129,21 @@ class Runner:
     @staticmethod
     def cell_header(cell: Cell) -> dict[str, Any]:
         return {"cell": cell.id, "file": f"cells/{cell.id}.json", "kind": asdict(cell.kind), "load": asdict(cell.load),
-                "timing": asdict(cell.timing), "direct_via": cell.direct_via, "uses_proxy": cell.uses_proxy}
+                "timing": asdict(cell.timing), "direct_via": cell.direct_via, "uses_proxy": cell.uses_proxy,
+                "rung": asdict(cell.rung) if cell.rung is not None else None}
 
     def run(self) -> int:
         write_json(self.out / "manifest.json", self.manifest)
         code = 0
         try:
             for cell in self.cells:
-                self.run_cell(cell)
+                ended = self.ladder_ended.get(cell.rung.series) if cell.rung is not None else None
+                if ended is not None:
+                    self.skip_cell(cell, f"not run: its ladder ended at {ended}")
+                    continue
+                document = self.run_cell(cell)
+                if cell.rung is not None and ladder_ends(document, cell.rung.bound_ms):
+                    self.ladder_ended[cell.rung.series] = cell.id
             self.manifest["completed"] = True
         except KeyboardInterrupt as exc:
             self.manifest["interrupted"] = True
@@ -136,7 +165,15 @@ class Runner:
             code = code or 1
         return code
 
-    def run_cell(self, cell: Cell) -> None:
+    def skip_cell(self, cell: Cell, why: str) -> None:
+        document = {"schema": SCHEMA, **self.cell_header(cell), "status": "skipped", "error": why, "flags": [],
+                    "repeats": [], "summary": None}
+        write_json(self.out / "cells" / f"{cell.id}.json", document)
+        self.statuses[cell.id] = "skipped"
+        for _ in range(cell.timing.repeats):
+            self.progress.skip()
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
         document: dict[str, Any] = {"schema": SCHEMA, **self.cell_header(cell), "status": "running",
                                     "error": None, "flags": [], "repeats": [], "summary": None}
         path = self.out / "cells" / f"{cell.id}.json"
@@ -160,6 +197,7 @@ class Runner:
                 self.finish(document, cell, interrupted=interrupted, final=True)
                 write_json(path, document)
                 self.statuses[cell.id] = document["status"]
+        return document
 
     def finish(self, document: dict[str, Any], cell: Cell, interrupted: bool, final: bool) -> None:
         repeats = document["repeats"]
@@ -175,11 +213,24 @@ class Runner:
         label = f"{cell.id} r{number}/{cell.timing.repeats}"
         repeat = Repeat(cell, number, self.out, self.env, gateway_port=self.args.gateway_port,
                         proxy_port=self.args.proxy_port, phase=lambda what: self.progress.begin(f"{label} {what}"),
-                        tick=self.progress.draw)
+                        tick=self.progress.draw, pinning=self.pinning, processes=self.processes)
         try:
             return repeat.run()
         finally:
             self.progress.end()
+
+
+def ladder_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.ladder_users:
+        options["users"] = tuple(args.ladder_users)
+    if args.ladder_room is not None:
+        options["one_room_users"] = args.ladder_room
+    if args.ladder_kinds:
+        options["kinds"] = parse_cells(args.ladder_kinds)
+    if args.ladder_duration:
+        options["timing"] = replace(LADDER_TIMING, duration=args.ladder_duration)
+    return options
 
 
 def main(argv: list[str]) -> int:
@@ -190,7 +241,9 @@ def main(argv: list[str]) -> int:
         cells = build_matrix(preset, cells=parse_cells(args.cells), users=args.users, repeats=args.repeats,
                              duration=args.duration, warmup=args.warmup, room_size=args.room_size,
                              publish_rate=args.publish_rate, payload_bytes=args.payload_bytes,
-                             spawn_rate=args.spawn_rate, direct_via=args.direct_via)
+                             spawn_rate=args.spawn_rate, direct_via=args.direct_via,
+                             ladder=False if args.no_ladder else (True if args.ladder else None),
+                             ladder_options=ladder_options(args))
     except MatrixError as exc:
         p.error(str(exc))
     for option, port in (("--gateway-port", args.gateway_port), ("--proxy-port", args.proxy_port)):
@@ -207,7 +260,8 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     signals.install()
-    total = sum(c.seconds for c in cells)
-    print(f"{len(cells)} cells, {sum(c.timing.repeats for c in cells)} runs, {total / 60:.1f} min of load "
-          f"plus start-up; results in {out}", file=sys.stderr)
+    runs = sum(c.timing.repeats for c in cells)
+    planned = sum(c.seconds for c in cells) + runs * INITIAL_OVERHEAD
+    print(f"{len(cells)} cells, {runs} runs: about {clock(planned)} (load plus {INITIAL_OVERHEAD:g} s of "
+          f"start-up per run); results in {out}", file=sys.stderr)
     return Runner(cells, out, args, ["run", *argv]).run()

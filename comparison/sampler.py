@@ -114,6 +114,9 @@ class Sampler:
             rss[name] = round(max(sizes) / 2**20, 1) if sizes else None
         others = [max(0.0, s.machine_cores - sum(s.cpu.values()) / 100) for s in chosen]
         out["cpu_pct"] = cpu
+        # The busiest load-generator process (Locust's master or one of its workers), mean % of a core.
+        generator = [v["mean"] for name, v in cpu.items() if name.startswith("locust") and v["mean"] is not None]
+        out["generator_cpu_pct_max"] = max(generator) if generator else None
         out["rss_mb_max"] = rss
         out["other_cores_mean"] = round(statistics.fmean(others), 2) if others else None
         return out

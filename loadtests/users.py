@@ -1,83 +1,86 @@
-"""rtgateway under load: one Locust user class per transport.
+"""rtgateway under load: one Locust user class per transport, on gevent-native clients.
 
-    locust -f loadtests --host http://127.0.0.1:8000
-    locust -f loadtests --headless -u 40 -r 10 -t 60s --host http://127.0.0.1:8000 \\
+    locust -f loadtests --host http://127.0.0.1:8000 --class-picker     (web UI: http://127.0.0.1:8089)
+    locust -f loadtests --headless -u 40 -r 10 -t 60s --host http://127.0.0.1:8000 --processes -1 \\
         --target proxy --proxy-url http://127.0.0.1:8080 --room-size 10 --publish-rate 2
 
 Every user connects to ``/chat``, joins a room shared with ``--room-size - 1`` others and
-publishes ``--publish-rate`` messages a second on a fixed schedule. What is measured
-lands in Locust's stats, CSV and HTML as request events (type / name):
+publishes ``--publish-rate`` messages a second on a fixed schedule. The clients are plain
+gevent sockets (``loadtests/_light.py``), so a delivery costs the generator little; every
+number is a Locust request event, so ``--processes`` (a master and workers) aggregates them
+all on the master. What is measured (type / name):
 
     connect   / <transport>               handshake until the session is usable
-    connect   / <transport>: ended        the gateway ended the session for good (close
-                                          ``replaced``); the user connects anew (failure)
+    connect   / <transport>: ended        the session ended for good (close ``replaced``, resume
+                                          refused); the user connects anew (failure)
     upgrade   / <transport>: websocket    Socket.IO's polling -> WebSocket upgrade happened
     upgrade   / <transport>: refused      it stayed on polling (failure)
     publish   / <transport>               publish -> ack round trip (the event is logged)
     deliver   / <transport>               publish -> delivery latency at each receiver, from the
                                           scheduled send time in the payload; its RPS is deliveries/s
     delivery  / lost | duplicate | out-of-order | recovery gap   (failures, per receiver)
+    generator / send lag                  the generator's own lag: how late its scheduler woke a publish
+    generator / receive-to-record         from a read returning to its deliveries being recorded
+    generator / loop lag                  how late the generator's event loop woke a timer (loadtests/_options.py)
+
+``loadtests/_blocking.py`` holds the same users on ``rtclient.blocking.BlockingClient`` (the
+previous generator), kept to measure what the light clients save.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
+import os
+import random
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
-from locust import User, between, events, task
-from locust.env import Environment
+from locust import User, constant, events, task
 
+from loadtests import _options  # noqa: F401  (registers the options and the transport mix)
+from loadtests._light import Lost, RequestFailed, Sink, SioClient, SioTransport, SseClient
 from loadtests._tracking import SequenceTracker
-from rtclient.blocking import BlockingClient
-from rtclient.protocol import Gap, RoomEvent
 
 _user_numbers = itertools.count()
-# httpx logs every request at INFO, Locust's default level: every POST of the SSE users.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@events.init_command_line_parser.add_listener
-def _arguments(parser: Any) -> None:
-    group = parser.add_argument_group("rtgateway")
-    group.add_argument("--transport-mix", default="sse=1,sio-websocket=1,sio-default=1,sio-polling=1",
-                       help="weights per transport, e.g. 'sse=3,sio-polling=1' (0 leaves one out)")
-    group.add_argument("--room-size", type=int, default=10, help="users per room")
-    group.add_argument("--publish-rate", type=float, default=1.0, help="messages per second per user")
-    group.add_argument("--payload-bytes", type=int, default=64, help="padding added to every message")
-    group.add_argument("--target", choices=["direct", "proxy"], default="direct",
-                       help="connect to --host directly, or through --proxy-url")
-    group.add_argument("--proxy-url", default="http://127.0.0.1:8080", help="the proxy in front of the gateway")
-    group.add_argument("--namespace", default="/chat")
-    group.add_argument("--sse-mode", choices=["auto", "stream", "poll"], default="auto",
-                       help="SSE: stream, poll (for buffering proxies), or auto (stream, polling if buffered)")
+class GatewayClient(Protocol):
+    """What a user needs of its client (``_light`` clients, or ``_blocking``'s adapter)."""
+
+    ended: str | None
+
+    def connect(self, room: str) -> None: ...
+    def publish(self, room: str, data: Any, event_id: str) -> None: ...
+    def upgraded_to_websocket(self, within: float) -> bool: ...
+    def close(self) -> None: ...
 
 
-@events.init.add_listener
-def _weights(environment: Environment, **_: Any) -> None:
-    options = environment.parsed_options
-    if options is None:
-        return
-    mix = dict(part.split("=") for part in options.transport_mix.split(",") if part)
-    for cls in (SseUser, SocketIOWebSocketUser, SocketIODefaultUser, SocketIOPollingUser):
-        cls.weight = int(mix.get(cls.transport_label, 0))
+def fire(kind: str, name: str, ms: float, exception: BaseException | None = None, length: int = 0) -> None:
+    events.request.fire(request_type=kind, name=name, response_time=ms, response_length=length,
+                        exception=exception, context={})
 
 
 class GatewayUser(User):
-    """Owns one ``BlockingClient``; subclasses only name their transport."""
+    """Publishes on a fixed schedule, tracks what it receives; subclasses make the client."""
 
     abstract = True
-    transport = "sse"
     transport_label = "sse"
-    wait_time = between(0, 0)  # the publish task paces itself on a fixed schedule
+    upgrades = False  # Socket.IO's default client: report whether the WebSocket upgrade happened
+    wait_time = constant(0)  # the publish task paces itself on a fixed schedule
+
+    def make_client(self, url: str, sink: Sink) -> GatewayClient:
+        raise NotImplementedError
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.options = options
         number = next(_user_numbers)
-        self.room = f"load-{number // max(1, options.room_size)}"
+        # With --processes, each worker numbers its own users: the worker's index keeps rooms apart.
+        worker = getattr(self.environment.runner, "worker_index", 0) or 0
+        users_per_worker = 1_000_000
+        self.room = f"load-{(worker * users_per_worker + number) // max(1, options.room_size)}"
+        self.sender = f"{os.getpid()}-{number}"
         self.url = options.proxy_url if options.target == "proxy" else self.host
         self.tracker = SequenceTracker()
         self.seq = 0
@@ -85,45 +88,42 @@ class GatewayUser(User):
         self.pad = "x" * options.payload_bytes
         self.interval = 1.0 / options.publish_rate if options.publish_rate > 0 else None
         self.next_at = time.time()
-        self.client: BlockingClient | None = None
+        self.client: GatewayClient | None = None
         self._connect()
 
     def _connect(self) -> None:
         started = time.perf_counter()
-        client = BlockingClient(self.url, self.options.namespace, transport=self.transport,
-                                mode=self.options.sse_mode, on_event=self._on_event, request_timeout=10)
+        client = self.make_client(self.url, Sink(self._delivered, self._gap))
         try:
-            client.connect()
-            client.join(self.room)
+            client.connect(self.room)
         except Exception as exc:
-            self._fire("connect", self.transport_label, started, exc)
-            with_suppressed_close(client)
+            fire("connect", self.transport_label, _ms(started), exc)
+            client.close()
             self.client = None
             return
-        self._fire("connect", self.transport_label, started)
+        fire("connect", self.transport_label, _ms(started))
         self.client = client
-        self.next_at = time.time()
-        if self.transport == "socketio":
+        # A random phase: users started together do not publish together, and at a low rate
+        # (a room of 1,000, each user publishing once a minute) some publish within a short run.
+        self.next_at = time.time() - (self.interval or 0.0) * random.random()
+        if self.upgrades:
             gevent.spawn(self._watch_upgrade, client, started)
 
-    def _watch_upgrade(self, client: BlockingClient, started: float) -> None:
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and client.transport_name != "websocket":
-            gevent.sleep(0.05)
-        if client.transport_name == "websocket":
-            self._fire("upgrade", f"{self.transport_label}: websocket", started)
+    def _watch_upgrade(self, client: GatewayClient, started: float) -> None:
+        if client.upgraded_to_websocket(3.0):
+            fire("upgrade", f"{self.transport_label}: websocket", _ms(started))
         else:
-            self._fire("upgrade", f"{self.transport_label}: refused", started,
-                       RuntimeError("stayed on polling: the WebSocket upgrade did not happen"))
+            fire("upgrade", f"{self.transport_label}: refused", _ms(started),
+                 RuntimeError("stayed on polling: the WebSocket upgrade did not happen"))
 
     @task
     def publish(self) -> None:
-        if self.client is not None and self.client.ended is not None:
-            # The gateway ended the session for good (``replaced``): count it, start anew.
-            self._fire("connect", f"{self.transport_label}: ended", time.perf_counter(), self.client.ended)
-            with_suppressed_close(self.client)
-            self.client = None
-        if self.client is None:
+        client = self.client
+        if client is not None and client.ended is not None:
+            fire("connect", f"{self.transport_label}: ended", 0.0, RuntimeError(client.ended))
+            client.close()
+            self.client = client = None
+        if client is None:
             gevent.sleep(2.0)  # bounded retry pace for a transport that cannot connect
             self._connect()
             return
@@ -133,70 +133,73 @@ class GatewayUser(User):
         # Fixed schedule: the timestamp is when the message was due, so a slow ack
         # delays the next send but cannot hide latency (no coordinated omission).
         self.next_at += self.interval
-        gevent.sleep(max(0.0, self.next_at - time.time()))
         due = self.next_at
-        started = time.perf_counter()
+        # The generator's own lag is how late the scheduler woke the user: a send already late
+        # because the previous publish's ack was slow is the server's latency, not the generator's.
+        wake_at = max(due, time.time())
+        gevent.sleep(max(0.0, due - time.time()))
+        fire("generator", "send lag", max(0.0, (time.time() - wake_at) * 1000))
         self.seq += 1
-        body = {"sender": self.client.sid, "seq": self.seq, "abandoned": self.abandoned, "t": due, "pad": self.pad}
+        body = {"sender": self.sender, "seq": self.seq, "abandoned": self.abandoned, "t": due, "pad": self.pad}
+        started = time.perf_counter()
         try:
-            self.client.publish(self.room, body)
-        except Exception as exc:
+            client.publish(self.room, body, f"{self.sender}-{self.seq}")
+        except (Lost, RequestFailed, gevent.Timeout, OSError) as exc:
             self.abandoned += 1  # receivers will not count this number as lost
-            self._fire("publish", self.transport_label, started, exc)
+            fire("publish", self.transport_label, _ms(started), exc)
             return
-        self._fire("publish", self.transport_label, started)
+        fire("publish", self.transport_label, _ms(started))
 
-    def _on_event(self, event: Any) -> None:
-        if isinstance(event, Gap):
-            self._fire("delivery", "recovery gap", time.perf_counter(),
-                       RuntimeError(f"gap in {event.room} after {event.after} ({event.reason})"))
-            return
-        if not isinstance(event, RoomEvent) or not isinstance(event.data, dict):
-            return
-        data = event.data
-        if self.client is not None and data.get("sender") == self.client.sid:
-            return  # its own message (never delivered back; the tracker follows others)
-        latency_ms = max(0.001, (time.time() - float(data["t"])) * 1000)
-        events.request.fire(request_type="deliver", name=self.transport_label, response_time=latency_ms,
-                            response_length=len(data.get("pad", "")), exception=None, context={})
-        verdict, _missing = self.tracker.see(str(data["sender"]), int(data["seq"]), int(data.get("abandoned", 0)))
-        if verdict != "ok":
-            self._fire("delivery", verdict, time.perf_counter(), RuntimeError(f"{verdict} delivery"))
+    def _delivered(self, bodies: list[Any], received_at: float) -> None:
+        label, tracker = self.transport_label, self.tracker
+        for data in bodies:
+            if not isinstance(data, dict) or data.get("sender") == self.sender or "t" not in data:
+                continue  # its own message (the tracker follows others), or not the load's
+            fire("deliver", label, max(0.001, (time.time() - float(data["t"])) * 1000), length=len(data.get("pad", "")))
+            verdict, _missing = tracker.see(str(data["sender"]), int(data["seq"]), int(data.get("abandoned", 0)))
+            if verdict != "ok":
+                fire("delivery", verdict, 0.0, RuntimeError(f"{verdict} delivery"))
+        fire("generator", "receive-to-record", max(0.0, (time.time() - received_at) * 1000))
+
+    def _gap(self, room: str, why: str) -> None:
+        fire("delivery", "recovery gap", 0.0, RuntimeError(f"gap in {room}: {why}"))
 
     def on_stop(self) -> None:
+        # First, and without I/O: with --processes, a worker's last report leaves soon after.
         for _ in range(max(0, self.tracker.lost)):
-            self._fire("delivery", "lost", time.perf_counter(), RuntimeError("a sequence number never arrived"))
+            fire("delivery", "lost", 0.0, RuntimeError("a sequence number never arrived"))
         if self.client is not None:
-            with_suppressed_close(self.client)
-
-    def _fire(self, kind: str, name: str, started: float, exception: BaseException | None = None) -> None:
-        events.request.fire(request_type=kind, name=name,
-                            response_time=(time.perf_counter() - started) * 1000,
-                            response_length=0, exception=exception, context={})
+            self.client.close()
 
 
-def with_suppressed_close(client: BlockingClient) -> None:
-    try:
-        if client.transport in ("polling", "socketio"):
-            client.drop()  # python-engineio waits a ping period to close a polling session politely
-        client.close()
-    except Exception:
-        pass
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 class SseUser(GatewayUser):
-    transport, transport_label = "sse", "sse"
+    transport_label = "sse"
+
+    def make_client(self, url: str, sink: Sink) -> GatewayClient:
+        return SseClient(url, self.options.namespace, sink, mode=self.options.sse_mode)
 
 
-class SocketIOWebSocketUser(GatewayUser):
+class _SioUser(GatewayUser):
+    abstract = True
+    transport: SioTransport = "websocket"
+
+    def make_client(self, url: str, sink: Sink) -> GatewayClient:
+        return SioClient(url, self.options.namespace, sink, self.transport)
+
+
+class SocketIOWebSocketUser(_SioUser):
     transport, transport_label = "websocket", "sio-websocket"
 
 
-class SocketIODefaultUser(GatewayUser):
+class SocketIODefaultUser(_SioUser):
     """Socket.IO's default: a polling handshake, then an upgrade to WebSocket when allowed."""
 
-    transport, transport_label = "socketio", "sio-default"
+    transport, transport_label, upgrades = "default", "sio-default", True
 
 
-class SocketIOPollingUser(GatewayUser):
+class SocketIOPollingUser(_SioUser):
     transport, transport_label = "polling", "sio-polling"

@@ -1,12 +1,13 @@
-"""The comparison's pure parts: the generator-bound flag, the progress bar, the spread rule."""
+"""The comparison's pure parts: the generator-bound flag, the progress bar, the spread rule, the ladders."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
+from comparison.matrix import ladders
 from comparison.progress import Progress
-from comparison.records import GENERATOR_CPU_PCT, generator_bound, summarise
+from comparison.records import GENERATOR_CPU_PCT, generator_bound, ladder_ends, summarise
 from comparison.report.results import CellView
 from comparison.report.verdict import beyond_spread
 
@@ -53,3 +54,23 @@ def test_progress_only_moves_forward_and_reaches_100_at_the_end() -> None:
     assert fractions == sorted(fractions), shown
     assert fractions[-1] == 100 and max(fractions[:-1]) < 100
     assert "3/3 done" in shown[-1]
+
+
+def test_a_ladder_ends_at_the_first_step_past_the_bound_or_with_a_loss() -> None:
+    def step(p99: float, **totals: int) -> dict[str, Any]:
+        return {"status": "ok", "summary": {"deliver_p99_ms": {"median": p99}, "totals": totals}}
+
+    assert ladder_ends(step(200), 250) is None
+    assert ladder_ends(step(300), 250) == "p99 delivery passed the bound"
+    assert ladder_ends(step(10, lost=1), 250) == "deliveries were lost"
+    assert ladder_ends(step(900, repeats_generator_bound=1), 250) == "the load generator could not keep up"
+    assert ladder_ends({"status": "failed", "summary": None}, 250) == "it has no numbers (failed)"
+
+
+def test_ladders_step_up_per_transport_and_profile() -> None:
+    cells = ladders(kinds=("sse-block",), users=(50, 100), one_room_rates=(1.0, 2.0), one_room_users=1000)
+    assert [c.load.users for c in cells] == [50, 100, 1000, 1000]
+    assert [c.load.room_size for c in cells] == [10, 10, 1000, 1000]
+    assert cells[3].load.publish_rate * cells[3].load.users == 2.0  # publishes/s across the one room
+    assert len({c.id for c in cells}) == 4 and {c.rung.series for c in cells if c.rung} == {
+        "sse-block rooms of 10", "sse-block one room of 1000"}

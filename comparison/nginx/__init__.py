@@ -9,9 +9,15 @@ its pid, logs and temp files, so it runs from a test without root paths::
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
+
+import psutil
 
 HERE: Final = Path(__file__).parent
 NGINX: Final = Path("/usr/sbin/nginx")
@@ -45,3 +51,62 @@ def render(
 def command(conf: Path, nginx: Path = NGINX) -> list[str]:
     """The foreground nginx command line for a rendered configuration."""
     return [str(nginx), "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
+
+
+class NginxStartError(RuntimeError):
+    """nginx exited or did not listen in time; ``str()`` ends with its error log's tail."""
+
+
+class NginxProcess:
+    """nginx in the foreground with a rendered configuration, in its own session, stopped by pid.
+
+    ``url`` is where clients connect; ``pid`` is its worker's (where the CPU goes: the master
+    only supervises), or the master's if the worker is not found.
+    """
+
+    def __init__(self, upstream_url: str, workdir: Path, name: str = "block-websocket") -> None:
+        self.upstream_port = int(upstream_url.rsplit(":", 1)[1])
+        self.workdir = workdir
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.url = ""
+
+    def start(self, within: float = 10.0) -> NginxProcess:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        conf = render(self.port, self.upstream_port, self.workdir, self.name)
+        self.process = subprocess.Popen(command(conf), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self.workdir / "error.log"
+                self.stop()
+                raise NginxStartError(f"nginx did not start: {log.read_text()[-1500:] if log.exists() else ''}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        try:
+            children = psutil.Process(self.process.pid).children()
+        except psutil.Error:
+            children = []
+        return children[0].pid if children else self.process.pid
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)

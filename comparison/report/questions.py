@@ -62,7 +62,7 @@ def _q_at_least_once(results: Results) -> list[Sentence]:
                  f"{b.put('log', log_len, 'int')} events per room)")
     text += (": it gets the missed events in order, then a recovery frame that names any gap, and drops an offset "
              "it already has. The design goal is that nothing is lost silently: a gap is reported, never skipped.")
-    faults = [c for c in results.cells if c.fault and c.usable]
+    faults = [c for c in results.cells if c.fault and c.comparable]
     if faults:
         parts = []
         for i, cell in enumerate(faults):
@@ -87,12 +87,12 @@ def _q_namespace(results: Results) -> list[Sentence]:
     text = ("A namespace beats a separate server when the features share users, authentication and scale: one "
             "process, one port and one proxy rule serve them, a client multiplexes namespaces over one connection "
             "(Socket.IO) or opens one stream each (SSE), and nothing published in one namespace reaches another")
-    rss = [(t.value, c, t) for c in results.cells if c.usable and not c.fault and (t := c.get("gateway_rss_mb_max"))]
+    rss = [(t.value, c, t) for c in results.cells if c.comparable and not c.fault and (t := c.get("gateway_rss_mb_max"))]
     if rss:
         _, cell, traced = max(rss, key=lambda item: item[0])
         text += (f"; the whole gateway peaked at {b.put('rss', traced)} MB of memory here ({cell.id}), so a second "
                  "server mostly duplicates that base cost")
-    cpu = [(t.value, c, t) for c in results.cells if c.usable and not c.fault and (t := c.get("gateway_cpu_pct_mean"))]
+    cpu = [(t.value, c, t) for c in results.cells if c.comparable and not c.fault and (t := c.get("gateway_cpu_pct_mean"))]
     text += (". Run a separate server when a namespace needs its own failure domain, its own scaling or its own "
              "resource limits: all namespaces of one gateway share one event loop")
     if cpu:

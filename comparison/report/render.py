@@ -83,6 +83,7 @@ def render(results: Results, sentences: list[Sentence], out: Path, report_argv: 
         by_section.setdefault(sentence.section, []).append(sentence)
     machine = (results.manifest or {}).get("machine") or {}
     context: dict[str, Any] = {
+        "title": results.title,
         "started": (results.manifest or {}).get("started_at", "at an unknown time"),
         "machine_line": f"{machine.get('cpu_model', 'an unknown machine')}, {machine.get('cores_logical', '?')} cores, "
                         f"{machine.get('memory_gib', '?')} GiB",

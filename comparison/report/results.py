@@ -39,6 +39,7 @@ class CellView:
     data: dict[str, Any] | None = None
     error: str | None = None
     flags: list[str] = field(default_factory=list)
+    rung: dict[str, Any] | None = None  # a load-ladder step: series, step, bound_ms
 
     @property
     def usable(self) -> bool:
@@ -46,6 +47,24 @@ class CellView:
         if self.status not in USABLE or self.data is None or not isinstance(self.data.get("summary"), dict):
             return False
         return isinstance((self.data.get("load") or {}).get("users"), int)
+
+    @property
+    def calibration(self) -> bool:
+        """A calibration cell: the users against a reference server, not the gateway."""
+        return self.kind.get("server", "gateway") != "gateway"
+
+    @property
+    def generator_bound(self) -> bool:
+        """Most of its repeats were generator-bound (``comparison.records.generator_bound``)."""
+        if not self.usable:
+            return False
+        totals = (self.data or {}).get("summary", {}).get("totals", {})
+        return 2 * int(totals.get("repeats_generator_bound") or 0) > int(totals.get("repeats_ok") or 0)
+
+    @property
+    def comparable(self) -> bool:
+        """Its numbers may enter the verdict: usable, a gateway cell, not generator-bound."""
+        return self.usable and not self.calibration and not self.generator_bound
 
     @property
     def key(self) -> str:
@@ -107,6 +126,14 @@ class Results:
     manifest: dict[str, Any] | None
     manifest_error: str | None
     cells: list[CellView]
+    ladder: list[CellView] = field(default_factory=list)  # the load ladders' steps, in run order
+
+    def ladders(self) -> dict[str, list[CellView]]:
+        """Ladder series -> its steps, in order."""
+        out: dict[str, list[CellView]] = {}
+        for cell in self.ladder:
+            out.setdefault(str(cell.rung["series"]), []).append(cell)
+        return out
 
     def cell(self, key: str, users: int | None = None) -> CellView | None:
         for cell in self.cells:
@@ -117,6 +144,17 @@ class Results:
     @property
     def loads(self) -> list[int]:
         return sorted({c.users for c in self.cells if not c.fault and c.users})
+
+    @property
+    def manifest_preset(self) -> str | None:
+        """``quick`` or ``full``: the preset the run was made with (None if unknown)."""
+        preset = ((self.manifest or {}).get("plan") or {}).get("preset")
+        return str(preset) if preset else None
+
+    @property
+    def title(self) -> str:
+        base = "rtgateway: Socket.IO vs SSE + POST, through proxies"
+        return base + (" (SMOKE TEST: quick preset, not a comparison)" if self.manifest_preset == "quick" else "")
 
     def manifest_value(self, dotted: str) -> Traced | None:
         if self.manifest is None:
@@ -154,10 +192,18 @@ def load(folder: Path) -> Results:
         rel = f"cells/{path.name}"
         if rel not in seen:
             cells.append(_cell(folder, rel, {"cell": path.stem}))
-    return Results(folder, manifest, manifest_error, cells)
+    ladder = [c for c in cells if c.rung is not None]
+    return Results(folder, manifest, manifest_error, [c for c in cells if c.rung is None], ladder)
 
 
 def _cell(folder: Path, rel: str, header: dict[str, Any]) -> CellView:
+    view = _view(folder, rel, header)
+    rung = header.get("rung") or (view.data or {}).get("rung")
+    view.rung = dict(rung) if isinstance(rung, dict) and "series" in rung else None
+    return view
+
+
+def _view(folder: Path, rel: str, header: dict[str, Any]) -> CellView:
     data, problem = _read(folder / rel)
     cell_id = str(header.get("cell") or Path(rel).stem)
     kind = dict(header.get("kind") or {})

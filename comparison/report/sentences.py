@@ -123,7 +123,7 @@ def users_of(cell: CellView) -> Traced:
 
 
 def usable(*cells: CellView | None) -> bool:
-    return all(c is not None and c.usable for c in cells)
+    return all(c is not None and c.comparable for c in cells)
 
 
 def transport_of(cell: CellView) -> str:

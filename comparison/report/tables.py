@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..records import ladder_ends
 from .results import CellView, Results
 from .sentences import fmt
 
@@ -24,6 +25,7 @@ class Table:
     # Row indexes whose cell has no numbers (status shown in the first value column).
     muted: set[int] = field(default_factory=set)
     numeric: bool = True  # values right-aligned
+    top: bool = False  # shown at the top of the report (after its section), not with the other numbers
 
 
 def spread(cell: CellView, metric: str, digits_style: str = "num") -> str:
@@ -129,7 +131,7 @@ def cost_table(results: Results) -> Table:
         ("proxy CPU s / 1000 deliveries", lambda c: spread(c, "proxy_cpu_s_per_1000_deliveries")),
         ("bytes / delivery", _bytes),
         ("requests / delivery", lambda c: spread(c, "requests_per_delivery")),
-        ("Locust CPU % of a core", lambda c: spread(c, "locust_cpu_pct_mean")),
+        ("busiest Locust process, % of a core", lambda c: spread(c, "generator_cpu_pct_max")),
         ("other processes, cores", lambda c: spread(c, "other_cores_mean")),
     ]
     table = Table("Cost", ["cell", "users", *[v[0] for v in values]],
@@ -162,5 +164,53 @@ def reliability_table(results: Results) -> Table:
     return _rows(results, table, values)
 
 
+def capacity_table(results: Results) -> Table:
+    """Every load-ladder step: what it offered, what was measured, and whether it ended its ladder."""
+    table = Table("Capacity: load ladders", ["series", "step", "users", "room", "publishes/s", "deliveries/s",
+                                              "delivery p99", "lost", "generator lag p99", "generator CPU %",
+                                              "outcome"],
+                  note="Each ladder steps the load up on one gateway process until p99 delivery passes the bound, "
+                       "a delivery is lost, a publish or connect fails, or the load generator cannot keep up "
+                       "(its lag or CPU: then higher steps would measure the generator); the steps after that are "
+                       "not run. One repeat per step.", top=True)
+    for cell in results.ladder:
+        rung = cell.rung or {}
+        users, room = cell.load.get("users"), cell.load.get("room_size")
+        offered = float(cell.load.get("publish_rate") or 0) * float(users or 0)
+        if not cell.usable:
+            outcome = cell.status + (f": {cell.error}" if cell.error else "")
+        else:
+            outcome = ladder_ends(cell.data or {}, float(rung.get("bound_ms") or 0)) or "within the bound"
+        table.rows.append([str(rung.get("series", "")), str(rung.get("step", "")), str(users or DASH),
+                           str(room or DASH), fmt(offered), spread(cell, "deliveries_per_s"),
+                           spread(cell, "deliver_p99_ms"), total(cell, "lost"),
+                           spread(cell, "generator_lag_p99_ms"), spread(cell, "generator_cpu_pct_max"), outcome])
+        if not cell.usable:
+            table.muted.add(len(table.rows) - 1)
+    return table
+
+
+def floor_table(results: Results) -> Table:
+    values = [
+        ("delivery p99", lambda c: spread(c, "deliver_p99_ms")),
+        ("deliveries/s", lambda c: spread(c, "deliveries_per_s")),
+        ("generator send lag p99", lambda c: spread(c, "generator_send_lag_p99_ms")),
+        ("generator receive-to-record p99", lambda c: spread(c, "generator_record_p99_ms")),
+        ("generator loop lag p99", lambda c: spread(c, "generator_loop_p99_ms")),
+        ("busiest generator process, % of a core", lambda c: spread(c, "generator_cpu_pct_max")),
+        ("generator-bound repeats", lambda c: total(c, "repeats_generator_bound")),
+    ]
+    table = Table("The load generator's own lag and CPU", ["cell", "users", *[v[0] for v in values]],
+                  note="Send lag: how late the generator's scheduler woke a publish. Receive-to-record: from a read "
+                       "returning to its deliveries being recorded. Loop lag: how late its event loop woke a "
+                       "timer (a burst of deliveries delays every socket served after the first). A repeat is generator-bound when the larger lag's "
+                       "p99 is over the share of the delivery p99 in manifest.json, or a generator process used more "
+                       "than its CPU threshold; such cells are kept out of the verdict. Calibration cells run the "
+                       "same users against a reference server: their numbers are the generator's floor.")
+    return _rows(results, table, values)
+
+
 def all_tables(results: Results) -> list[Table]:
-    return [cells_table(results), latency_table(results), cost_table(results), reliability_table(results)]
+    tables = [cells_table(results), latency_table(results), cost_table(results), floor_table(results),
+              reliability_table(results)]
+    return ([capacity_table(results)] if results.ladder else []) + tables

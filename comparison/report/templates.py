@@ -17,9 +17,19 @@ METHOD: Final = [
     "Bytes are HTTP bodies and WebSocket message payloads as they crossed the proxy, both ways, from connect to "
     "teardown. HTTP headers, chunked framing and TCP/IP are not counted: that under-counts polling, whose cost in "
     "headers shows in its requests per delivery instead.",
-    "Load generator, gateway and proxy share this machine's cores. Locust's own CPU is recorded for every repeat; a "
-    "repeat where it averaged above the limit in the manifest is flagged as saturated, and so is a repeat where "
-    "other processes kept the machine busy.",
+    "The load generator is Locust with gevent-native users (`loadtests/users.py`: plain sockets, no client "
+    "library), run distributed (`--processes`: a master and one worker per generator CPU; every number is "
+    "aggregated on the master). Where the machine has two or more CPUs, the gateway is pinned to the first and "
+    "Locust to the others; the proxy is not pinned (the manifest records the pinning and the processes).",
+    "The generator measures its own lag in every repeat: how late its scheduler woke a publish, how late its "
+    "event loop woke a timer, and how long a read's deliveries took to be recorded. A repeat whose largest lag "
+    "p99 is over the share of its delivery p99 in the manifest, or whose busiest Locust process used more CPU "
+    "than the manifest's threshold, is generator-bound: its cell stays out of the verdict. Calibration cells run "
+    "the same users against reference servers of tiny cost (Node's socket.io, a raw SSE server): the floor this "
+    "generator can measure at that load. A repeat where other processes kept the machine busy is flagged too.",
+    "A difference names a winner only when it is larger than the repeats' spread (the winner's worst repeat "
+    "better than the other's best, with two or more repeats each). The load ladders step one gateway process "
+    "up until p99 delivery passes the bound, a delivery is lost or the generator cannot keep up.",
 ]
 
 HTML: Final = """<!doctype html>
@@ -27,7 +37,7 @@ HTML: Final = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>rtgateway transport comparison</title>
+<title>{{ title }}</title>
 <style>
  body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0 auto;
         max-width: 1180px; padding: 24px; }
@@ -49,21 +59,7 @@ HTML: Final = """<!doctype html>
 </style>
 </head>
 <body>
-<h1>rtgateway: Socket.IO vs SSE + POST, through proxies</h1>
-<p class="sub">Measured {{ started }} on {{ machine_line }}.
-Generated {{ generated }} from <code>{{ folder }}</code>.</p>
-{% for problem in problems %}<p class="warn">{{ problem }}</p>{% endfor %}
-
-{% for section, title in sections %}{% if by_section[section] %}
-<h2>{{ title }}</h2>
-<ul class="verdict">{% for s in by_section[section] %}<li>{{ s.text }}</li>{% endfor %}</ul>
-{% endif %}{% if section == "caveats" %}
-<h2>Charts</h2>
-{% for name, title in charts %}<h3>{{ title }}</h3>
-<img alt="{{ title }}" src="data:image/png;base64,{{ images[name] }}">
-{% endfor %}
-<h2>Numbers</h2>
-{% for table in tables %}
+{% macro show(table) %}
 <h3>{{ table.title }}</h3>
 <div class="scroll"><table{% if table.numeric %} class="numeric"{% endif %}>
 <tr>{% for c in table.columns %}<th{% if not table.numeric %} class="text"{% endif %}>{{ c }}</th>{% endfor %}</tr>
@@ -72,7 +68,23 @@ Generated {{ generated }} from <code>{{ folder }}</code>.</p>
 {%- for v in row %}<td{% if loop.index0 >= 1 and text %} class="text"{% endif %}>{{ v | cell }}</td>{% endfor %}</tr>
 {% endfor %}</table></div>
 {% if table.note %}<p class="note">{{ table.note }}</p>{% endif %}
+{% endmacro %}
+<h1>{{ title }}</h1>
+<p class="sub">Measured {{ started }} on {{ machine_line }}.
+Generated {{ generated }} from <code>{{ folder }}</code>.</p>
+{% for problem in problems %}<p class="warn">{{ problem }}</p>{% endfor %}
+
+{% for section, title in sections %}{% if by_section[section] %}
+<h2>{{ title }}</h2>
+<ul class="verdict">{% for s in by_section[section] %}<li>{{ s.text }}</li>{% endfor %}</ul>
+{% endif %}{% if section == "capacity" %}{% for table in tables if table.top %}{{ show(table) }}{% endfor %}
+{% endif %}{% if section == "caveats" %}
+<h2>Charts</h2>
+{% for name, title in charts %}<h3>{{ title }}</h3>
+<img alt="{{ title }}" src="data:image/png;base64,{{ images[name] }}">
 {% endfor %}
+<h2>Numbers</h2>
+{% for table in tables if not table.top %}{{ show(table) }}{% endfor %}
 {% endif %}{% endfor %}
 
 <h2>Method</h2>
@@ -93,7 +105,15 @@ and key it was read from, or the values it was computed from.</p>
 </html>
 """
 
-MARKDOWN: Final = """# rtgateway: Socket.IO vs SSE + POST, through proxies
+MARKDOWN: Final = """{% macro show(table) %}
+### {{ table.title }}
+
+| {{ table.columns | join(" | ") }} |
+|{% for c in table.columns %}{{ "---:|" if loop.index0 >= 1 and table.numeric else "---|" }}{% endfor %}
+{% for row in table.rows %}| {{ row | map("md") | join(" | ") }} |
+{% endfor %}{% if table.note %}
+{{ table.note }}
+{% endif %}{% endmacro %}# {{ title }}
 
 Measured {{ started }} on {{ machine_line }}. Generated {{ generated }} from `{{ folder }}`.
 {% for problem in problems %}
@@ -103,7 +123,8 @@ Measured {{ started }} on {{ machine_line }}. Generated {{ generated }} from `{{
 ## {{ title }}
 
 {% for s in by_section[section] %}- {{ s.text }}
-{% endfor %}{% endif %}{% if section == "caveats" %}
+{% endfor %}{% endif %}{% if section == "capacity" %}{% for table in tables if table.top %}{{ show(table) }}{% endfor %}
+{% endif %}{% if section == "caveats" %}
 ## Charts
 {% for name, title in charts %}
 ### {{ title }}
@@ -111,15 +132,7 @@ Measured {{ started }} on {{ machine_line }}. Generated {{ generated }} from `{{
 ![{{ title }}]({{ name }})
 {% endfor %}
 ## Numbers
-{% for table in tables %}
-### {{ table.title }}
-
-| {{ table.columns | join(" | ") }} |
-|{% for c in table.columns %}{{ "---:|" if loop.index0 >= 1 and table.numeric else "---|" }}{% endfor %}
-{% for row in table.rows %}| {{ row | map("md") | join(" | ") }} |
-{% endfor %}{% if table.note %}
-{{ table.note }}
-{% endif %}{% endfor %}{% endif %}{% endfor %}
+{% for table in tables if not table.top %}{{ show(table) }}{% endfor %}{% endif %}{% endfor %}
 ## Method
 
 {% for m in method %}- {{ m }}

@@ -7,10 +7,12 @@ The heaviest load comes first: that is where the transports differ most.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+from ..records import ladder_ends
 from .questions import questions
-from .results import CellView, Results
+from .results import CellView, Results, Traced
 from .sentences import SIMILAR, Builder, Sentence, check, compare, fmt, put_metrics, transport_of, usable, users_of
 
 __all__ = ["SECTIONS", "Sentence", "build", "check", "fmt"]
@@ -50,10 +52,6 @@ def blocked(results: Results, users: int) -> list[Sentence]:
         text = (f"At {u} users behind the same proxy, a publish was acknowledged in p50 {{sse_ack50}} ms "
                 "(p99 {sse_ack99}) over SSE + POST vs {sio_ack50} ms (p99 {sio_ack99}) over Socket.IO polling; "
                 "connecting took p50 {sse_conn} vs {sio_conn} ms")
-        setup = results.manifest_value("load_generator.sse_client_setup_ms")
-        if setup is not None:
-            text += (f" (the SSE figure includes the load generator building one HTTP client per user, "
-                     f"{b.put('setup', setup)} ms each on this machine)")
         out.append(b.done(text + "."))
     return out
 
@@ -110,7 +108,7 @@ def winners(results: Results) -> list[Sentence]:
             ("gateway_cpu_s_per_1000_deliveries", "the least gateway CPU per delivery", "CPU-seconds per thousand"),
             ("bytes_per_delivery", "the fewest bytes per delivered message", "B")]
     for users in results.loads:
-        cells = [c for c in results.cells if c.users == users and not c.fault and c.usable]
+        cells = [c for c in results.cells if c.users == users and not c.fault and c.comparable]
         if len(cells) < 2:
             continue
         b = Builder(f"best-u{users}", "conditions")
@@ -153,9 +151,11 @@ def _rule(results: Results, scenario: str, a_key: str, b_key: str) -> list[Sente
             b.put(f"{tag}_b", tc)
             u = b.put(f"{tag}_users", users_of(a), "int")
             winner = a if ta.value <= tc.value else c
+            loser = c if winner is a else a
             w, l_ = (f"{tag}_a", f"{tag}_b") if winner is a else (f"{tag}_b", f"{tag}_a")
             ratio = b.derive(f"{tag}_x", "ratio", [l_, w])
-            name = "even" if b.value(f"{tag}_x") < SIMILAR else transport_of(winner)
+            name = ("even" if b.value(f"{tag}_x") < SIMILAR
+                    else transport_of(winner) if beyond_spread(winner, loser, metric) else "within spread")
             verdicts.append((name, f"at {u} users ({{{w}}} vs {{{l_}}} {unit}, {ratio}×)"))
         if not verdicts:
             continue
@@ -163,14 +163,110 @@ def _rule(results: Results, scenario: str, a_key: str, b_key: str) -> list[Sente
         where = "; ".join(detail for _, detail in verdicts)
         if names == {"even"}:
             clauses.append(f"on {what} the two are even ({where})")
+        elif names <= {"even", "within spread"}:
+            clauses.append(f"on {what} neither wins beyond what its repeats vary by ({where})")
         elif len(names) == 1:
             clauses.append(f"{verdicts[0][0]} wins on {what} at every load measured ({where})")
         else:
             clauses.append(f"on {what}, " + "; ".join(
-                f"{'neither wins' if name == 'even' else name + ' wins'} {detail}" for name, detail in verdicts))
+                f"{name + ' wins' if name not in ('even', 'within spread') else 'neither wins'} {detail}"
+                for name, detail in verdicts))
     if not clauses:
         return []
     return [b.done(f"{scenario}: " + ", and ".join(clauses) + ".")]
+
+
+def beyond_spread(winner: CellView, loser: CellView, metric: str) -> bool:
+    """A difference counts only when it is larger than the spread: two or more repeats each, and
+    the winner's worst repeat still better than the loser's best."""
+    counts = [cell.get(metric, "n") for cell in (winner, loser)]
+    worst, best = winner.get(metric, "max"), loser.get(metric, "min")
+    if any(n is None or n.value < 2 for n in counts) or worst is None or best is None:
+        return False
+    return worst.value < best.value
+
+
+def capacity(results: Results) -> list[Sentence]:
+    """Per load ladder: the most one gateway process served within the bound, and what ended it."""
+    out: list[Sentence] = []
+    for series, steps in results.ladders().items():
+        b = Builder(f"capacity-{series.replace(' ', '-').replace(',', '')}", "capacity")
+        first = steps[0]
+        within = [c for c in steps if c.usable and ladder_ends(c.data or {}, float(c.rung["bound_ms"])) is None]
+        ended = next((c for c in steps if c.status != "skipped" and c not in within), None)
+        name = f"{first.label}, {series.split(' ', 1)[1]}"
+        if within:
+            best = within[-1]
+            rate, p99 = best.get("deliveries_per_s"), best.get("deliver_p99_ms")
+            users = best.load_value("users")
+            if rate is None or p99 is None or users is None:
+                continue
+            text = (f"{name}: up to {b.put('users', users, 'int')} users and {b.put('rate', rate)} deliveries/s "
+                    f"within the bound (p99 {b.put('p99', p99)} ms)")
+        else:
+            text = f"{name}: no step stayed within the bound"
+        if ended is not None:
+            why = ladder_ends(ended.data or {"status": ended.status}, float(ended.rung["bound_ms"]))
+            text += f"; {'the next' if within else 'its first'} step ({ended.id}) ended the ladder: {why}"
+            p99_next = ended.get("deliver_p99_ms")
+            if p99_next is not None:
+                text += f" (p99 {b.put('p99_next', p99_next)} ms)"
+        else:
+            text += "; the ladder's last step was still within it, so the capacity is higher"
+        out.append(b.done(text + "."))
+    return out
+
+
+def nginx(results: Results, users: int) -> list[Sentence]:
+    """Whether the blocked-WebSocket conclusion holds through the real nginx too."""
+    pairs = [(results.cell(a, users), results.cell(c, users))
+             for a, c in (("sse-block", "sio-polling-block"), ("sse-nginx", "sio-polling-nginx"))]
+    if not all(usable(*pair) for pair in pairs):
+        return []
+    b = Builder(f"nginx-u{users}", "verdict")
+    u = b.put("users", users_of(pairs[0][0]), "int")  # type: ignore[arg-type]
+    order = []
+    for prefix, (sse, poll) in zip(("aio", "ngx"), pairs, strict=True):
+        assert sse is not None and poll is not None
+        put_metrics(b, sse, f"{prefix}_sse", [("deliver_p99_ms", "p99")])
+        put_metrics(b, poll, f"{prefix}_poll", [("deliver_p99_ms", "p99")])
+        order.append(b.value(f"{prefix}_sse_p99") <= b.value(f"{prefix}_poll_p99"))
+    holds = "holds" if order[0] == order[1] else "does not hold"
+    return [b.done(f"Through the real nginx (comparison/nginx/block-websocket.conf) at {u} users, SSE + POST "
+                   "delivered p99 in {ngx_sse_p99} ms vs {ngx_poll_p99} ms for Socket.IO's polling fallback; behind "
+                   "the aiohttp proxy's block-websocket profile {aio_sse_p99} vs {aio_poll_p99} ms: which of the two "
+                   f"is lower {holds} through both proxies.")]
+
+
+def smoke(results: Results) -> list[Sentence]:
+    """The quick preset's first sentence: what its numbers are good for."""
+    if results.manifest_preset != "quick":
+        return []
+    return [Builder("smoke-test", "verdict").done(
+        "This is a smoke test (the quick preset: one short repeat per cell). It shows that every cell runs; "
+        "its numbers vary more than the transports differ, so it names no winner. Run the full preset "
+        "(python -m comparison run --full) for a comparison.")]
+
+
+def floor(results: Results) -> list[Sentence]:
+    """The calibration cells: what the generator measures against a reference server at each load."""
+    out: list[Sentence] = []
+    for cell in (c for c in results.cells if c.calibration and c.usable):
+        b = Builder(f"floor-{cell.id}", "floor")
+        p99, lag, cpu = cell.get("deliver_p99_ms"), cell.get("generator_lag_p99_ms"), cell.get("generator_cpu_pct_max")
+        if p99 is None:
+            continue
+        text = (f"{cell.kind.get('title', cell.id)}, {b.put('users', users_of(cell), 'int')} users: "
+                f"p99 delivery {b.put('p99', p99)} ms")
+        rate = cell.get("deliveries_per_s")
+        if rate is not None:
+            text += f" at {b.put('rate', rate)} deliveries/s"
+        if lag is not None:
+            text += f"; the generator's own lag p99 {b.put('lag', lag)} ms"
+        if cpu is not None:
+            text += f", its busiest process at {b.put('cpu', cpu)}% of a core"
+        out.append(b.done(text + ". A gateway cell at this load cannot measure below this floor."))
+    return out
 
 
 def scaling(results: Results) -> list[Sentence]:
@@ -181,7 +277,7 @@ def scaling(results: Results) -> list[Sentence]:
     low, high = loads[0], loads[-1]
     seen: list[str] = []
     for cell in results.cells:
-        if cell.fault or cell.key in seen:
+        if cell.fault or cell.calibration or cell.key in seen:
             continue
         seen.append(cell.key)
         a, c = results.cell(cell.key, low), results.cell(cell.key, high)
@@ -213,7 +309,7 @@ RELIABILITY = (("lost", "lost"), ("duplicate", "duplicated"), ("out_of_order", "
 def reliability(results: Results) -> list[Sentence]:
     out: list[Sentence] = []
     metrics = ("deliveries", "lost", "duplicate", "out_of_order", "recovery_gap")
-    clean = [c for c in results.cells if not c.fault and c.usable and all(c.get(m, "total") for m in metrics)]
+    clean = [c for c in results.cells if not c.fault and c.comparable and all(c.get(m, "total") for m in metrics)]
     if clean:
         b = Builder("reliability-clean", "reliability")
         for i, cell in enumerate(clean):
@@ -232,7 +328,7 @@ def reliability(results: Results) -> list[Sentence]:
     for cell in results.cells:
         if not cell.fault:
             continue
-        if not cell.usable:
+        if not cell.comparable:
             out += _not_compared(f"fault-{cell.id}", "reliability", "under the drop profile", cell)
             continue
         b = Builder(f"fault-{cell.id}", "reliability")
@@ -244,7 +340,9 @@ def reliability(results: Results) -> list[Sentence]:
             text += (f": {b.put('resumes', resumes, 'int')} sessions resumed and {b.put('replayed', replayed, 'int')} "
                      "events were replayed from the delivery log")
         counts = []
-        for metric, words in (*RELIABILITY, ("recovery_gap", "recovery gaps")):
+        for metric, words in (*RELIABILITY, ("recovery_gap", "recovery gaps"),
+                              ("publish_failures", "failed publishes (in flight when the proxy cut their connection: "
+                                                   "the receivers do not count their numbers as lost)")):
             traced = cell.get(metric, "total")
             if traced is not None:
                 counts.append(f"{b.put(metric, traced, 'int')} {words}")
@@ -264,7 +362,7 @@ def reliability(results: Results) -> list[Sentence]:
 
 def caveats(results: Results) -> list[Sentence]:
     out: list[Sentence] = []
-    out += _flagged(results, "saturated", "repeats_saturated", "locust_cpu_pct_mean",
+    out += _flagged(results, "saturated", "repeats_saturated", "generator_cpu_pct_max",
                     "load_generator_saturated_pct",
                     "The load generator saturated (Locust above {limit}% of a core on average) in ", "%",
                     ": their latencies include the load generator's own queueing, not only the gateway's.")
@@ -272,6 +370,12 @@ def caveats(results: Results) -> list[Sentence]:
                     "Other processes kept the machine busy (above {limit} cores on average while the load ran) in ",
                     " cores",
                     ": this machine is shared, so their latencies and CPU shares carry that noise.")
+    out += _flagged(results, "generator-bound", "repeats_generator_bound", "generator_lag_p99_ms",
+                    "generator_lag_share",
+                    "Generator-bound (its lag p99 above {limit} of the delivery p99, or a generator process above "
+                    "the CPU threshold in manifest.json), and so kept out of the verdict: ", " ms of lag",
+                    ". Their latencies are the load generator's as much as the gateway's.")
+    out += outliers(results)
     out += _unexplained_losses(results)
     broken = [c for c in results.cells if not c.usable]
     if broken:
@@ -303,6 +407,56 @@ def _flagged(results: Results, name: str, count: str, metric: str, threshold: st
     return [b.done(head.replace("{limit}", b.put("limit", limit)) + ", ".join(parts) + tail)]
 
 
+DROP_REASONS: dict[str, str] = {
+    "socket_closed": "events addressed to a Socket.IO socket that was already closing (users disconnect at the end "
+                     "of a run, and on a proxy cut, while others still publish: a resumed session replays them)",
+    "slow_consumer": "connections cut as slow consumers (their sessions resume and replay what they missed)",
+}
+
+
+def drops(results: Results) -> list[Sentence]:
+    """Every cell where the gateway counted events not delivered live: how many, and why, by its reason label."""
+    out: list[Sentence] = []
+    for cell in results.cells:
+        total = cell.get("gateway_dropped", "total")
+        if total is None or total.value <= 0 or cell.data is None:
+            continue
+        b = Builder(f"drops-{cell.id}", "reliability")
+        by_reason: dict[str, list[str]] = {}
+        for i, repeat in enumerate(cell.data.get("repeats") or []):
+            if repeat.get("status") != "ok":
+                continue
+            for key, value in (repeat.get("gateway_metrics") or {}).items():
+                if key.startswith('gateway_dropped_total{reason="') and value:
+                    reason = key.split('"')[1]
+                    name = f"{re.sub('[^a-z0-9]', '_', reason.lower())}_{i}"
+                    b.put(name, Traced(float(value), cell.file, f"repeats.{i}.gateway_metrics.{key}"), "int")
+                    by_reason.setdefault(reason, []).append(name)
+        parts = []
+        for reason, names in by_reason.items():
+            shown = f"{{{names[0]}}}" if len(names) == 1 else b.derive(f"sum_{names[0]}", "sum", names, "int")
+            parts.append(f"{shown} {DROP_REASONS.get(reason, f'dropped for the reason {reason!r}')}")
+        text = f"In {cell.id} the gateway did not deliver {b.put('total', total, 'int')} events live"
+        out.append(b.done(text + (": " + "; ".join(parts) if parts else "") + "."))
+    return out
+
+
+def outliers(results: Results) -> list[Sentence]:
+    """Cells whose repeats disagree by more than 2x on p99: the median stands, the spread is named."""
+    b = Builder("outliers", "caveats")
+    parts = []
+    for i, cell in enumerate(results.cells):
+        low, high = cell.get("deliver_p99_ms", "min"), cell.get("deliver_p99_ms", "max")
+        if low is None or high is None or low.value <= 0 or high.value <= 2 * low.value:
+            continue
+        parts.append(f"{cell.id} ({b.put(f'low{i}', low)} to {b.put(f'high{i}', high)} ms)")
+    if not parts:
+        return []
+    return [b.done("The repeats' p99 delivery latency differed by more than a factor of two in " + ", ".join(parts)
+                   + ": the report shows their median, the tables their range; the Cells table's notes say what "
+                   "the machine and the load generator were doing in each repeat.")]
+
+
 def _unexplained_losses(results: Results) -> list[Sentence]:
     """Deliveries the load test counted lost where the gateway reported no gap and dropped nothing."""
     b = Builder("losses-without-gaps", "caveats")
@@ -322,11 +476,10 @@ def _unexplained_losses(results: Results) -> list[Sentence]:
     total = b.derive("gateway_total", "sum", names, "int")
     return [b.done(
         "The load test counted deliveries as lost in " + ", ".join(cells) + f" while the gateway reported "
-        f"{total} recovery gaps and drops there. When this report was written, such counts came from the load "
-        "test, not from the gateway: after a resume the gateway replays the session's own events too (its live "
-        "fan-out skips them, since includeSelf is false), loadtests/users.py tracks those like another sender's "
-        "events, and the sequence numbers between two of its own replayed events count as lost. Read these counts "
-        "as an upper bound until the load test ignores its own events."
+        f"{total} recovery gaps and drops there: these losses are not explained by the gateway's own counters. "
+        "Each receiver checks every other sender's sequence numbers (its own are not delivered back), so a "
+        "sequence number that never arrived is a message the gateway acknowledged and did not deliver, or one "
+        "whose publish the sender could not confirm; the cell's Locust failures CSV lists them."
     )]
 
 
@@ -334,7 +487,8 @@ def _not_compared(sentence_id: str, section: str, where: str, *cells: CellView |
     """Why a comparison has no numbers; nothing when none of its cells was part of the run."""
     if all(c is None for c in cells):
         return []
-    states = [f"{c.id} is {c.status}" for c in cells if c is not None and not c.usable]
+    states = [f"{c.id} is {'generator-bound' if c.usable else c.status}" for c in cells
+              if c is not None and not c.comparable]
     if any(c is None for c in cells):
         states.append("the other cell was not part of this run")
     return [Builder(sentence_id, section).done(f"No comparison {where}: {', '.join(states)}.")]
@@ -343,7 +497,9 @@ def _not_compared(sentence_id: str, section: str, where: str, *cells: CellView |
 # -- all of it -------------------------------------------------------------------------
 
 SECTIONS: dict[str, str] = {
+    "capacity": "Capacity: the most one gateway process served within the bound",
     "verdict": "Verdict",
+    "floor": "The load generator's floor (calibration against reference servers)",
     "conditions": "When each transport wins",
     "load": "Under more load",
     "reliability": "Reliability",
@@ -355,14 +511,17 @@ SECTIONS: dict[str, str] = {
 
 
 def build(results: Results) -> list[Sentence]:
-    sentences: list[Sentence] = []
-    steps: list[Callable[[Results, int], list[Sentence]]] = [blocked, direct, fallback]
+    sentences: list[Sentence] = smoke(results) + capacity(results)
+    steps: list[Callable[[Results, int], list[Sentence]]] = [blocked, nginx, direct, fallback]
     for users in reversed(results.loads):  # the heaviest load first: that is where transports differ
         for step in steps:
             sentences += step(results, users)
-    sentences += winners(results)
+    if results.manifest_preset != "quick":  # a smoke test names no winner
+        sentences += winners(results)
+    sentences += floor(results)
     sentences += scaling(results)
     sentences += reliability(results)
+    sentences += drops(results)
     sentences += caveats(results)
     sentences += questions(results)
     return sentences
