@@ -39,7 +39,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rtclient import Backoff, Gap, RoomEvent, SocketIOClient, SseClient
+from rtclient import AutoClient, Backoff, Gap, RoomEvent, SocketIOClient, SseClient
 
 from . import nginx
 from .children import HOST, GatewayProcess, child_env, free_port, load_limits
@@ -47,9 +47,10 @@ from .children import HOST, GatewayProcess, child_env, free_port, load_limits
 T = TypeVar("T")
 ROOM = "soak"
 # Receivers on every transport: SSE + POST (auto mode: streams, falls back to polling behind a
-# buffering proxy), Socket.IO pinned to WebSocket, pinned to long-polling, and auto (polling,
-# then the upgrade).
-TRANSPORT_KINDS = ("sse", "sio-ws", "sio-polling", "sio-auto")
+# buffering proxy), Socket.IO pinned to WebSocket, pinned to long-polling, Socket.IO's own
+# default (polling, then the upgrade), and rtclient's ``auto`` (SSE at once, then a live move
+# to WebSocket), whose moves meet the drops and cuts too.
+TRANSPORT_KINDS = ("sse", "sio-ws", "sio-polling", "sio-auto", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Receiver:
     """One client and what reached it."""
 
     name: str
-    client: SseClient | SocketIOClient
+    client: SseClient | SocketIOClient | AutoClient
     got: list[tuple[float, Any, str]] = dataclasses.field(default_factory=list)  # (monotonic, data, offset)
     gaps: list[Gap] = dataclasses.field(default_factory=list)
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -318,10 +319,12 @@ def _offset(offset: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def make_client(kind: str, url: str, config: SoakConfig) -> SseClient | SocketIOClient:
+def make_client(kind: str, url: str, config: SoakConfig) -> SseClient | SocketIOClient | AutoClient:
     options: dict[str, Any] = {"request_timeout": config.request_timeout, "backoff": Backoff(base=0.05, cap=1.0)}
     if kind == "sse":
         return SseClient(url, "/chat", **options)
+    if kind == "auto":
+        return AutoClient(url, "/chat", **options)
     transports = {"sio-ws": ["websocket"], "sio-polling": ["polling"], "sio-auto": None}[kind]
     return SocketIOClient(url, "/chat", transports=transports, **options)
 
@@ -505,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     defaults = SoakConfig()
     p.add_argument("--duration", type=float, default=300.0, help="seconds of publishing (default 300)")
     p.add_argument("--rate", type=float, default=50.0, help="events per second (default 50)")
-    p.add_argument("--per-transport", type=int, default=5, help="receivers of each of the 4 kinds (default 5)")
+    p.add_argument("--per-transport", type=int, default=5, help="receivers of each of the 5 kinds (default 5)")
     p.add_argument("--drop-every", type=float, default=0.25, help="seconds between random drops (default 0.25)")
     p.add_argument("--cuts", type=int, help="proxy cuts (default: one per 30 s)")
     p.add_argument("--kills", type=int, help="node SIGKILLs (default: one per 100 s, at least 1)")
