@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -57,3 +59,34 @@ async def clients(server: ThreadedGateway) -> AsyncIterator[Callable[..., Driver
     for driver in made:
         with contextlib.suppress(Exception):
             await driver.close()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium through Playwright, headless; launch() gives every module a fresh
+    temporary profile. (The browser tests skip by themselves when Chromium is absent.)"""
+    from playwright.async_api import async_playwright
+
+    from .test_browser import ARGS, CHROMIUM
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def silent_peer() -> AsyncIterator[str]:
+    """A loopback TCP server that accepts every connection and never answers (nor closes)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()

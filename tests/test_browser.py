@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 import pytest
 import uvicorn
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from .servers import ThreadedGateway, timeout
 
@@ -56,15 +56,6 @@ def gw_without_admin() -> Iterator[ThreadedGateway]:
     gateway = ThreadedGateway(ping_interval=1.0, ping_timeout=1.0).start()
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        # launch() gives every run a fresh temporary profile.
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture

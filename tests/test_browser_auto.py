@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from comparison.proxy import ProxyProcess
 
 from .servers import ThreadedGateway, timeout
-from .test_browser import ARGS, CHROMIUM, SOCKETIO_BUILD, WAIT
+from .test_browser import CHROMIUM, SOCKETIO_BUILD, WAIT
 from .test_js_auto import NETWORKS, Network, Route
 
 expect.set_options(timeout=WAIT)
@@ -42,14 +42,6 @@ def proxies(gw: ThreadedGateway) -> Iterator[dict[str, ProxyProcess]]:
     yield started
     for proxy in started.values():
         proxy.stop()
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture

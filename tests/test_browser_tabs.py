@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from .servers import ThreadedGateway, free_port, timeout
-from .test_browser import ARGS, CHROMIUM, SOCKETIO_BUILD, WAIT
+from .test_browser import CHROMIUM, SOCKETIO_BUILD, WAIT
 
 ROOT = Path(__file__).resolve().parents[1]
 TAB_SCRIPT = ROOT / "tests" / "js" / "tab.js"
@@ -102,14 +102,6 @@ def http2(gw: ThreadedGateway, tmp_path_factory: pytest.TempPathFactory) -> Iter
     proxy = Http2Proxy(gw.port, tmp_path_factory.mktemp("nginx-http2"))
     yield proxy
     proxy.stop()
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -62,23 +62,6 @@ def took_blocking(call: Callable[[], Any]) -> tuple[float, BaseException | None]
     except Exception as exc:
         return time.monotonic() - started, exc
     return time.monotonic() - started, None
-
-
-@pytest.fixture
-async def silent_peer() -> AsyncIterator[str]:
-    """A loopback TCP server that accepts every connection and never answers (nor closes)."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    for writer in held:
-        writer.close()
-    server.close()
-    await server.wait_closed()
 
 
 @pytest.fixture

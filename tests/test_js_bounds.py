@@ -10,7 +10,6 @@ import os
 import pathlib
 import shutil
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,23 +25,6 @@ SLACK = 1500 * timeout(1)
 pytestmark = pytest.mark.node
 if shutil.which("node") is None or not (ROOT / "node_modules" / "socket.io-client").exists():
     pytestmark = [pytest.mark.node, pytest.mark.skip(reason="needs node and `npm ci` (make setup does both)")]
-
-
-@pytest.fixture
-async def silent_peer() -> AsyncIterator[str]:
-    """A loopback TCP server that accepts every connection and never answers (nor closes)."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    for writer in held:
-        writer.close()
-    server.close()
-    await server.wait_closed()
 
 
 def spawn(client: pathlib.Path, scenario: str, url: str, transport: str) -> Any:
