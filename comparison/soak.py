@@ -47,13 +47,10 @@ from .children import HOST, GatewayProcess, child_env, free_port, load_limits
 T = TypeVar("T")
 ROOM = "soak"
 # Receivers on every transport: SSE + POST (auto mode: streams, falls back to polling behind a
-# buffering proxy), Socket.IO pinned to WebSocket, pinned to long-polling, and Socket.IO's own
-# default (polling, then the upgrade). rtclient's ``auto`` (SSE at once, then a live move to
-# WebSocket) is a kind a run may ask for (``--kinds``) but not a default one: behind this
-# two-node nginx (SSE round-robin, Socket.IO by ip_hash) a receiver whose move lands on the
-# other node can stop receiving (issue 13, open; ``--kinds sse,auto`` reproduces it).
-TRANSPORT_KINDS = ("sse", "sio-ws", "sio-polling", "sio-auto")
-KINDS = (*TRANSPORT_KINDS, "auto")
+# buffering proxy), Socket.IO pinned to WebSocket, pinned to long-polling, Socket.IO's own
+# default (polling, then the upgrade), and rtclient's ``auto`` (SSE at once, then a live move
+# to WebSocket, which behind this nginx often lands on the other node).
+TRANSPORT_KINDS = ("sse", "sio-ws", "sio-polling", "sio-auto", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -514,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=50.0, help="events per second (default 50)")
     p.add_argument("--per-transport", type=int, default=5, help="receivers of each kind (default 5)")
     p.add_argument("--kinds", default=",".join(TRANSPORT_KINDS),
-                   help=f"receiver kinds, of {', '.join(KINDS)} (default: all but auto)")
+                   help=f"receiver kinds, among {', '.join(TRANSPORT_KINDS)} (default: all)")
     p.add_argument("--drop-every", type=float, default=0.25, help="seconds between random drops (default 0.25)")
     p.add_argument("--cuts", type=int, help="proxy cuts (default: one per 30 s)")
     p.add_argument("--kills", type=int, help="node SIGKILLs (default: one per 100 s, at least 1)")
@@ -534,9 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         request_timeout=args.request_timeout, seed=args.seed, workdir=args.workdir,
         kinds=tuple(kind for kind in args.kinds.split(",") if kind),
     )
-    unknown = set(config.kinds) - set(KINDS)
+    unknown = set(config.kinds) - set(TRANSPORT_KINDS)
     if unknown or not config.kinds:
-        print(f"--kinds: unknown {sorted(unknown)}; choose among {', '.join(KINDS)}", file=sys.stderr)
+        print(f"--kinds: unknown {sorted(unknown)}; choose among {', '.join(TRANSPORT_KINDS)}", file=sys.stderr)
         return 2
     # Ctrl-C: asyncio.run cancels the run, whose finally stops every child it started.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -787,6 +787,14 @@ class AutoClient(_Client):
         self._moving: SocketIOClient | None = None  # resuming the session on WebSocket, not yet its carrier
         self._migrated: _Client | None = None  # arrived by a move: its recovery frame is no news
         self._old_lost = False  # the carrier was lost while a move was under way
+        # A move starts when no request is in flight and no request starts until it ends: behind
+        # a balancer the old connection's node may not be the new one's, and a request the old
+        # node ran after the new one took the session over would be lost with the old copy.
+        self._in_flight = 0
+        self._requests_settled = asyncio.Event()
+        self._requests_settled.set()
+        self._not_moving = asyncio.Event()
+        self._not_moving.set()
         # One, made now (an HTTP client costs milliseconds to make): its connection pool lasts.
         self._sse = SseClient(self.url, namespace, buffer_timeout=buffer_timeout, token=self.token, auth=self.auth,
                               request_timeout=self.request_timeout, connect_timeout=self.connect_timeout)
@@ -923,7 +931,13 @@ class AutoClient(_Client):
             decision = self.auto.at_engine_open(opened and self._link is sse, sse.answered.is_set(), waited)
             decided.append(decision)
             if decision == "move":
+                self._not_moving.clear()
                 self._moving, self._migrated, self._old_lost = link, link, False
+                try:  # positions taken once the requests under way are answered
+                    async with asyncio.timeout(self.attempt_timeout):
+                        await self._requests_settled.wait()
+                except TimeoutError:
+                    pass  # a request stuck on the old connection: move anyway (its retry follows)
                 return self.state.resume_auth()
             # SSE held back, failed or slower: the session starts (or resumes) here instead.
             if not attempt.done():
@@ -943,6 +957,7 @@ class AutoClient(_Client):
             self.auto.failed("websocket", exc, other_got_through=got_through, reached=bool(decided))
             if self._moving is link:
                 self._moving = self._migrated = None
+                self._not_moving.set()
                 if self._old_lost:  # the carrier was lost while moving: reconnect now
                     self._old_lost = False
                     self._lost.set()
@@ -957,6 +972,7 @@ class AutoClient(_Client):
     def _moved(self, link: SocketIOClient) -> None:
         """The session's open frame came on the connection it moves to: that one carries it."""
         old, self._link, self._moving, self._old_lost = self._link, link, None, False
+        self._not_moving.set()
         self.auto.note("websocket", "moved", self._shown or "")
         self.auto.opened("websocket")
         if old is not None and old is not link:
@@ -969,6 +985,7 @@ class AutoClient(_Client):
     async def _stop_moving(self) -> None:
         probe, self._probe = self._probe, None
         moving, self._moving = self._moving, None
+        self._not_moving.set()
         await reap(probe, CLOSE_BOUND, "the WebSocket probe", self.state.stats)
         if moving is not None:
             await moving._close_connection(goodbye=False)
@@ -1005,12 +1022,20 @@ class AutoClient(_Client):
     # -- transport hooks ------------------------------------------------------------------
 
     async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        await self._not_moving.wait()  # bounded by the request's own timeout
         link = self._link
         if self.ended is not None:
             raise self.ended
         if link is None:
             raise ConnectionLost("not connected")
-        return await link._send(kind, body)
+        self._in_flight += 1
+        self._requests_settled.clear()
+        try:
+            return await link._send(kind, body)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._requests_settled.set()
 
     async def _close_connection(self, goodbye: bool) -> None:
         await self._stop_moving()

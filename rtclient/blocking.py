@@ -758,6 +758,11 @@ class _AutoIO:
         self._migrated: _SocketIOIO | None = None  # arrived by a move: its recovery frame is no news
         self._old_lost = False  # the carrier was lost while a move was under way
         self._moved = threading.Event()
+        # As ``AutoClient``: a move starts when no request is in flight and no request starts
+        # until it ends (behind a balancer, the old connection's node may not be the new one's).
+        self._requests = threading.Condition()
+        self._in_flight = 0
+        self._moving_now = False
 
     def name(self) -> str:
         return self.shown or "?"
@@ -810,8 +815,11 @@ class _AutoIO:
             self._moved.clear()
         self.plan.note("websocket", "trying")
         reached = False  # the WebSocket handshake got through: a later loss is not a refusal
+        with self._requests:
+            self._moving_now = True
+            self._requests.wait_for(lambda: not self._in_flight, c.attempt_timeout)
         try:
-            link.open(resume=True)
+            link.open(resume=True)  # its positions: taken now the requests under way are answered
             reached = True
             if not self._moved.wait(c.attempt_timeout) or not self._carries(link):
                 raise ConnectionLost("no open frame on WebSocket")
@@ -824,6 +832,10 @@ class _AutoIO:
             link.close(goodbye=False)
             if lost:  # the carrier was lost while moving: reconnect now
                 c._lost.set()
+        finally:
+            with self._requests:
+                self._moving_now = False
+                self._requests.notify_all()
 
     def sort(self, io: _SseIO | _SocketIOIO, events: list[ClientEvent]) -> list[ClientEvent] | None:
         """A frame's events from ``io`` (under the frame lock): what the client settles, or None."""
@@ -878,7 +890,16 @@ class _AutoIO:
     # -- the carrier's --------------------------------------------------------------------
 
     def send(self, kind: str, body: dict[str, Any], within: float) -> Any:
-        return self.current.send(kind, body, within)
+        with self._requests:
+            if not self._requests.wait_for(lambda: not self._moving_now, within):
+                raise ConnectionLost("a move to WebSocket did not end in time")
+            self._in_flight += 1
+        try:
+            return self.current.send(kind, body, within)
+        finally:
+            with self._requests:
+                self._in_flight -= 1
+                self._requests.notify_all()
 
     def close(self, goodbye: bool, final: bool = False) -> None:
         self._stop_moving()

@@ -203,7 +203,9 @@ async def test_auto_loses_nothing_across_moves_during_a_burst(
     for r in receivers:
         assert r["received"] == total and r["unique"] == total and r["missing"] == 0, report
         assert r["inOrder"] and r["gaps"] == 0, report
-        assert r["transport"] == NETWORKS[name].ends_on, report
+        # Behind drop, a cut can land on the WebSocket handshake of a reconnect (the proxy cuts
+        # at random lifetimes): that reads as WebSocket failing here, and SSE carries on.
+        assert r["transport"] == NETWORKS[name].ends_on or (name == "drop" and r["transport"] == "sse"), report
     if name == "passthrough":
         moved = [m["at"] for r in receivers for m in r["moves"] if m["name"] == "websocket"]
         assert any(0 < at < total for at in moved), f"no move during the burst: {report}"
