@@ -32,9 +32,10 @@ NGINX = Path("/usr/sbin/nginx")
 JOIN_WITHIN = timeout(2) * 1000  # ms: the bound for every tab's join
 
 expect.set_options(timeout=WAIT)
-pytestmark: list[pytest.MarkDecorator] = [pytest.mark.browser]
+# Ten to twenty Chromium tabs and a 2 s join bound: run alone, after the parallel part (serial).
+pytestmark: list[pytest.MarkDecorator] = [pytest.mark.browser, pytest.mark.serial]
 if not CHROMIUM.exists():
-    pytestmark = [pytest.mark.browser, pytest.mark.skip(reason="needs /usr/bin/chromium (make system-deps)")]
+    pytestmark = [pytest.mark.browser, pytest.mark.serial, pytest.mark.skip(reason="needs /usr/bin/chromium (make system-deps)")]
 needs_nginx = pytest.mark.skipif(not NGINX.exists(), reason=f"{NGINX} is absent (scripts/system-deps.sh installs it)")
 needs_socketio = pytest.mark.skipif(not SOCKETIO_BUILD.exists(), reason="needs `npm ci` (socket.io-client)")
 

@@ -202,11 +202,6 @@ export class Client {
     this._network = this.options.url;
     this._probe = null; // a WebSocket engine opening beside the session's connection
     this._moving = null; // a link resuming the session on WebSocket, not yet its carrier
-    // A move starts when no request is in flight, and no request is sent until it ends: behind a
-    // balancer the old connection's node may not be the new one's, and a request the old node
-    // ran after the new one took the session over would be lost with the old copy.
-    this._inFlight = 0;
-    this._whenSettled = [];
     this._wsWorks = false; // WebSocket carried this session: reconnect on it directly
     this._wsRefused = false; // WebSocket failed here (remembered once HTTP gets through)
     this._sseFailures = 0;
@@ -619,9 +614,6 @@ export class Client {
     try {
       const token = await within(this._token(), connectTimeout, "the token function");
       if (this._moving !== link) return;
-      // Positions are taken once the requests under way are answered (a stuck one: move anyway).
-      await within(this._settled(), connectTimeout, "requests under way").catch(() => {});
-      if (this._moving !== link) return;
       await within(link.open({ sid: this.sid, key: this.key, offsets: Object.fromEntries(this._offsets), token }), connectTimeout, "moving");
     } catch (err) {
       if (this._moving !== link) return;
@@ -631,7 +623,6 @@ export class Client {
       // The probe's engine had opened: a move cut by the network is not WebSocket refused here.
       this._note(link.kind, "failed", err?.code);
       if (!this._link) this._retry(err); // the old connection was lost meanwhile
-      else this._pump(); // what waited for the move goes on the old connection
     }
   }
 
@@ -647,12 +638,6 @@ export class Client {
       old.ended = true;
       old.drop();
     }
-    this._pump(); // what waited for the move goes on the new connection
-  }
-
-  /** Resolves when no request is in flight. */
-  _settled() {
-    return this._inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this._whenSettled.push(resolve));
   }
 
   /** Give up a probe or a move under way (offline, closing). */
@@ -853,7 +838,7 @@ export class Client {
   /** Send what has not been sent on the current connection: every emit, the head of the ordered lane. */
   _pump() {
     const link = this._link;
-    if (this.state !== "open" || !link || this._moving) return; // a move under way: after it
+    if (this.state !== "open" || !link) return;
     const now = Date.now();
     let wake = Infinity; // the earliest notBefore (a rate_limited refusal's wait) still ahead
     const due = (entry) => {
@@ -878,12 +863,7 @@ export class Client {
     entry.sentOn = link.seq;
     if (entry.attempts++ > 0) this.stats.retransmits += 1;
     const stall = this._watchStall(link, entry.kind, () => entry.done);
-    this._inFlight += 1;
-    const answered = () => {
-      stall();
-      if (--this._inFlight === 0) for (const resolve of this._whenSettled.splice(0)) resolve();
-    };
-    link.request(entry.kind, entry.body).finally(answered).then(
+    link.request(entry.kind, entry.body).finally(stall).then(
       (result) => this._settle(entry, result),
       (error) => {
         if (entry.kind === "leave" && error.code === "not_joined" && entry.attempts > 1) {
