@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
-Transport = Literal["sse", "sio-websocket", "sio-default", "sio-polling"]
+Transport = Literal["sse", "sio-websocket", "sio-default", "sio-polling", "auto"]
 DirectVia = Literal["passthrough", "none"]
 Server = Literal["gateway", "node-socketio", "raw-sse"]
 
@@ -26,6 +26,7 @@ TRANSPORT_LABELS: Final[dict[str, str]] = {
     "sio-websocket": "Socket.IO WebSocket",
     "sio-default": "Socket.IO (default: polling, upgrade tried)",
     "sio-polling": "Socket.IO polling",
+    "auto": "auto (SSE + POST at once, moved to WebSocket when allowed)",
 }
 
 
@@ -78,6 +79,12 @@ KINDS: Final[tuple[CellKind, ...]] = (
     CellKind("sio-polling-nginx", "sio-polling", "sio-default", "nginx-block-websocket",
              "Socket.IO (default client) behind nginx that drops Upgrade: polling fallback"),
     CellKind("sse-nginx", "sse", "sse", "nginx-block-websocket", "SSE + POST behind nginx that drops Upgrade"),
+    # auto: the session opens on SSE + POST and moves to WebSocket when the proxy lets it through.
+    CellKind("auto-direct", "auto", "auto", "passthrough", "auto, WebSocket allowed: moves to WebSocket"),
+    CellKind("auto-block", "auto", "auto", "block-websocket", "auto behind a WebSocket-blocking proxy: stays on SSE"),
+    CellKind("auto-drop", "auto", "auto", "drop", "auto, proxy cuts every connection after 2-6 s", fault=True,
+             proxy_options=DROP_OPTIONS),
+    CellKind("auto-nginx", "auto", "auto", "nginx-block-websocket", "auto behind nginx that drops Upgrade"),
     # Calibration: the same users against a reference server, through the same proxy hop.
     CellKind("sse-reference", "sse", "sse", "passthrough",
              "Calibration: the SSE + POST users against the raw SSE reference server", server="raw-sse"),
@@ -88,7 +95,8 @@ KINDS: Final[tuple[CellKind, ...]] = (
 )
 CALIBRATION_KINDS: Final = tuple(k.key for k in KINDS if k.calibration)
 KINDS_BY_KEY: Final = {kind.key: kind for kind in KINDS}
-FAMILY_LABELS: Final = {"sse": "SSE + POST", "sio-websocket": "Socket.IO WebSocket", "sio-polling": "Socket.IO polling"}
+FAMILY_LABELS: Final = {"sse": "SSE + POST", "sio-websocket": "Socket.IO WebSocket", "sio-polling": "Socket.IO polling",
+                        "auto": "auto"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +129,8 @@ PRESETS: Final[dict[str, Preset]] = {
     # A smoke test: most cells once, short. Its numbers say every cell runs, not who wins.
     "quick": Preset("quick", users=(10, 40), timing=Timing(duration=5, warmup=1, repeats=1),
                     kinds=("sio-websocket-direct", "sse-direct", "sio-polling-direct", "sio-polling-block",
-                           "sse-block", "sse-drop", "sse-reference", "sio-websocket-reference")),
+                           "sse-block", "sse-drop", "auto-direct", "auto-block", "sse-reference",
+                           "sio-websocket-reference")),
     # What docs/report is made with; the runner prints its planned length and records the real one.
     "full": Preset("full", users=(20, 100), timing=Timing(duration=20, warmup=2, repeats=3), ladders=True),
 }

@@ -11,6 +11,8 @@ costs a ``recv``, a parse and an ``orjson.loads``: no thread, no ``asyncio`` loo
 * ``SioClient``: Socket.IO v5 / Engine.IO v4 over WebSocket, over long-polling, or the
   default client's way (polling handshake, then the WebSocket upgrade, staying on polling
   when it is refused).
+* ``AutoClient``: ``auto`` as ``rtclient`` and ``rtgateway.js`` do it: the session opens on
+  SSE at once, WebSocket is tried beside it, and the live session moves there when it opens.
 
 Both resume after a lost connection (the SSE cursor, Socket.IO's ``auth`` with ``sid``,
 ``key`` and ``offsets``) and report every delivery to ``Sink``. The reference servers of the
@@ -585,3 +587,67 @@ class SioClient(Client):
     def close(self) -> None:
         super().close()
         self.close_transports()
+
+
+# -- auto: SSE at once, the live session moved to WebSocket when the network allows ------------
+
+
+class AutoClient:
+    """``auto`` (``rtclient.aio.AutoClient``'s way, on the light clients): the session opens on
+    SSE + POST (one round trip), a WebSocket is tried beside it, and once its Socket.IO CONNECT
+    resumed the session (auth ``{sid, key, offsets}``) requests go there and the SSE stream is
+    let go of. Both connections feed one ``ClientState``, whose offsets drop the overlap, so a
+    move loses and repeats nothing; a proxy that refuses WebSocket leaves the session on SSE."""
+
+    def __init__(self, url: str, namespace: str, sink: Sink, mode: SseMode = "auto", timeout: float = 10.0) -> None:
+        self.url, self.namespace, self.sink, self.timeout = url, namespace, sink, timeout
+        self.sse = SseClient(url, namespace, sink, mode, timeout)
+        self.current: Client = self.sse
+        self.moved = gevent.event.AsyncResult()  # True once on WebSocket, False if it was refused
+        self.closing = False
+
+    @property
+    def ended(self) -> str | None:
+        return self.current.ended
+
+    def connect(self, room: str) -> None:
+        self.sse.connect(room)
+        gevent.spawn(self.move)
+
+    def move(self) -> None:
+        ws = SioClient(self.url, self.namespace, self.sink, "websocket", self.timeout)
+        ws.state = self.sse.state  # one session, one set of offsets
+        try:
+            ws.open_session()
+        except (Lost, RequestFailed, ValueError):
+            ws.close()
+            self.moved.set(False)
+            return
+        if self.closing:
+            ws.close()
+            self.moved.set(False)
+            return
+        ws.reader = gevent.spawn(ws.run, ws.read)
+        self.current = ws
+        self.sse.close()  # the gateway has already sent it ``close {reason: "replaced"}``
+        self.moved.set(True)
+
+    def publish(self, room: str, data: Any, event_id: str) -> None:
+        # A publish the old connection could not finish is sent again on the new one: its event id
+        # makes the gateway publish it once.
+        client = self.current
+        try:
+            client.publish(room, data, event_id)
+        except (Lost, RequestFailed):
+            if self.current is client:
+                raise
+            self.current.publish(room, data, event_id)
+
+    def upgraded_to_websocket(self, within: float) -> bool:
+        return bool(self.moved.get(timeout=within)) if self.moved.wait(within) else False
+
+    def close(self) -> None:
+        self.closing = True
+        self.sse.close()
+        if self.current is not self.sse:
+            self.current.close()

@@ -16,7 +16,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-TRANSPORTS = ("sse", "sio-websocket", "sio-default", "sio-polling")
+TRANSPORTS = ("sse", "sio-websocket", "sio-default", "sio-polling", "auto")
 
 
 @events.init_command_line_parser.add_listener
@@ -25,7 +25,7 @@ def _arguments(parser: Any) -> None:
     def option(*names: str, **kwargs: Any) -> None:
         parser.add_argument(*names, include_in_web_ui=True, **kwargs)
 
-    option("--transport-mix", default="sse=1,sio-websocket=1,sio-default=1,sio-polling=1",
+    option("--transport-mix", default="sse=1,sio-websocket=1,sio-default=1,sio-polling=1,auto=1",
            help="weights per transport, e.g. 'sse=3,sio-polling=1' (0 leaves one out)")
     option("--room-size", type=int, default=10, help="users per room")
     option("--publish-rate", type=float, default=1.0, help="messages per second per user")

@@ -13,8 +13,9 @@ all on the master. What is measured (type / name):
     connect   / <transport>               handshake until the session is usable
     connect   / <transport>: ended        the session ended for good (close ``replaced``, resume
                                           refused); the user connects anew (failure)
-    upgrade   / <transport>: websocket    Socket.IO's polling -> WebSocket upgrade happened
-    upgrade   / <transport>: refused      it stayed on polling (failure)
+    upgrade   / <transport>: websocket    Socket.IO's polling -> WebSocket upgrade happened, or
+                                          ``auto`` moved its session from SSE to WebSocket
+    upgrade   / <transport>: refused      it stayed on polling (``auto``: on SSE) (failure)
     publish   / <transport>               publish -> ack round trip (the event is logged)
     deliver   / <transport>               publish -> delivery latency at each receiver, from the
                                           scheduled send time in the payload; its RPS is deliveries/s
@@ -39,7 +40,7 @@ import gevent
 from locust import User, constant, events, task
 
 from loadtests import _options  # noqa: F401  (registers the options and the transport mix)
-from loadtests._light import Lost, RequestFailed, Sink, SioClient, SioTransport, SseClient
+from loadtests._light import AutoClient, Lost, RequestFailed, Sink, SioClient, SioTransport, SseClient
 from loadtests._tracking import SequenceTracker
 
 _user_numbers = itertools.count()
@@ -66,7 +67,8 @@ class GatewayUser(User):
 
     abstract = True
     transport_label = "sse"
-    upgrades = False  # Socket.IO's default client: report whether the WebSocket upgrade happened
+    upgrades = False  # Socket.IO's default client, auto: report whether the move to WebSocket happened
+    fallback = "polling"  # where such a user stays when WebSocket is refused
     wait_time = constant(0)  # the publish task paces itself on a fixed schedule
 
     def make_client(self, url: str, sink: Sink) -> GatewayClient:
@@ -114,7 +116,7 @@ class GatewayUser(User):
             fire("upgrade", f"{self.transport_label}: websocket", _ms(started))
         else:
             fire("upgrade", f"{self.transport_label}: refused", _ms(started),
-                 RuntimeError("stayed on polling: the WebSocket upgrade did not happen"))
+                 RuntimeError(f"stayed on {self.fallback}: the move to WebSocket did not happen"))
 
     @task
     def publish(self) -> None:
@@ -203,3 +205,12 @@ class SocketIODefaultUser(_SioUser):
 
 class SocketIOPollingUser(_SioUser):
     transport, transport_label = "polling", "sio-polling"
+
+
+class AutoUser(GatewayUser):
+    """``auto``: SSE + POST at once, the live session moved to WebSocket when the network allows."""
+
+    transport_label, upgrades, fallback = "auto", True, "SSE"
+
+    def make_client(self, url: str, sink: Sink) -> GatewayClient:
+        return AutoClient(url, self.options.namespace, sink, mode=self.options.sse_mode)

@@ -20,7 +20,7 @@ from .servers import ROOT, ThreadedGateway, timeout
 
 pytestmark = pytest.mark.serial  # a load generator or throughput figures: runs alone
 
-NAMES = {"sse", "sio-websocket", "sio-default", "sio-polling"}
+NAMES = {"sse", "sio-websocket", "sio-default", "sio-polling", "auto"}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,8 @@ async def test_passthrough_every_transport_delivers_without_loss(gateway, tmp_pa
             assert failure_count(result, kind, name)[0] == 0, failure_count(result, kind, name)
         assert float(result["stats"][("deliver", name)]["Median Response Time"]) > 0  # never a zero
     assert count(result, "upgrade", "sio-default: websocket") > 0
+    # auto opened on SSE and moved every session to WebSocket, losing and repeating nothing.
+    assert count(result, "upgrade", "auto: websocket") == count(result, "connect", "auto") > 0
     assert delivery_failures(result) == []  # zero lost, duplicated, out of order, gaps
     assert stats.classes["sse-post"].requests > 0
     # The generator measures its own lag beside what it measures of the gateway.
@@ -90,7 +92,9 @@ async def test_block_websocket_outcomes(gateway, tmp_path):
     assert count(result, "connect", "sio-websocket") == count(result, "connect", "sio-websocket", "Failure Count") > 0
     assert count(result, "upgrade", "sio-default: refused") > 0  # stayed on polling
     assert count(result, "upgrade", "sio-default: websocket") == 0
-    for name in ("sse", "sio-default", "sio-polling"):
+    assert count(result, "upgrade", "auto: refused") > 0  # stayed on SSE + POST
+    assert count(result, "upgrade", "auto: websocket") == 0
+    for name in ("sse", "sio-default", "sio-polling", "auto"):
         assert count(result, "deliver", name) > 0 and count(result, "connect", name, "Failure Count") == 0
     assert stats.classes["socketio-websocket"].upgrades_refused > 0
     assert delivery_failures(result) == []
@@ -99,10 +103,11 @@ async def test_block_websocket_outcomes(gateway, tmp_path):
 async def test_drop_profile_recovers_without_loss(gateway, tmp_path):
     with ProxyProcess(gateway.url, "drop", "--drop-min", "1", "--drop-max", "2", "--seed", "7") as proxy:
         result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url,
-                              "--transport-mix", "sse=1,sio-polling=1", users=4, seconds=6)
+                              "--transport-mix", "sse=1,sio-polling=1,auto=1", users=6, seconds=6)
         stats = read_stats(proxy.url)
     assert sum(c.cuts_drop for c in stats.classes.values()) > 0  # connections really were cut
-    assert count(result, "deliver", "sse") > 0 and count(result, "deliver", "sio-polling") > 0
+    for name in ("sse", "sio-polling", "auto"):
+        assert count(result, "deliver", name) > 0, name
     lost_or_doubled = [f for f in delivery_failures(result) if f[1] in ("lost", "duplicate", "out-of-order")]
     assert lost_or_doubled == [], result["failures"]
 

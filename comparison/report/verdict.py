@@ -101,6 +101,38 @@ def fallback(results: Results, users: int) -> list[Sentence]:
     return [b.done(text + ".")]
 
 
+def auto(results: Results, users: int) -> list[Sentence]:
+    """Where ``auto`` ended and what it cost: its time to a usable session beside the fixed
+    choices' (Socket.IO's default client behind the blocking proxy), its p99 beside the best."""
+    out: list[Sentence] = []
+    pairs = (("block", "behind the WebSocket-blocking proxy", "auto-block", "sse-block", "sio-polling-block",
+              "SSE + POST", "Socket.IO's default client (polling once its upgrade is refused)"),
+             ("direct", "with WebSocket allowed", "auto-direct", "sio-websocket-direct", "sio-polling-direct",
+              "Socket.IO over WebSocket", "Socket.IO polling"))
+    for tag, where, auto_key, best_key, other_key, best_words, other_words in pairs:
+        cell, best, other = (results.cell(k, users) for k in (auto_key, best_key, other_key))
+        if not usable(cell, best):
+            continue
+        assert cell is not None and best is not None
+        b = Builder(f"auto-{tag}-u{users}", "verdict")
+        u = b.put("users", users_of(cell), "int")
+        moved, stayed = cell.get("upgrades_websocket", "total"), cell.get("upgrades_refused", "total")
+        text = f"auto {where} at {u} users: "
+        if moved is not None and stayed is not None:
+            text += (f"{b.put('moved', moved, 'int')} sessions moved to WebSocket and {b.put('stayed', stayed, 'int')} "
+                     "stayed on SSE + POST; ")
+        metrics = [("connect_p50_ms", "conn"), ("deliver_p99_ms", "p99")]
+        if not (put_metrics(b, cell, "auto", metrics) and put_metrics(b, best, "best", metrics)):
+            continue
+        text += (f"the first usable session (handshake and join acknowledged) took p50 {{auto_conn}} ms vs "
+                 f"{{best_conn}} ms for {best_words}")
+        if other is not None and usable(other) and put_metrics(b, other, "other", [("connect_p50_ms", "conn")]):
+            text += f" and {{other_conn}} ms for {other_words}"
+        text += f"; p99 delivery {{auto_p99}} ms vs {{best_p99}} ms for {best_words}."
+        out.append(b.done(text))
+    return out
+
+
 def winners(results: Results) -> list[Sentence]:
     """Per load, which cell was best on each axis, and the rule each scenario follows."""
     out: list[Sentence] = []
@@ -512,7 +544,7 @@ SECTIONS: dict[str, str] = {
 
 def build(results: Results) -> list[Sentence]:
     sentences: list[Sentence] = smoke(results) + capacity(results)
-    steps: list[Callable[[Results, int], list[Sentence]]] = [blocked, nginx, direct, fallback]
+    steps: list[Callable[[Results, int], list[Sentence]]] = [blocked, nginx, direct, fallback, auto]
     for users in reversed(results.loads):  # the heaviest load first: that is where transports differ
         for step in steps:
             sentences += step(results, users)
