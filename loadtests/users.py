@@ -23,6 +23,7 @@ all on the master. What is measured (type / name):
     generator / send lag                  the generator's own lag: how late its scheduler woke a publish
     generator / receive-to-record         from a read returning to its deliveries being recorded
     generator / loop lag                  how late the generator's event loop woke a timer (loadtests/_options.py)
+    generator / gc pause                  each full collection in the generator (loadtests/_options.py)
 
 ``loadtests/_blocking.py`` holds the same users on ``rtclient.blocking.BlockingClient`` (the
 previous generator), kept to measure what the light clients save.
