@@ -17,6 +17,10 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtests import _locust_fence
+
+_locust_fence.install()
+
 TRANSPORTS = ("sse", "sio-websocket", "sio-default", "sio-polling", "auto")
 
 
