@@ -15,8 +15,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp
 
 from gateway import client_files
+from gateway.admin import OperatorView
+from gateway.bearer import BearerToken
 from gateway.core.hub import Gateway
-from gateway.core.sessions import hash_key, key_matches
 from gateway.fences.exit_signals import exit_signals_heard
 from gateway.logs import configure, redact_access_log
 from gateway.messages import ServerPublish
@@ -24,15 +25,12 @@ from gateway.origins import OriginGuard
 from gateway.problems import MEDIA_TYPE as PROBLEM
 from gateway.problems import documented, plain_optional_parameters
 from gateway.settings import Settings
-from gateway.transports import sse
+from gateway.transports import sse, sse_multiplex
 from gateway.transports.socketio_server import SocketIOTransport
 from gateway.wire.errors import (
     BrokerUnavailable,
-    Forbidden,
     GatewayError,
-    InvalidToken,
     RateLimited,
-    Unauthorized,
     ValidationFailed,
 )
 
@@ -81,14 +79,18 @@ def create_app(
         demo_app.install(gateway)
     if declare is not None:
         declare(gateway)
+    operator_view = OperatorView(gateway)  # /admin/ui, with GATEWAY_ADMIN_TOKEN
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        operator_view.start()
         shutdown = anyio.Event()
 
         async def stop_when_told() -> None:
             await shutdown.wait()
+            await operator_view.stop()
+            multiplexed.stop()  # carriers are no session's: the hub's stop does not reach them
             await gateway.stop()
 
         async with anyio.create_task_group() as tg:
@@ -122,7 +124,7 @@ def create_app(
     # the allowed ones need. Never credentials: the gateway uses no cookies.
     api.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", sse.KEY_HEADER],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", sse.KEY_HEADER, sse_multiplex.CARRIER_KEY_HEADER],
         expose_headers=["Retry-After"], allow_credentials=False,
     )
 
@@ -161,19 +163,16 @@ def create_app(
         responses=documented(400, 401, 403, 404, 413, 415, 422, 429, 503),
     )
     async def server_publish(request: Request) -> JSONResponse:
-        given = request.headers.get("authorization", "")
-        if not api_token_hash:
-            raise Forbidden("the server API is disabled: set GATEWAY_API_TOKEN")
-        if not given.lower().startswith("bearer "):
-            raise Unauthorized("Authorization: Bearer <GATEWAY_API_TOKEN> required")
-        if not key_matches(given[7:].strip(), api_token_hash):
-            raise InvalidToken("wrong API token")
+        api_token.check(request)
         sse.require_json(request)
         body = ServerPublish.parse(await request.body())
         offset = await gateway.emit(body.namespace, body.event, body.data, to=body.room)
         return JSONResponse({"ok": True, "result": {"room": body.room or "*", "offset": offset}})
 
     api.include_router(sse.router(gateway))
+    multiplexed = sse_multiplex.MultiplexTransport(gateway)  # the tabs of a browser on one stream
+    api.include_router(multiplexed.router())
+    api.include_router(operator_view.router())
     if demo:
         api.include_router(demo_app.router(gateway))
 
@@ -187,6 +186,6 @@ def create_app(
         path, media_type = client_files.client_file(name)
         return FileResponse(path, media_type=media_type, headers=client_files.HEADERS)
 
-    api_token_hash = hash_key(settings.api_token.get_secret_value()) if settings.api_token.get_secret_value() else ""
+    api_token = BearerToken(settings.api_token, "GATEWAY_API_TOKEN", "the server API")
     socketio_transport = SocketIOTransport(gateway)
     return GatewayApp(socketio_transport.asgi_app(sse.EventStreamHost(api)), api, gateway)

@@ -60,7 +60,10 @@ def install(gateway: Gateway) -> None:
         return data
 
     # -- "/chat": rooms, publish, RPC ---------------------------------------------
-    chat = gateway.namespace("/chat", anonymous=True, recovery=True)
+    # The page's presence list shows each member's chosen name, and follows joins and leaves.
+    chat = gateway.namespace(
+        "/chat", anonymous=True, recovery=True, presence_claims=("name",), presence_events=True
+    )
 
     @chat.use
     async def chat_name(session: Session, auth: dict[str, Any]) -> None:

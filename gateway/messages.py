@@ -1,6 +1,6 @@
 """Request bodies as pydantic models, for FastAPI's OpenAPI document.
 
-A client request (join, leave, publish, emit, ack) is validated by one gate only,
+A client request (join, leave, publish, emit, ack, presence) is validated by one gate only,
 ``gateway.wire.requests.decode_request``, whatever carried it: the models below only
 describe its body in the document (``tests/test_wire_requests.py`` checks that they
 list the same fields). ``ServerPublish`` (``/api/publish``) is no client request and
@@ -46,11 +46,14 @@ class Body(Schema):
 
 
 ClientEventId = Field(default=None, alias="clientEventId", min_length=1, max_length=128)
+Volatile = Field(default=False, description="Not logged, no offset, not deduplicated; dropped for a "
+                 "connection not ready for it (docs/protocol.md, Volatile events)")
 # Documented in the schema; enforced by ``check_name`` (its message names the rule and the
 # reserved names, and it full-matches: no trailing newline).
 _NAME: JsonDict = {"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 128}
 Room = Field(json_schema_extra=_NAME)
-_DATA: JsonDict = {"description": "Any JSON value: finite numbers, at most 32 levels deep"}
+_DATA: JsonDict = {"description": "Any JSON value: finite numbers, at most 32 levels deep; a binary anywhere "
+                   'in it as {"_rtgw_binary": "<base64>"} (docs/protocol.md, Binary payloads)'}
 
 
 def Data(alias: str | None = None) -> Any:
@@ -71,6 +74,7 @@ class PublishRequest(Schema):
     data: Any = Data()
     client_event_id: str | None = ClientEventId
     include_self: bool = Field(default=False, alias="includeSelf")
+    volatile: bool = Volatile
 
 
 class EmitRequest(Schema):
@@ -79,6 +83,14 @@ class EmitRequest(Schema):
     event: str = Field(json_schema_extra=_NAME)
     data: Any = Data()
     client_event_id: str | None = ClientEventId
+    volatile: bool = Volatile
+
+
+class PresenceRequest(Schema):
+    """A room's members, a page at a time: ``cursor`` is the previous page's ``next``."""
+
+    room: str = Room
+    cursor: str | None = Field(default=None, json_schema_extra=_NAME)
 
 
 class AckRequest(Schema):

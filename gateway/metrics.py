@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+# Sample name -> its (labels, value) pairs, as an exposition states them.
+Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 class Metrics:
@@ -22,8 +26,24 @@ class Metrics:
         )
         self.replayed = Counter("gateway_replayed_total", "Room events replayed on resume", registry=r)
         self.gaps = Counter("gateway_recovery_gaps_total", "Rooms resumed with a gap", registry=r)
+        # Reasons: slow_consumer, socketio_outbox_full, socket_closed, volatile_not_ready,
+        # presence_unannounced; binary_attachments: a Socket.IO socket ended for a binary packet
+        # over the attachment bounds, its held attachments let go (fences/socketio_attachments.py).
         self.dropped = Counter(
             "gateway_dropped_total", "Events not delivered live, by reason", ["reason"], registry=r
+        )
+        self.volatile = Counter(
+            "gateway_volatile_total", "Volatile room events fanned out (not logged)", registry=r
+        )
+        # Presence (gateway/core/presence.py): members entering and leaving rooms on this node,
+        # and the presence.join / presence.leave events it announced.
+        self.presence_changes = Counter(
+            "gateway_presence_changes_total", "Room members entering or leaving presence on this node",
+            ["change"], registry=r,
+        )
+        self.presence_events = Counter(
+            "gateway_presence_events_total", "presence.join / presence.leave events announced", ["event"],
+            registry=r,
         )
         self.duplicates = Counter(
             "gateway_duplicates_total", "Retransmissions answered from the dedup window", registry=r
@@ -47,3 +67,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def read(exposition: bytes) -> Samples:
+    """Every sample of an exposition (what ``/metrics`` serves) by sample name, e.g.
+    ``gateway_delivered_total`` -> ``[({"transport": "sse"}, 3.0)]``.
+
+    The operator view (``gateway/overview.py``) reads its figures through this, so they
+    are the very ones a Prometheus scrape gets.
+    """
+    samples: Samples = {}
+    for family in text_string_to_metric_families(exposition.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples

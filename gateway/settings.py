@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     ping_timeout: float = Field(20.0, gt=0)
     # Largest accepted client frame, in bytes (Socket.IO's maxHttpBufferSize, HTTP 413 for POST).
     max_payload: int = Field(1_000_000, gt=0)
+    # Binary attachments one Socket.IO packet may announce (socket.io-parser's maxAttachments is
+    # also 10); the ones held for a socket until its packet's last arrives may total max_payload
+    # bytes. Past either, the socket is ended (gateway/fences/socketio_attachments.py).
+    max_binary_attachments: int = Field(10, gt=0)
 
     # A detached session keeps its sid, rooms and missed events this long (seconds).
     recovery_window: float = Field(120.0, ge=0)
@@ -75,6 +79,10 @@ class Settings(BaseSettings):
     # The demo's admin password: exchanged at POST /demo/token for a JWT that grants /admin
     # and private: rooms. Empty (the default): no /admin, no private: rooms.
     admin_token: SecretStr = SecretStr("")
+    # The operator view (/admin/ui, Bearer GATEWAY_ADMIN_TOKEN; off without it): seconds between
+    # a node's snapshots. A snapshot lives three periods in the broker, so a node that
+    # dies leaves the cluster-wide view within that.
+    admin_snapshot_period: float = Field(1.0, ge=0.05, le=60)
     # Bearer token of the server-side publish API (POST /api/publish); empty disables it.
     api_token: SecretStr = SecretStr("")
 
@@ -130,6 +138,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _presence_expiry(self) -> Settings:
+        if self.presence_expiry <= self.presence_heartbeat:
+            raise ValueError("GATEWAY_PRESENCE_EXPIRY must be longer than GATEWAY_PRESENCE_HEARTBEAT")
+        return self
+
+    @model_validator(mode="after")
     def _one_jwt_key(self) -> Settings:
         if self.jwt_secret is not None and self.jwt_public_key:
             raise ValueError("set GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY, not both")
@@ -154,6 +168,9 @@ class Settings(BaseSettings):
     session_publish_burst: int = Field(100, ge=1)
     # Sessions one node holds, connected or recoverable (~15-50 KB each, see Performance).
     max_sessions: int = Field(50_000, ge=0)
+    # Sessions one multiplexed SSE stream (a browser's tabs sharing one connection,
+    # transports/sse_multiplex.py) may carry at once; each is one connection of its address too.
+    multiplex_max_sessions: int = Field(64, ge=0)
 
     # -- memory bounds in bytes (issue 12)
     # An event weighs its encoded envelope. One room's delivery log, besides log_max_length and
@@ -172,6 +189,24 @@ class Settings(BaseSettings):
     # session_queue_size. Keep it above max_payload: one largest event must fit (1 MiB, as
     # Centrifugo's client_queue_max_size; an event of max_payload leaves ~45 KB beside it).
     session_queue_bytes: int = Field(1024 * 1024, gt=0)
+    # A volatile event (not logged: docs/protocol.md) goes to a connection only while it has
+    # fewer bytes than this waiting and its socket took its last write; otherwise it is dropped
+    # for that connection (gateway_dropped_total{reason="volatile_not_ready"}). An idle
+    # connection takes any one event.
+    volatile_backlog_bytes: int = Field(64 * 1024, gt=0)
+
+    # -- presence (gateway/core/presence.py) ----------------------------------------------
+    # Members listed per page of a presence answer; past it, the answer's "next" is the cursor.
+    presence_page_size: int = Field(100, gt=0, le=1000)
+    # Redis broker: every node says it is alive this often (seconds) ...
+    presence_heartbeat: float = Field(5.0, gt=0)
+    # ... and a node silent this long (seconds) is dead: its sessions leave every presence
+    # answer at once, and presence.leave is announced by the next live node's heartbeat.
+    presence_expiry: float = Field(15.0, gt=0)
+    # presence.join / presence.leave (namespaces that turn them on) gather the changes of this
+    # many seconds into one event per room and kind (a leave and a join again cancel out).
+    presence_event_window: float = Field(0.2, gt=0)
+
     # What all SSE streams of this node together may have waiting: past it, a stream whose
     # write has to wait (its socket is full) is cut as a slow consumer. A client stalls at
     # most session_queue_bytes plus what the kernel buffers; this bounds many of them at once.

@@ -42,6 +42,9 @@ class BlockingAdapter:
     def publish(self, room: str, data: Any, event_id: str) -> None:
         self.client.publish(room, data)  # its outbox adds and retries the clientEventId itself
 
+    def publish_volatile(self, room: str, data: Any) -> None:
+        self.client.publish(room, data, volatile=True)
+
     def upgraded_to_websocket(self, within: float) -> bool:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline and self.client.transport_name != "websocket":

@@ -325,8 +325,9 @@ class SseClient(Client):
     def resume(self) -> None:
         self.open_stream()
 
-    def request(self, verb: str, body: dict[str, Any]) -> Any:
-        """POST a request on the session: its ``result``, or ``Lost`` / ``RequestFailed``."""
+    def request(self, verb: str, body: dict[str, Any], *, again: bool = True) -> Any:
+        """POST a request on the session: its ``result``, or ``Lost`` / ``RequestFailed``
+        (``again``: once more on a fresh connection if the keep-alive one was gone)."""
         sid, key = self.state.sid, self.state.key
         if sid is None:
             raise Lost("no session")
@@ -337,6 +338,8 @@ class SseClient(Client):
         try:
             response = self.posts.request(raw)
         except Lost:  # a keep-alive connection the proxy or server closed: once more, on a fresh one
+            if not again:
+                raise
             response = self.posts.request(raw)
         if response.status != 200:
             raise RequestFailed(f"{verb} answered {response.status}: {response.body[:200]!r}")
@@ -345,6 +348,11 @@ class SseClient(Client):
     def publish(self, room: str, data: Any, event_id: str) -> None:
         # ``clientEventId``: a publish retried on a fresh connection is not published twice.
         self.request("publish", {"room": room, "data": data, "clientEventId": event_id})
+
+    def publish_volatile(self, room: str, data: Any) -> None:
+        """A volatile publish (docs/protocol.md), sent once: HTTP answers every POST, so it waits
+        for that answer, on the POST connection the logged publishes use too."""
+        self.request("publish", {"room": room, "data": data, "volatile": True}, again=False)
 
     def close(self) -> None:
         super().close()
@@ -376,6 +384,9 @@ class SioClient(Client):
         self.packets: Iterator[bytes] = iter(())
         self.acks: dict[int, gevent.event.AsyncResult] = {}
         self.next_ack = 0
+        # Writes to the WebSocket: the user's publishes, its volatile sender and the reader's pongs
+        # each run in a greenlet of their own, and gevent lets one greenlet at a time wait on a socket.
+        self.writing = gevent.lock.Semaphore()
         self.upgraded = gevent.event.AsyncResult()  # True once on WebSocket, False if the upgrade failed
         self.pausing = gevent.event.Event()  # the upgrade asks polling to stop after its current request
         self.paused = gevent.event.Event()  # polling stopped
@@ -487,7 +498,8 @@ class SioClient(Client):
                     if opcode == TEXT:
                         yield payload
                     elif opcode == PING:
-                        ws.send(ws_frame(payload, PONG))
+                        with self.writing:
+                            ws.send(ws_frame(payload, PONG))
                     elif opcode == CLOSE:
                         raise Lost("WebSocket closed by the server")
             data = ws.recv(self.ping_timeout)
@@ -552,9 +564,11 @@ class SioClient(Client):
                     if response.status != 200:
                         raise Lost(f"POST answered {response.status}")
                     return
-        if self.ws is None:
+        ws = self.ws
+        if ws is None:
             raise Lost("no connection")
-        self.ws.send(ws_frame(packet))
+        with self.writing:
+            ws.send(ws_frame(packet))
 
     def emit(self, event: str, data: Any) -> Any:
         """Emit with an ack: the ack's ``result``; ``RequestFailed`` for an error ack, ``Lost``."""
@@ -574,6 +588,11 @@ class SioClient(Client):
 
     def publish(self, room: str, data: Any, event_id: str) -> None:
         self.emit("publish", {"room": room, "data": data, "clientEventId": event_id})
+
+    def publish_volatile(self, room: str, data: Any) -> None:
+        """A volatile publish (docs/protocol.md), fire-and-forget: no ack id, so the gateway
+        answers nothing (as Socket.IO's volatile emits)."""
+        self.send(b"42" + self.nsp + orjson.dumps(["publish", {"room": room, "data": data, "volatile": True}]))
 
     def close_transports(self) -> None:
         for conn in (self.ws, self.polls, self.posts):
@@ -602,7 +621,7 @@ class AutoClient:
     def __init__(self, url: str, namespace: str, sink: Sink, mode: SseMode = "auto", timeout: float = 10.0) -> None:
         self.url, self.namespace, self.sink, self.timeout = url, namespace, sink, timeout
         self.sse = SseClient(url, namespace, sink, mode, timeout)
-        self.current: Client = self.sse
+        self.current: SseClient | SioClient = self.sse
         self.moved = gevent.event.AsyncResult()  # True once on WebSocket, False if it was refused
         self.closing = False
 
@@ -642,6 +661,10 @@ class AutoClient:
             if self.current is client:
                 raise
             self.current.publish(room, data, event_id)
+
+    def publish_volatile(self, room: str, data: Any) -> None:
+        """On the connection there is, once: not again on the next one if this one is going."""
+        self.current.publish_volatile(room, data)
 
     def upgraded_to_websocket(self, within: float) -> bool:
         return bool(self.moved.get(timeout=within)) if self.moved.wait(within) else False

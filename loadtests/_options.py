@@ -35,6 +35,9 @@ def _arguments(parser: Any) -> None:
     option("--room-size", type=int, default=10, help="users per room")
     option("--publish-rate", type=float, default=1.0, help="messages per second per user")
     option("--payload-bytes", type=int, default=64, help="padding added to every message")
+    option("--volatile-rate", type=float, default=0.0,
+           help="volatile updates per second per user, beside the logged messages (not logged, may be dropped; "
+                "with --publish-rate, within the gateway's per-session publish rate)")
     option("--target", choices=["direct", "proxy"], default="direct",
            help="connect to --host directly, or through --proxy-url")
     option("--proxy-url", default="http://127.0.0.1:8080", help="the proxy in front of the gateway")

@@ -20,6 +20,13 @@ all on the master. What is measured (type / name):
     deliver   / <transport>               publish -> delivery latency at each receiver, from the
                                           scheduled send time in the payload; its RPS is deliveries/s
     delivery  / lost | duplicate | out-of-order | recovery gap   (failures, per receiver)
+    volatile  / sent                      with ``--volatile-rate N``: each user also sends N volatile
+                                          updates a second on its connection (count; a send refused
+                                          or without a connection is a failure)
+    volatile  / received                  volatile updates delivered, all receivers (count): at most
+                                          sent x (room size - 1); the gateway may drop them (not a failure)
+    deliver   / <transport>: volatile     their publish -> delivery latency, as ``deliver``; never
+                                          in the loss / duplicate / order tracking
     generator / send lag                  the generator's own lag: how late its scheduler woke a publish
     generator / receive-to-record         from a read returning to its deliveries being recorded
     generator / loop lag                  how late the generator's event loop woke a timer (loadtests/_options.py)
@@ -50,10 +57,12 @@ _user_numbers = itertools.count()
 class GatewayClient(Protocol):
     """What a user needs of its client (``_light`` clients, or ``_blocking``'s adapter)."""
 
-    ended: str | None
+    @property
+    def ended(self) -> str | None: ...
 
     def connect(self, room: str) -> None: ...
     def publish(self, room: str, data: Any, event_id: str) -> None: ...
+    def publish_volatile(self, room: str, data: Any) -> None: ...
     def upgraded_to_websocket(self, within: float) -> bool: ...
     def close(self) -> None: ...
 
@@ -93,6 +102,8 @@ class GatewayUser(User):
         self.next_at = time.time()
         self.client: GatewayClient | None = None
         self._connect()
+        self.volatile_sender = (gevent.spawn(self._send_volatile, 1.0 / options.volatile_rate)
+                                if options.volatile_rate > 0 else None)
 
     def _connect(self) -> None:
         started = time.perf_counter()
@@ -153,12 +164,36 @@ class GatewayUser(User):
             return
         fire("publish", self.transport_label, _ms(started))
 
+    def _send_volatile(self, interval: float) -> None:
+        """Volatile updates beside the logged publishes, on the same connection and a fixed
+        schedule of their own (``t`` is when each was due, as for the logged ones). Each is sent
+        once, with no sequence number: the gateway may drop it, so receivers count it apart."""
+        due = time.time() - interval * random.random()
+        while True:
+            due += interval
+            gevent.sleep(max(0.0, due - time.time()))
+            client = self.client
+            if client is None or client.ended is not None:
+                continue  # the publish task reconnects; an update due meanwhile is stale: not sent
+            body = {"sender": self.sender, "volatile": True, "t": due, "pad": self.pad}
+            try:
+                client.publish_volatile(self.room, body)
+            except (Lost, RequestFailed, gevent.Timeout, OSError) as exc:
+                fire("volatile", "sent", 0.0, exc)
+                continue
+            fire("volatile", "sent", 0.0)
+
     def _delivered(self, bodies: list[Any], received_at: float) -> None:
         label, tracker = self.transport_label, self.tracker
         for data in bodies:
             if not isinstance(data, dict) or data.get("sender") == self.sender or "t" not in data:
                 continue  # its own message (the tracker follows others), or not the load's
-            fire("deliver", label, max(0.001, (time.time() - float(data["t"])) * 1000), length=len(data.get("pad", "")))
+            latency = max(0.001, (time.time() - float(data["t"])) * 1000)
+            if data.get("volatile") is True:  # may be dropped: counted, never in the sequence tracking
+                fire("deliver", f"{label}: volatile", latency, length=len(data.get("pad", "")))
+                fire("volatile", "received", 0.0)
+                continue
+            fire("deliver", label, latency, length=len(data.get("pad", "")))
             verdict, _missing = tracker.see(str(data["sender"]), int(data["seq"]), int(data.get("abandoned", 0)))
             if verdict != "ok":
                 fire("delivery", verdict, 0.0, RuntimeError(f"{verdict} delivery"))
@@ -171,6 +206,8 @@ class GatewayUser(User):
         # First, and without I/O: with --processes, a worker's last report leaves soon after.
         for _ in range(max(0, self.tracker.lost)):
             fire("delivery", "lost", 0.0, RuntimeError("a sequence number never arrived"))
+        if self.volatile_sender is not None:  # stopped before the client closes under it
+            self.volatile_sender.kill(timeout=1.0)
         if self.client is not None:
             self.client.close()
 

@@ -19,6 +19,7 @@ from .protocol import (
     ConnectionLost,
     Gap,
     Opened,
+    PresenceChange,
     ProtocolError,
     Recovery,
     RoomEvent,
@@ -29,7 +30,7 @@ from .protocol import (
 from .reconnect import network_memory
 
 __all__ = [
-    "AutoClient", "Backoff", "Call", "ClientEvent", "Closing", "ConnectionLost", "Gap", "Opened", "ProtocolError",
+    "AutoClient", "Backoff", "Call", "ClientEvent", "Closing", "ConnectionLost", "Gap", "Opened", "PresenceChange", "ProtocolError",
     "Recovery", "RoomEvent", "SessionEnded", "SocketIOClient", "SseClient", "TokenSource",
     "TransportChanged", "make_client", "network_memory",
 ]

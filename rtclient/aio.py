@@ -26,7 +26,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 
@@ -36,6 +36,7 @@ from ._bounds import CLOSE_BOUND, bounded, let_go, reap
 from ._engineio_fence import abandon, allow_long_payloads
 from ._engineio_fence import goodbye as say_goodbye
 from .protocol import (
+    JSON_BODY,
     Backoff,
     Call,
     ClientEvent,
@@ -51,9 +52,12 @@ from .protocol import (
     UnusableStream,
     atoken_value,
     bearer,
+    emit_meta,
     error_from_body,
     is_envelope,
     is_frame,
+    presence_body,
+    request_body,
     result_from_body,
     worth_logging,
 )
@@ -188,17 +192,47 @@ class _Client(Driver):
         self.state.left(room)
         return result
 
+    @overload
     async def publish(
-        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False
-    ) -> dict[str, Any]:
-        """Publish a room event; returns the ack ``{"room", "offset"}`` once it is logged."""
+        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False,
+        volatile: Literal[False] = False,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def publish(
+        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False,
+        volatile: bool,
+    ) -> dict[str, Any] | None: ...
+
+    async def publish(
+        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False,
+        volatile: bool = False,
+    ) -> dict[str, Any] | None:
+        """Publish a room event; returns the ack ``{"room", "offset"}`` once it is logged.
+
+        ``volatile``: not logged, not retried, dropped by the gateway for members not ready for
+        it; sent once if connected, and then answered ``{"room", "volatile": True}``. Without a
+        connection (or losing it under the request) it returns None, counted in
+        ``state.stats.volatile_dropped``."""
         body = {"room": room, "event": event, "data": data, "includeSelf": include_self}
+        if volatile:
+            sent: dict[str, Any] | None = await self._volatile("publish", body)
+            return sent
         result: dict[str, Any] = await self._outboxed("publish", body)
         return result
 
-    async def emit(self, event: str, data: Any = None) -> Any:
-        """Send an application event; returns its handler's return value."""
+    async def emit(self, event: str, data: Any = None, *, volatile: bool = False) -> Any:
+        """Send an application event; returns its handler's return value. ``volatile``: sent once
+        if connected, never retried nor deduplicated (None, counted, when it could not be sent)."""
+        if volatile:
+            return await self._volatile("emit", {"event": event, "data": data})
         return await self._outboxed("emit", {"event": event, "data": data})
+
+    async def presence(self, room: str, *, cursor: str | None = None) -> dict[str, Any]:
+        """Who is in ``room``, on every node: ``{"room", "members": [{"sid", "user", "claims"}],
+        "next"}``, a page at a time; pass ``next`` as ``cursor`` for the next page (None: the last)."""
+        result: dict[str, Any] = await self._request("presence", presence_body(room, cursor))
+        return result
 
     def on(self, kind: str, listener: Callable[[ClientEvent], Any]) -> None:
         """Call ``listener`` for each event of ``kind`` (``event``, ``gap``, ``recovery``, ``open``, ``close``)."""
@@ -313,6 +347,20 @@ class _Client(Driver):
             raise
         self.state.outbox.acked(entry, result)
         return result
+
+    async def _volatile(self, kind: Literal["publish", "emit"], body: dict[str, Any]) -> Any:
+        """Send once on the connection there is, or not at all (None, counted)."""
+        if self.ended is not None:
+            raise self.ended
+        if self._connected.is_set():
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    return await self._send(kind, {**body, "volatile": True})
+            except ConnectionLost:
+                self._connected.clear()
+                self._lost.set()
+        self.state.stats.volatile_dropped += 1
+        return None
 
     async def _request(self, kind: str, body: dict[str, Any]) -> Any:
         """Send until acked: after a lost connection, again (same clientEventId) once resumed."""
@@ -563,9 +611,9 @@ class SseClient(_Client):
         if self.state.sid is None:
             raise ConnectionLost("no session")
         try:
-            # json= sends Content-Type: application/json, which the gateway requires.
-            response = await self.http.post(f"/sse/sessions/{self.state.sid}/{kind}", json=body,
-                                            headers=self.state.session_headers())
+            # request_body: bytes as binary markers; JSON_BODY: the content type the gateway requires.
+            response = await self.http.post(f"/sse/sessions/{self.state.sid}/{kind}", content=request_body(body),
+                                            headers={**self.state.session_headers(), **JSON_BODY})
         except httpx.TransportError as exc:
             raise ConnectionLost(repr(exc)) from None
         if response.status_code >= 400:
@@ -714,7 +762,7 @@ class SocketIOClient(_Client):
             raise ConnectionLost("not connected")
         args: Any
         if kind == "emit":
-            event, args = body["event"], (body.get("data"), {"clientEventId": body.get("clientEventId")})
+            event, args = body["event"], (body.get("data"), emit_meta(body))
         elif kind == "ack":
             return None  # Socket.IO acks travel with the call itself
         else:

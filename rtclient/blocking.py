@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 
@@ -37,6 +37,7 @@ from ._engineio_fence import (
     replace_event_trigger,
 )
 from .protocol import (
+    JSON_BODY,
     Backoff,
     Call,
     ClientEvent,
@@ -51,9 +52,12 @@ from .protocol import (
     TransportChanged,
     UnusableStream,
     bearer,
+    emit_meta,
     error_from_body,
     is_envelope,
     is_frame,
+    presence_body,
+    request_body,
     result_from_body,
     token_value,
     worth_logging,
@@ -212,13 +216,40 @@ class BlockingClient(Driver):
         self.state.left(room)
         return result
 
-    def publish(self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False) -> dict[str, Any]:
+    @overload
+    def publish(
+        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False,
+        volatile: Literal[False] = False,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    def publish(
+        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False,
+        volatile: bool,
+    ) -> dict[str, Any] | None: ...
+
+    def publish(
+        self, room: str, data: Any = None, *, event: str = "message", include_self: bool = False,
+        volatile: bool = False,
+    ) -> dict[str, Any] | None:
+        """As ``rtclient.SseClient.publish``: ``volatile`` is sent once if connected (None, counted
+        in ``state.stats.volatile_dropped``, if not)."""
         body = {"room": room, "event": event, "data": data, "includeSelf": include_self}
+        if volatile:
+            sent: dict[str, Any] | None = self._volatile("publish", body)
+            return sent
         result: dict[str, Any] = self._outboxed("publish", body)
         return result
 
-    def emit(self, event: str, data: Any = None) -> Any:
+    def emit(self, event: str, data: Any = None, *, volatile: bool = False) -> Any:
+        if volatile:
+            return self._volatile("emit", {"event": event, "data": data})
         return self._outboxed("emit", {"event": event, "data": data})
+
+    def presence(self, room: str, *, cursor: str | None = None) -> dict[str, Any]:
+        """Who is in ``room``: ``{"room", "members", "next"}``, a page at a time (``cursor=next``)."""
+        result: dict[str, Any] = self._request("presence", presence_body(room, cursor))
+        return result
 
     # -- internals shared by both transports -------------------------------------------
 
@@ -317,6 +348,20 @@ class BlockingClient(Driver):
             raise
         self.state.outbox.acked(entry, result)
         return result
+
+    def _volatile(self, kind: Literal["publish", "emit"], body: dict[str, Any]) -> Any:
+        """Send once on the connection there is, or not at all (None, counted)."""
+        if self.ended is not None:
+            raise self.ended
+        if self._connected.is_set():
+            try:
+                return self._io.send(kind, {**body, "volatile": True}, self.request_timeout)
+            except ConnectionLost as exc:
+                if not isinstance(exc, _Superseded):
+                    self._connected.clear()
+                    self._lost.set()
+        self.state.stats.volatile_dropped += 1
+        return None
 
     def _request(self, kind: str, body: dict[str, Any], *, wait: bool = True) -> Any:
         """Send until acked: after a lost connection, again (same clientEventId) once resumed.
@@ -518,9 +563,9 @@ class _SseIO:
         if sid is None:
             raise ConnectionLost("no session")
         try:
-            # json= sends Content-Type: application/json, which the gateway requires.
-            response = self.http.post(f"/sse/sessions/{sid}/{kind}", json=body,
-                                      headers=self.c.state.session_headers(), timeout=within)
+            # request_body: bytes as binary markers; JSON_BODY: the content type the gateway requires.
+            response = self.http.post(f"/sse/sessions/{sid}/{kind}", content=request_body(body),
+                                      headers={**self.c.state.session_headers(), **JSON_BODY}, timeout=within)
         except httpx.TimeoutException:
             raise TimeoutError(f"{kind} not acknowledged within {self.c.request_timeout} s") from None
         except httpx.TransportError as exc:
@@ -547,6 +592,12 @@ class _Superseded(ConnectionLost):
     leave the new connection alone."""
 
 
+def _attachment_count(packet: str) -> int:
+    """How many binary attachments follow a Socket.IO BINARY_EVENT/BINARY_ACK packet (``61-/chat,...``)."""
+    count, dash, _ = packet[1:12].partition("-")
+    return int(count) if dash and count.isdigit() else 0
+
+
 class _InOrder:
     """Socket.IO messages handled one at a time, in the order they arrived.
 
@@ -559,6 +610,12 @@ class _InOrder:
     (a listener may make a request and wait for its ack), and a server call gives its turn up
     before the application's handler runs (``release``), for the same reason.
 
+    Binary packets: python-socketio reads the messages after a BINARY_EVENT or BINARY_ACK header
+    as its attachments, so the header and its attachments go to it together, as one item (in
+    line, or skipping it for an ack), and no other message is decoded meanwhile: decoding is one
+    at a time (``decoded`` ends a message's decoding once python-socketio calls our handlers,
+    before any application code runs, so an ack still overtakes a waiting listener).
+
     Reaches into python-engineio (4.x) through ``rtclient._engineio_fence``. If a version
     renames what it needs, ``install`` leaves the client as it is (in order as python-socketio
     makes it), and tests/test_bad_frames.py's blocking Socket.IO cases fail.
@@ -569,34 +626,72 @@ class _InOrder:
         self._tickets = itertools.count()
         self._served = 0
         self._held = threading.local()
+        self._decoding = threading.Condition()
+        self._busy = False  # python-socketio is decoding a message (or a binary packet's messages)
 
     def install(self, eio: Any) -> None:
         found = event_trigger(eio)
         if found is None:
             return
         trigger, handlers = found
+        group: list[Any] = []  # a binary packet's header and the attachments read so far
+        expected = 0  # how many attachments its header announced
 
         def in_order(event: str, *args: Any, **kwargs: Any) -> Any:
+            nonlocal expected
             handler = handlers.get(event)
             if event != "message" or not kwargs.get("run_async") or handler is None:
                 return trigger(event, *args, **kwargs)
             data = args[0] if args else None
-            if isinstance(data, str) and data[:1] in ("3", "6"):  # ACK, BINARY_ACK
-                return trigger(event, *args, **kwargs)
-            return eio.start_background_task(self._run, next(self._tickets), handler, *args)
+            if group:
+                group.append(data)
+                if len(group) <= expected:
+                    return None  # more attachments to come: read in this loop, in order
+                messages = group.copy()
+                group.clear()
+            elif isinstance(data, str) and data[:1] in ("5", "6") and (count := _attachment_count(data)):
+                group.append(data)
+                expected = count
+                return None
+            else:
+                messages = [data]
+            decode = functools.partial(self._decode, handler, messages)
+            if isinstance(messages[0], str) and messages[0][:1] in ("3", "6"):  # ACK, BINARY_ACK
+                return eio.start_background_task(decode)
+            return eio.start_background_task(self._run, next(self._tickets), decode)
 
         replace_event_trigger(eio, in_order)
 
-    def _run(self, ticket: int, handler: Callable[..., Any], *args: Any) -> None:
+    def _run(self, ticket: int, handle: Callable[[], None]) -> None:
         with self._turn:
             self._turn.wait_for(lambda: self._served == ticket)
         self._held.ticket = ticket
         try:
-            handler(*args)
+            handle()
+        finally:
+            self.release()
+
+    def _decode(self, handler: Callable[..., Any], messages: list[Any]) -> None:
+        with self._decoding:
+            self._decoding.wait_for(lambda: not self._busy)
+            self._busy = True
+        self._held.decoding = True
+        try:
+            for message in messages:
+                handler(message)
         except Exception:  # as engineio does: one message's failure is logged, the rest go on
             log.exception("a Socket.IO message handler raised")
         finally:
-            self.release()
+            self.decoded()
+
+    def decoded(self) -> None:
+        """python-socketio has decoded the message being handled (idempotent): the next may be."""
+        if not getattr(self._held, "decoding", False):
+            return
+        self._held.decoding = False
+        with self._decoding:
+            self._busy = False
+            self._decoding.notify_all()
 
     def release(self) -> None:
         """The running message's turn is over (idempotent): the next message may be handled."""
@@ -633,6 +728,7 @@ class _SocketIOIO:
         refused: list[Any] = []
 
         def any_event(event: str, *args: Any) -> Any:
+            order.decoded()  # python-socketio is done with the message: the next may be decoded
             data = args[0] if args else None
             if self.sio is not sio:
                 return None  # a connection this client already let go of (e.g. its ``replaced``)
@@ -652,16 +748,19 @@ class _SocketIOIO:
         # python-socketio hands an event named "connect", "connect_error" or "disconnect" to
         # these handlers too (its catch-all skips them): a room event by such a name is skipped.
         def connected(*args: Any) -> None:
+            order.decoded()
             if args:  # a real connect has no argument
                 c._frame("connect", args[0], self)
 
         def connect_error(data: Any = None, *args: Any) -> None:
+            order.decoded()
             if is_envelope(data):
                 c._frame("connect_error", data, self)
             else:
                 refused.append(data)
 
         def disconnected(*args: Any) -> None:
+            order.decoded()
             if args and not isinstance(args[0], str):  # a real one has no argument or a reason string
                 c._frame("disconnect", args[0], self)
             elif self.sio is sio:
@@ -697,7 +796,7 @@ class _SocketIOIO:
             return None
         args: Any
         if kind == "emit":
-            event, args = body["event"], (body.get("data"), {"clientEventId": body.get("clientEventId")})
+            event, args = body["event"], (body.get("data"), emit_meta(body))
         else:
             event, args = kind, body
         # Wait for the ack or the connection's loss, whichever comes first: python-socketio

@@ -12,6 +12,10 @@ these pieces:
 - ``Backoff``       reconnect delays with exponential growth and full jitter;
 - ``token_value``   the connect credential, from a string or a callback asked each attempt.
 
+Binary payloads: an SSE frame's or answer's marker objects (``{"_rtgw_binary": "<base64>"}``)
+reach the application as ``bytes``, as Socket.IO's attachments do; ``request_body`` writes a
+request's ``bytes`` as markers (``gateway/wire/binary.py``).
+
 The ``sid`` is the session's public id (others see it as ``sender``); the ``key`` the
 ``open`` frame carries is private and is what proves ownership: it goes in the
 ``X-Session-Key`` header of every SSE request, first in the resume cursor
@@ -39,7 +43,7 @@ from typing import Any, Literal, TypeAlias
 
 import orjson
 
-from gateway.wire import frames
+from gateway.wire import binary, frames
 from gateway.wire.envelope import RESERVED_EVENTS, is_name
 from gateway.wire.errors import GatewayError, error_from_wire
 from gateway.wire.offsets import OFFSET_RE, format_cursor, is_room, parse_offset
@@ -94,14 +98,30 @@ class Opened:
 
 @dataclass(frozen=True, slots=True)
 class RoomEvent:
+    """A room event. A ``volatile`` one has no offset (None): it was not logged, moves no resume
+    position and is never replayed."""
+
     kind: Literal["event"]
     event: str
     data: Any
     room: str
-    offset: str
+    offset: str | None
     sender: str | None
     client_event_id: str | None
     ts: int
+    volatile: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """Members entered (``change="join"``) or left (``"leave"``) ``room``: the gateway's
+    ``presence.join`` / ``presence.leave``, on namespaces that send them. ``members`` are
+    ``{"sid", "user", "claims"}``. A hint for a live view: ``presence(room)`` is the truth."""
+
+    kind: Literal["presence"]
+    room: str
+    change: Literal["join", "leave"]
+    members: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +166,7 @@ class TransportChanged:
     name: str  # "sse", "sse-poll", "websocket" or "polling"
 
 
-ClientEvent = Opened | RoomEvent | Recovery | Gap | Call | Closing | TransportChanged
+ClientEvent = Opened | RoomEvent | PresenceChange | Recovery | Gap | Call | Closing | TransportChanged
 
 
 class ProtocolError(ValueError):
@@ -359,6 +379,8 @@ class Stats:
     gaps: int = 0
     malformed: int = 0
     reconnects: int = 0
+    # Volatile publishes and emits not sent: no connection at the time, or lost under them.
+    volatile_dropped: int = 0
     # Library calls (closing a response, a WebSocket close handshake, python-engineio's loops)
     # that did not finish within their bound and were left behind (``rtclient._bounds``).
     abandoned: int = 0
@@ -430,8 +452,8 @@ class ClientState:
 
     def _json(self, name: str, raw: str) -> Any:
         try:
-            return orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError as exc:
+            return binary.loads(raw) if raw else None  # binary markers as bytes, as Socket.IO gives them
+        except (orjson.JSONDecodeError, GatewayError) as exc:  # GatewayError: a malformed binary marker
             self.stats.malformed += 1
             raise ProtocolError(f"{name!r:.140} frame is not JSON: {exc}") from None
 
@@ -485,6 +507,8 @@ class ClientState:
 
     def _room_event(self, name: str, data: dict[str, Any]) -> list[ClientEvent]:
         room, offset, event = data["room"], data["offset"], data["event"]
+        if offset is None and data.get("volatile") is True:
+            return self._volatile_event(name, data)
         at = OFFSET_RE.match(offset) if isinstance(offset, str) else None
         if at is None or not is_room(room):
             raise ProtocolError(f"a room event needs a room name and an offset: {room!r:.140} {offset!r:.60}")
@@ -511,6 +535,25 @@ class ClientState:
         self.stats.received += 1
         return [RoomEvent("event", event, data.get("data"), room, offset, sender, ceid, data["ts"])]
 
+    def _volatile_event(self, name: str, data: dict[str, Any]) -> list[ClientEvent]:
+        """A volatile room event: delivered as it comes, no offset, no position moved."""
+        room, event, sender = data["room"], data["event"], data.get("sender")
+        if not is_room(room) or name != event:
+            raise ProtocolError(f"volatile event {event!r:.140} in {room!r:.140} skipped: bad room or name")
+        if event in _PRESENCE and sender is None:
+            members = data.get("data", {}).get("members") if isinstance(data.get("data"), dict) else None
+            if not isinstance(members, list) or not all(isinstance(m, dict) and is_name(m.get("sid")) for m in members):
+                raise ProtocolError(f"{event} in {room!r:.140} skipped: members must be a list of {{sid, user, claims}}")
+            self.stats.received += 1
+            return [PresenceChange("presence", room, _PRESENCE[event], tuple(members))]
+        ceid, ts = data.get("clientEventId"), data.get("ts")
+        if not is_name(event) or event in RESERVED_EVENTS or not (
+            _str_or_none(sender) and _str_or_none(ceid) and type(ts) is int
+        ):
+            raise ProtocolError(f"volatile event {event!r:.140} in {room!r:.140} skipped: bad name or field types")
+        self.stats.received += 1
+        return [RoomEvent("event", event, data.get("data"), room, None, sender, ceid, ts, volatile=True)]
+
     def session_lost(self) -> list[ClientEvent]:
         """The gateway no longer knows our sid: every room may have missed events."""
         lost: list[ClientEvent] = [Gap("gap", room, self.positions.get(room), "session_lost")
@@ -520,6 +563,9 @@ class ClientState:
         self.rooms.clear()  # a new session is in nothing until it joins
         self.positions.clear()
         return lost
+
+
+_PRESENCE: dict[str, Literal["join", "leave"]] = {"presence.join": "join", "presence.leave": "leave"}
 
 
 def _str_or_none(value: Any) -> bool:
@@ -546,13 +592,23 @@ def error_from_body(body: bytes | str | dict[str, Any]) -> GatewayError:
         return GatewayError(f"unreadable error body: {body!r:.200}")
 
 
+JSON_BODY = {"Content-Type": "application/json"}
+"""The header every POST with a body carries (the gateway refuses anything else: 415)."""
+
+
+def request_body(body: dict[str, Any]) -> bytes:
+    """A request's POST body: JSON, its ``bytes`` as binary marker objects (``gateway/wire/binary.py``),
+    which the gateway hands on as bytes."""
+    return binary.dumps(body)
+
+
 def result_from_body(body: bytes) -> Any:
     """The ``result`` of an ``{"ok": true, "result": ...}`` answer (None for an empty body)."""
     if not body:
         return None
     try:
-        answer = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        answer = binary.loads(body)
+    except (orjson.JSONDecodeError, GatewayError):
         answer = None
     if not isinstance(answer, dict) or answer.get("ok") is not True:
         raise ProtocolError(f"unexpected answer {body!r:.200}")
@@ -594,6 +650,17 @@ client opens a new session (and reports the gap) rather than retrying for ever."
 UNUSABLE_RESUMES = 3
 """Resumes in a row that the gateway answered but that gave no usable ``open`` (the stream
 ended, or its open frame was malformed) before the client stops resuming and starts over."""
+
+def emit_meta(body: dict[str, Any]) -> dict[str, Any]:
+    """On Socket.IO, an application event travels as ``emit(event, data, meta)``: the request's
+    other fields (``clientEventId``, ``volatile``) in ``meta``."""
+    return {"clientEventId": body.get("clientEventId"), **({"volatile": True} if body.get("volatile") else {})}
+
+
+def presence_body(room: str, cursor: str | None) -> dict[str, Any]:
+    """A presence request's body: the room, and the cursor of the page wanted (none: the first)."""
+    return {"room": room} if cursor is None else {"room": room, "cursor": cursor}
+
 
 def is_frame(event: str, data: Any) -> bool:
     """On Socket.IO: a gateway frame or a room event (an envelope), as opposed to a server call

@@ -26,6 +26,7 @@ from httpx_sse import aconnect_sse
 from gateway import demo
 from gateway.app import create_app
 from gateway.brokers.base import Command, Dedup, Publication
+from gateway.brokers.memory import MemoryBroker
 from gateway.brokers.redis import FanoutGap, RedisBroker
 from gateway.brokers.redis_streams import StreamState, encode_entry, judge_replay
 from gateway.core.sessions import SessionRecord
@@ -291,6 +292,25 @@ async def test_session_records_and_tombstones(
     assert await broker.expired_session("sid1") == record.key_hash  # told only to the key's holder
     assert 0 < await redis_client.pttl(f"{prefix}:expired:sid1") <= 60_000
     assert await broker.expired_session("never") is None
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+async def test_a_node_that_lost_a_session_cannot_write_its_record_back(open_broker: Opener, kind: str) -> None:
+    """Once node n2 took a session over, n1's late writes (a join's save in flight, a detach,
+    a refresh) leave the record n2's; a take-over writes whatever the record said."""
+    broker = (await open_broker())[0] if kind == "redis" else MemoryBroker(Settings())
+    first = SessionRecord("sid2", "/chat", None, {"lobby": "1-0"}, "n1", "cd" * 32)
+    await broker.save_session(first, ttl=60)
+    moved = SessionRecord("sid2", "/chat", None, {"lobby": "1-0"}, "n2", "cd" * 32)
+    await broker.save_session(moved, ttl=60)  # not a take-over: n1 holds it
+    assert await broker.load_session("sid2") == first
+    await broker.save_session(moved, ttl=60, take=True)
+    assert await broker.load_session("sid2") == moved
+    await broker.save_session(SessionRecord("sid2", "/chat", None, {"late": "2-0"}, "n1", "cd" * 32), ttl=60)
+    assert await broker.load_session("sid2") == moved
+    moved.rooms["more"] = "3-0"
+    await broker.save_session(moved, ttl=60)  # its holder writes as before
+    assert (await broker.load_session("sid2")) == moved
 
 
 # -- Redis going away -------------------------------------------------------------------

@@ -60,18 +60,28 @@ def gw_without_admin() -> Iterator[ThreadedGateway]:
 
 @pytest.fixture
 async def open_page(browser: Browser, gw: ThreadedGateway) -> AsyncIterator:
-    """Factory of demo pages, each in its own context; page errors fail the test."""
+    """Factory of demo pages, each in its own context (one profile: its own connection pool and
+    shared stream) unless `beside` names a page whose context (another tab of that profile) it
+    joins; `share` is the demo's ?share= ("false": the page's own stream, as a test that
+    intercepts the SSE routes needs, since a SharedWorker's requests pass no page route).
+    Page errors fail the test."""
     contexts, errors = [], []
 
-    async def make(*, without_socketio: bool = False, gateway: ThreadedGateway | None = None) -> Page:
-        context = await browser.new_context(viewport={"width": 1280, "height": 860})
-        contexts.append(context)
+    async def make(
+        *, without_socketio: bool = False, gateway: ThreadedGateway | None = None, share: str | None = None,
+        beside: Page | None = None,
+    ) -> Page:
+        if beside is None:
+            context = await browser.new_context(viewport={"width": 1280, "height": 860})
+            contexts.append(context)
+        else:
+            context = beside.context
         page = await context.new_page()
         page.set_default_timeout(WAIT)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         if without_socketio:
             await page.route("**/client/socket.io.esm.min.js", not_installed)
-        await page.goto((gateway or gw).url + "/")
+        await page.goto((gateway or gw).url + "/" + (f"?share={share}" if share else ""))
         await expect(page.locator("body")).to_have_attribute("data-ready", "true")
         return page
 
@@ -137,8 +147,9 @@ async def test_socketio_and_sse_pages_chat(open_page) -> None:
 @needs_socketio
 async def test_sse_page_recovers_everything_after_a_drop(open_page, gw: ThreadedGateway) -> None:
     """The SSE page loses its stream and cannot reconnect for a while; the Socket.IO page
-    keeps talking. Once back, the SSE page shows every message exactly once, in order."""
-    sio, sse = await open_page(), await open_page()
+    keeps talking. Once back, the SSE page shows every message exactly once, in order. (Its own
+    stream, so that the page's route cuts it; the shared stream: test_offline_on_a_shared_stream_...)"""
+    sio, sse = await open_page(), await open_page(share="false")
     await enter(sio, "socketio", "Ada", "room-b")
     await enter(sse, "sse", "Bob", "room-b")
     before, during, after = [f"m{i:02d}" for i in range(1, 4)], [f"m{i:02d}" for i in range(4, 14)], [f"m{i:02d}" for i in range(14, 17)]
@@ -190,6 +201,49 @@ async def test_sse_page_recovers_everything_after_a_drop(open_page, gw: Threaded
     print("\nbrowser recovery:", measured)
 
 
+async def test_offline_on_a_shared_stream_resumes_and_replays_once(open_page) -> None:
+    """The demo's "drop" and "Go offline" on the stream its profile's tabs share (one SharedWorker):
+    the session leaves the carrier and comes back on it, the other tab on that carrier keeps
+    receiving meanwhile, and what was said while the page was away arrives marked replayed, once."""
+    away = await open_page()  # the client's default: share
+    sibling, here = await open_page(beside=away), await open_page()
+    room = "room-shared"
+    for page, name in ((away, "Away"), (sibling, "Sib"), (here, "Here")):
+        await enter(page, "sse", name, room)
+    assert [await p.evaluate("window.rtgw.client.sharing") for p in (away, sibling)] == ["worker", "worker"]
+
+    await away.get_by_test_id("drop").click()
+    await expect(away.get_by_test_id("reconnects")).to_have_text("1")
+    await expect(away.get_by_test_id("state")).to_have_text("open")
+    await expect(away.get_by_test_id("recovery")).to_have_text("complete · 0 replayed")
+    await say(here, "after the drop")
+    await expect(theirs(away)).to_have_text(["after the drop"])
+
+    offline = round(timeout(3))  # s: long enough to send and ack two messages meanwhile
+    await away.get_by_test_id("offline-seconds").fill(str(offline))
+    await away.get_by_test_id("offline").click()
+    await expect(away.get_by_test_id("state")).to_have_text("reconnecting")
+    missed = ["while away 1", "while away 2"]
+    for text in missed:
+        await say(here, text)
+    await expect(mine(here).get_by_test_id("status")).to_have_text(["✓"] * 3)
+    await expect(theirs(sibling)).to_have_text(["after the drop", *missed])  # the carrier stayed up for it
+    assert await away.get_by_test_id("state").inner_text() == "reconnecting", f"sent after the page's {offline} s away"
+    assert await theirs(away).all_inner_texts() == ["after the drop"]
+
+    await expect(away.get_by_test_id("state")).to_have_text("open", timeout=WAIT + offline * 1000)
+    await expect(away.get_by_test_id("recovery")).to_have_text(f"complete · {len(missed)} replayed")
+    replayed = away.locator("[data-testid=message][data-replayed=true] [data-testid=message-text]")
+    await expect(replayed).to_have_text(missed)
+    await say(here, "back live")
+    sent = ["after the drop", *missed, "back live"]
+    await expect(theirs(away)).to_have_text(sent)
+    await expect(away.locator("[data-testid=message][data-own=false]").last).not_to_have_attribute("data-replayed", "true")
+    offsets = await away.locator("[data-testid=message][data-own=false]").evaluate_all("rows => rows.map(r => r.dataset.offset)")
+    assert len(set(offsets)) == len(sent), offsets
+    assert await away.evaluate("[window.rtgw.client.sharing, window.rtgw.client.stats.gaps]") == ["worker", 0]
+
+
 @needs_socketio
 async def test_socketio_polling_only_page(open_page) -> None:
     polling, sse = await open_page(), await open_page()
@@ -230,8 +284,9 @@ async def test_page_without_socketio_still_chats_over_sse(open_page) -> None:
 @needs_socketio
 async def test_lost_ack_is_retransmitted_and_deduplicated(open_page) -> None:
     """The gateway logs a publish but its answer is lost: the client sends it again with the
-    same clientEventId, the gateway answers with the first ack, the room sees it once."""
-    sse, sio = await open_page(), await open_page()
+    same clientEventId, the gateway answers with the first ack, the room sees it once. (The
+    page's own stream: its POSTs are the page's, where the route can lose an answer.)"""
+    sse, sio = await open_page(share="false"), await open_page()
     await enter(sse, "sse", "Gus", "room-f")
     await enter(sio, "socketio", "Hal", "room-f")
     lost = []
@@ -260,9 +315,10 @@ async def test_lost_ack_is_retransmitted_and_deduplicated(open_page) -> None:
 @pytest.mark.parametrize("transport", ["sse", pytest.param("socketio", marks=needs_socketio)])
 async def test_lost_session_is_reported_as_a_gap(open_page, gw: ThreadedGateway, transport: str) -> None:
     """The session ends on the server while the client is away: the client opens a new one,
-    joins its room again and says what it may have missed, instead of pretending."""
+    joins its room again and says what it may have missed, instead of pretending. (SSE on the
+    page's own stream, so that the page's route holds it away.)"""
     room = f"room-g-{transport}"
-    page = await open_page()
+    page = await open_page(share="false")
     await enter(page, transport, "Ivy", room)
     old_sid = await page.get_by_test_id("sid").inner_text()
     await server_says(gw, room, "before")
@@ -370,7 +426,8 @@ async def test_js_api_over_each_transport(open_page, gw: ThreadedGateway, transp
 
 async def test_malformed_frames_are_reported_and_skipped(open_page) -> None:
     """A stream with broken frames between good ones: each broken one is an `error` event, the
-    good ones still arrive, and a replay of what was seen is dropped as a duplicate."""
+    good ones still arrive, and a replay of what was seen is dropped as a duplicate. (The page's
+    own stream, `share: false`: the page's route serves it.)"""
     page = await open_page()
     sid, key = "A" * 22, "k" * 22
     good = {"event": "message", "room": "lobby", "offset": "5-1", "data": {"text": "good"}, "sender": None, "clientEventId": None, "ts": 1}
@@ -392,7 +449,7 @@ async def test_malformed_frames_are_reported_and_skipped(open_page) -> None:
     await page.evaluate(
         """async () => {
             const { connect } = await import("/client/rtgateway.js");
-            const client = (window.api = connect({ namespace: "/chat", transport: "sse" }));
+            const client = (window.api = connect({ namespace: "/chat", transport: "sse", share: false }));
             window.got = [];
             window.errors = [];
             client.on("message", (envelope) => window.got.push(envelope.data.text));
@@ -451,13 +508,14 @@ def silent_stream() -> Iterator[tuple[str, SilentStream]]:
 
 async def test_silent_stream_is_detected_and_resumed(open_page, silent_stream) -> None:
     """No byte for pingInterval + pingTimeout: the client calls the stream dead and resumes
-    from its last id, instead of waiting on a connection that will never speak again."""
+    from its last id, instead of waiting on a connection that will never speak again. (A stream of
+    its own, `share: false`: the silent server has no /sse/multiplex.)"""
     url, app = silent_stream
     page = await open_page()
     await page.evaluate(
         """async (url) => {
             const { connect } = await import("/client/rtgateway.js");
-            const client = (window.api = connect({ url, namespace: "/chat", transport: "sse" }));
+            const client = (window.api = connect({ url, namespace: "/chat", transport: "sse", share: false }));
             window.reasons = [];
             client.on("reconnect", ({ reason }) => window.reasons.push(reason.code));
             await client.ready;

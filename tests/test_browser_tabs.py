@@ -1,7 +1,8 @@
 """Many tabs of one browser on one gateway, in a real Chromium (one browser context: one
 connection pool, as a user's profile): over HTTP/2 through the shipped nginx TLS
 configuration every tab joins, publishes and receives; over HTTP/1.1, where the browser
-allows six connections per host for all the tabs, the client says that it is stalled.
+allows six connections per host for all the tabs, tabs with a stream each (`share: false`)
+say that they are stalled, and tabs that share one stream (the default) do not.
 
 Every tab runs tests/js/tab.js (loaded into each page): it connects with rtgateway.js,
 joins one room, publishes once, and records what it receives.
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Error as PlaywrightError
 
 from .servers import ThreadedGateway, free_port, timeout
 from .test_browser import CHROMIUM, SOCKETIO_BUILD, WAIT
@@ -184,12 +186,16 @@ def everything(outcome: Outcome) -> bool:
 
 
 @needs_nginx
-async def test_twenty_tabs_over_http2_sse(context: BrowserContext, http2: Http2Proxy) -> None:
+@pytest.mark.parametrize("share", [False, True], ids=["own-streams", "shared"])
+async def test_twenty_tabs_over_http2_sse(context: BrowserContext, http2: Http2Proxy, share: bool) -> None:
+    """HTTP/2 is the fix for tabs with a stream each (every request a stream of one connection);
+    the default, one stream shared by the tabs, works there too."""
     pages = await open_tabs(context, http2.url, 20)
     assert await pages[0].evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
-    outcome = await run_tabs(pages, "sse", "h2-sse")
+    outcome = await run_tabs(pages, "sse", f"h2-sse-{share}", {"share": share})
     assert everything(outcome), outcome
     assert outcome.stalled == 0, outcome
+    assert {await p.evaluate("tab.client.sharing") for p in pages} == ({"worker"} if share else {None})
 
 
 @needs_nginx
@@ -205,7 +211,7 @@ async def test_twenty_tabs_over_http2_auto(context: BrowserContext, http2: Http2
 
 async def test_eight_sse_tabs_over_http1_say_they_are_stalled(context: BrowserContext, gw: ThreadedGateway) -> None:
     pages = await open_tabs(context, gw.url, 8)
-    spec = {"transport": "sse", "room": "h1-stall", "options": {"stallAfter": 1000}}
+    spec = {"transport": "sse", "room": "h1-stall", "options": {"stallAfter": 1000, "share": False}}
     # Not awaited: six streams take the browser's six connections, and the other joins wait.
     starts = [asyncio.ensure_future(p.evaluate("(s) => window.tab.start(s)", {**spec, "name": f"tab{i}"}))
               for i, p in enumerate(pages)]
@@ -228,13 +234,24 @@ async def test_eight_sse_tabs_over_http1_say_they_are_stalled(context: BrowserCo
         await asyncio.gather(*starts, return_exceptions=True)
 
 
+async def test_eight_shared_sse_tabs_over_http1_do_not_stall(context: BrowserContext, gw: ThreadedGateway) -> None:
+    """The tabs of the test above with the client's default, one stream for all (one SharedWorker):
+    the pool never runs out, so none stalls and every tab gets every other tab's message.
+    (tests/test_browser_shared.py: the same for bursts, the leader tab, and without either.)"""
+    pages = await open_tabs(context, gw.url, 8)
+    outcome = await run_tabs(pages, "sse", "h1-shared", {"stallAfter": 1000})
+    assert everything(outcome) and outcome.stalled == 0, outcome
+    assert [await p.evaluate("tab.client.sharing") for p in pages] == ["worker"] * 8
+
+
 async def test_demo_page_says_too_many_tabs(context: BrowserContext, gw: ThreadedGateway) -> None:
-    """Six SSE tabs hold the pool; the demo page opened next shows why it does not connect."""
+    """Six SSE tabs with a stream each hold the pool; the demo page (?share=false: its own stream
+    too) opened next shows why it does not connect."""
     demo = await context.new_page()  # loaded first: its own files need the pool too
-    await demo.goto(gw.url + "/?transport=sse")
+    await demo.goto(gw.url + "/?transport=sse&share=false")
     await expect(demo.locator("body")).to_have_attribute("data-ready", "true")
     pages = await open_tabs(context, gw.url, 6)
-    spec = {"transport": "sse", "room": "h1-demo"}
+    spec = {"transport": "sse", "room": "h1-demo", "options": {"share": False}}
     starts = [asyncio.ensure_future(p.evaluate("(s) => window.tab.start(s)", {**spec, "name": f"tab{i}"}))
               for i, p in enumerate(pages)]
     try:
@@ -258,5 +275,9 @@ async def test_ten_auto_tabs_over_http1_do_not_starve(context: BrowserContext, g
     pages = await open_tabs(context, gw.url, 10)
     outcome = await run_tabs(pages, "auto", "h1-auto")
     assert everything(outcome), outcome
-    transports = [await p.evaluate("tab.client.transport") for p in pages]
-    assert transports == ["websocket"] * 10, transports
+    # On the tabs' shared stream every message can arrive before the last tab's move is done.
+    for page in pages:
+        try:
+            await page.wait_for_function("tab.client.transport === 'websocket'")
+        except PlaywrightError:
+            raise AssertionError(await page.evaluate("[tab.client.transport, tab.moves]")) from None

@@ -63,7 +63,7 @@ NETWORKS = {
     )
 }
 # What a filter that bans event streams answers; anything but the gateway's problem body.
-REFUSE_SSE = """        location /sse/connect {
+REFUSE_SSE = """        location ~ ^/sse/(connect|multiplex)$ {
             return 403 "event streams are blocked by this proxy\\n";
         }
 
@@ -71,8 +71,9 @@ REFUSE_SSE = """        location /sse/connect {
 
 
 class SseRefusingNginx(NginxProcess):
-    """nginx with comparison/nginx/block-websocket.conf plus one location answering 403 to
-    ``/sse/connect``: neither WebSocket nor SSE streams get through, Socket.IO polling does."""
+    """nginx with comparison/nginx/block-websocket.conf plus one location answering 403 to the
+    event streams (``/sse/connect``, and ``/sse/multiplex`` that tabs share): neither WebSocket
+    nor SSE streams get through, Socket.IO polling does."""
 
     def __init__(self, upstream_port: int, workdir: pathlib.Path) -> None:
         self.workdir = workdir

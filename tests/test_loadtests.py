@@ -11,7 +11,9 @@ import csv
 import pathlib
 import sys
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from comparison.children import free_port
 from comparison.proxy import ProxyProcess, read_stats
@@ -110,6 +112,37 @@ async def test_drop_profile_recovers_without_loss(gateway, tmp_path):
         assert count(result, "deliver", name) > 0, name
     lost_or_doubled = [f for f in delivery_failures(result) if f[1] in ("lost", "duplicate", "out-of-order")]
     assert lost_or_doubled == [], result["failures"]
+
+
+async def volatile_drops(url: str) -> float:
+    """The gateway's ``gateway_dropped_total{reason="volatile_not_ready"}``, from /metrics."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        text = (await http.get("/metrics")).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "gateway_dropped_total" and sample.labels.get("reason") == "volatile_not_ready")
+
+
+async def test_volatile_updates_beside_logged_ones(gateway, tmp_path):
+    """``--volatile-rate``: every user also sends volatile updates on its connection. They are
+    counted apart (the gateway may drop them), and the logged messages beside them still arrive
+    every one, once and in order."""
+    dropped_before = await volatile_drops(gateway.url)  # presence announcements are volatile too
+    with ProxyProcess(gateway.url, "passthrough") as proxy:
+        result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url,
+                              "--volatile-rate", "20")
+    dropped = await volatile_drops(gateway.url) - dropped_before
+    sent, received = count(result, "volatile", "sent"), count(result, "volatile", "received")
+    unsent = failure_count(result, "volatile", "sent")
+    print(f"volatile: {sent} sent ({unsent[0]} not sent: {unsent[1][:3]}), {received} received, "
+          f"{dropped:.0f} dropped by the gateway (volatile_not_ready)")
+    for name in NAMES:
+        assert count(result, "deliver", f"{name}: volatile") > 0, (name, result["output"][-2000:])
+        assert float(result["stats"][("deliver", f"{name}: volatile")]["Median Response Time"]) > 0
+        assert count(result, "deliver", name) > 0 and failure_count(result, "publish", name)[0] == 0, name
+    # Rooms of 4: each update reaches at most the 3 others; logged ones are at 5 a second, volatile at 20.
+    assert 0 < received <= 3 * sent and sent > 2 * sum(count(result, "publish", name) for name in NAMES)
+    assert count(result, "volatile", "received", "Failure Count") == 0
+    assert delivery_failures(result) == []  # no logged message lost, duplicated, out of order, or in a gap
 
 
 @pytest.mark.parametrize("sse_mode", ["stream", "auto"])

@@ -11,9 +11,12 @@ import uuid
 from collections.abc import Callable
 
 import httpx
+import orjson
 import pytest
+import socketio
 
 from rtclient import Gap, RoomEvent, SocketIOClient, SseClient
+from rtclient.protocol import SseFrame, SseParser
 
 from .servers import REDIS_URL, NginxProcess, SubprocessGateway, free_port, timeout
 
@@ -137,6 +140,58 @@ async def test_node_killed_mid_burst_clients_resume_on_the_other(cluster):
     assert subs[0].state.stats.reconnects >= 1
     for c in (*subs, pub):
         await c.close()
+
+
+async def _next_frame(chunks, parser: SseParser, event: str) -> SseFrame:
+    """The stream's next frame named ``event`` (others skipped)."""
+    async def read() -> SseFrame:
+        async for chunk in chunks:
+            for frame in parser.feed(chunk):
+                if frame.event == event:
+                    return frame
+        raise AssertionError(f"the stream ended before a {event!r} frame")
+    return await asyncio.wait_for(read(), timeout(10))
+
+
+async def test_a_session_moved_to_another_node_is_let_go_by_the_old_one(cluster):
+    """What an ``auto`` client does behind a balancer: its session, on SSE at node A, resumed
+    over WebSocket at node B while the SSE stream is still open. A lets go at once (its
+    stream is told ``replaced``), and a request that still reaches A runs on B: nothing is
+    done on a stale copy and lost."""
+    (a, b), _ = cluster
+    async with httpx.AsyncClient(base_url=a.url, timeout=timeout(10)) as http:
+        async with http.stream("GET", "/sse/connect", params={"namespace": "/chat"}) as stream:
+            chunks, parser = stream.aiter_bytes(), SseParser()
+            opened = orjson.loads((await _next_frame(chunks, parser, "open")).data)
+            sid, headers = opened["sid"], {"X-Session-Key": opened["key"]}
+            joined = await http.post(f"/sse/sessions/{sid}/join", json={"room": "before"}, headers=headers)
+            assert joined.status_code == 200, joined.text
+            sio = socketio.AsyncClient(reconnection=False)
+            got: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+            sio.on("*", lambda event, data, *_: got.put_nowait((event, data)), namespace="/chat")
+            await sio.connect(b.url, namespaces=["/chat"], transports=["websocket"],
+                              auth={"sid": sid, "key": opened["key"], "offsets": {}})
+            try:
+                closing = orjson.loads((await _next_frame(chunks, parser, "close")).data)
+                assert closing == {"reason": "replaced", "reconnect": False}
+                # The old connection's node sends the session's requests to its new node: a
+                # join through A is B's, so a publish to that room reaches the WebSocket on B.
+                joined = await http.post(f"/sse/sessions/{sid}/join", json={"room": "after"}, headers=headers)
+                assert joined.status_code == 200, joined.text
+                publisher = SseClient(a.url, "/chat")
+                await publisher.connect()
+                try:
+                    await publisher.join("after")
+                    await publisher.publish("after", {"n": 1})
+                    while True:
+                        event, data = await asyncio.wait_for(got.get(), timeout(10))
+                        if event == "message":
+                            break
+                    assert isinstance(data, dict) and data["room"] == "after" and data["data"] == {"n": 1}
+                finally:
+                    await publisher.close()
+            finally:
+                await sio.disconnect()
 
 
 async def test_server_side_publish_api_and_emitter(cluster):

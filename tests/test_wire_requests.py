@@ -21,6 +21,7 @@ from gateway.wire.requests import (
     Emit,
     Join,
     Leave,
+    Presence,
     Publish,
     Request,
     decode_request,
@@ -31,6 +32,7 @@ EXAMPLES: list[Request] = [
     Join("lobby"), Leave("lobby"), Publish("lobby"),
     Publish("r", "typing", {"a": [1, 2.5, None, True]}, "c-1", True),
     Emit("echo", [1]), Emit("sum", None, "x" * 128), Ack("7", {"ok": 1}), Ack("7"), Close(),
+    Publish("r", volatile=True), Emit("tick", 1, volatile=True), Presence("lobby"), Presence("lobby", "abc"),
 ]
 
 
@@ -43,10 +45,12 @@ def test_encode_then_decode_is_the_same_request(request_: Request) -> None:
 def test_the_body_is_camel_case_as_documented() -> None:
     assert Publish("r", client_event_id="c", include_self=True).encode() == {
         "room": "r", "event": "message", "data": None, "clientEventId": "c", "includeSelf": True,
+        "volatile": False,
     }
+    assert Presence("r", "c").encode() == {"room": "r", "cursor": "c"}
     assert Ack("1", 2).encode() == {"ackId": "1", "result": 2}
     assert Close().encode() == {}
-    assert set(REQUESTS) == {"join", "leave", "publish", "emit", "ack", "close"}
+    assert set(REQUESTS) == {"join", "leave", "publish", "emit", "ack", "presence", "close"}
 
 
 def test_defaults_and_aliases() -> None:
@@ -129,7 +133,7 @@ def test_the_openapi_document_lists_each_request_s_fields() -> None:
         assert set(schema.get("required", [])) == required, cls
         assert schema["additionalProperties"] is False
         documented += 1
-    assert documented == 5 and {r.request.OP for r in ROUTES} == set(REQUESTS)
+    assert documented == 6 and {r.request.OP for r in ROUTES} == set(REQUESTS)
 
 
 def test_the_wire_package_loads_no_server_library() -> None:

@@ -7,11 +7,12 @@ session records. The hub only ever talks to this interface.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.core.delivery_log import Replay
+from gateway.core.presence import Beat, Member, Page, PresenceKey
 from gateway.core.sessions import SessionRecord
 from gateway.wire.envelope import Envelope
 
@@ -69,6 +70,21 @@ class Broker(Protocol):
         the log entry: a retransmission can never log the event twice.
         """
 
+    async def publish_volatile(self, draft: Envelope, include_sender: bool) -> Envelope:
+        """Fan a volatile event out to every node without logging it: no offset (``""``), the
+        broker's time as ``ts``; returns it as fanned out."""
+
+    async def presence_write(self, changes: Mapping[PresenceKey, Member | None]) -> None:
+        """Record this node's presence changes: a member entered (its ``Member``) or left (None).
+        A removal takes out only an entry this node wrote (the session may have moved on)."""
+
+    async def presence_page(self, namespace: str, room: str, after: str | None, limit: int) -> Page:
+        """Up to ``limit`` members of ``room`` with a sid after ``after`` (None: from the first),
+        in sid order, on live nodes only; ``next`` is the cursor of the rest (None: no more)."""
+
+    async def presence_beat(self) -> Beat:
+        """Keep this node alive in presence, and take out the members of nodes that are not."""
+
     async def route(self, node: str, command: Command, timeout: float) -> Any:
         """Run ``command`` on ``node`` and return its result (or raise its error)."""
 
@@ -90,7 +106,10 @@ class Broker(Protocol):
     async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
         """Keep ``result`` (an ack) for ``ttl`` seconds; one over ``dedup_entry_max_bytes`` is not kept."""
 
-    async def save_session(self, record: SessionRecord, ttl: float) -> None: ...
+    async def save_session(self, record: SessionRecord, ttl: float, *, take: bool = False) -> None:
+        """Write ``record`` for ``ttl`` seconds, only while no record names another node than
+        ``record.node`` (a node that lost the session to another cannot write it back), unless
+        ``take``: this node is taking the session over."""
 
     async def load_session(self, sid: str) -> SessionRecord | None: ...
 
@@ -99,3 +118,10 @@ class Broker(Protocol):
 
     async def expired_session(self, sid: str) -> str | None:
         """The key hash of ``sid`` if it existed and expired; None if it never existed (or is live)."""
+
+    async def put_snapshot(self, snapshot: bytes, ttl: float) -> None:
+        """Keep this node's operator-view snapshot (``gateway/overview.py``) for ``ttl``
+        seconds, in place of its previous one."""
+
+    async def snapshots(self) -> list[bytes]:
+        """Every node's snapshot that has not expired, this node's included."""

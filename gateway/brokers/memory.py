@@ -13,15 +13,20 @@ from __future__ import annotations
 import heapq
 import secrets
 import time
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from gateway.brokers.base import Command, Dedup, OnCommand, OnGap, OnPublication, Publication
 from gateway.core.delivery_log import Offset, Replay, RoomLog, replay_without_log
+from gateway.core.presence import Beat, Member, Page, PresenceKey
 from gateway.core.sessions import SessionRecord
 from gateway.settings import Settings
+from gateway.wire import binary
 from gateway.wire.envelope import Envelope
 from gateway.wire.errors import UnknownSession
 
@@ -57,6 +62,9 @@ class MemoryBroker:
         self._tombstones: dict[str, tuple[float, str]] = {}  # sid -> (until, key hash)
         self._on_publication: OnPublication | None = None
         self._writes = 0
+        # (namespace, room) -> (sid -> member, the sids in order): presence, paged by sid
+        self._presence: dict[tuple[str, str], tuple[dict[str, Member], list[str]]] = {}
+        self._snapshot: tuple[float, bytes] = (0.0, b"")  # (until, the operator view's snapshot)
 
     async def start(self, on_publication: OnPublication, on_command: OnCommand, on_gap: OnGap) -> None:
         self._on_publication = on_publication
@@ -106,6 +114,12 @@ class MemoryBroker:
             self._over_budget()
         if dedup is not None:
             await self.dedup_put(dedup.key, {"result": {"room": draft.room, "offset": envelope.offset}}, dedup.ttl)
+        if self._on_publication is not None:
+            self._on_publication(Publication(envelope, include_sender))
+        return envelope
+
+    async def publish_volatile(self, draft: Envelope, include_sender: bool) -> Envelope:
+        envelope = replace(draft, offset="", ts=_now_ms(), volatile=True)
         if self._on_publication is not None:
             self._on_publication(Publication(envelope, include_sender))
         return envelope
@@ -188,7 +202,7 @@ class MemoryBroker:
         if hit[0] < time.monotonic():
             self._forget(key)
             return None
-        return orjson.loads(hit[1])
+        return binary.loads(hit[1])
 
     async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
         """Keep the encoded ack for ``ttl`` s, within ``dedup_max_bytes`` (the oldest go first).
@@ -196,7 +210,7 @@ class MemoryBroker:
         An ack over ``dedup_entry_max_bytes`` is not kept: a retransmission then runs again.
         """
         s = self._settings
-        ack = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+        ack = binary.dumps(result, option=orjson.OPT_NON_STR_KEYS)  # a handler's bytes too
         self._forget(key)
         if len(ack) > s.dedup_entry_max_bytes:
             return
@@ -223,10 +237,35 @@ class MemoryBroker:
                 return
             self.dedup_bytes -= dedup.popitem(last=False)[1][2]
 
+    # -- presence ----------------------------------------------------------------
+
+    async def presence_write(self, changes: Mapping[PresenceKey, Member | None]) -> None:
+        for (namespace, room, sid), member in changes.items():
+            members, order = self._presence.setdefault((namespace, room), ({}, []))
+            if member is not None:
+                if sid not in members:
+                    insort(order, sid)
+                members[sid] = member
+            elif members.pop(sid, None) is not None:
+                del order[bisect_left(order, sid)]
+            if not members:
+                del self._presence[(namespace, room)]
+
+    async def presence_page(self, namespace: str, room: str, after: str | None, limit: int) -> Page:
+        members, order = self._presence.get((namespace, room), ({}, []))
+        start = 0 if after is None else bisect_right(order, after)  # sids compare as Redis's BYLEX does
+        sids = order[start:start + limit]
+        return Page([members[sid] for sid in sids], sids[-1] if start + limit < len(order) else None)
+
+    async def presence_beat(self) -> Beat:
+        return Beat()  # one process: alive as long as it answers
+
     # -- sessions ----------------------------------------------------------------
 
-    async def save_session(self, record: SessionRecord, ttl: float) -> None:
-        self._sessions[record.sid] = record
+    async def save_session(self, record: SessionRecord, ttl: float, *, take: bool = False) -> None:
+        held = self._sessions.get(record.sid)
+        if take or held is None or held.node == record.node:
+            self._sessions[record.sid] = record
 
     async def load_session(self, sid: str) -> SessionRecord | None:
         return self._sessions.get(sid)
@@ -255,6 +294,16 @@ class MemoryBroker:
     async def expired_session(self, sid: str) -> str | None:
         tombstone = self._tombstones.get(sid)
         return tombstone[1] if tombstone is not None and tombstone[0] >= time.monotonic() else None
+
+    # -- the operator view ---------------------------------------------------------
+
+    async def put_snapshot(self, snapshot: bytes, ttl: float) -> None:
+        self._snapshot = (time.monotonic() + ttl, snapshot)
+
+    async def snapshots(self) -> list[bytes]:
+        """This node's snapshot (the only node), unless it has expired."""
+        until, snapshot = self._snapshot
+        return [snapshot] if snapshot and until >= time.monotonic() else []
 
 
 __all__ = ["MemoryBroker"]

@@ -14,6 +14,8 @@ MAXDELETEDID`` and ``XINFO STREAM``'s ``max-deleted-entry-id``). Keys::
     {prefix}:dedup:{key}              clientEventId results, with a TTL
     {prefix}:session:{sid}            session records, with a TTL
     {prefix}:expired:{sid}            tombstone of an expired session (its key hash), with a TTL
+    {prefix}:overview:{node}          the operator view's snapshot of one node, with a TTL
+    {prefix}:overview-nodes           sorted set: node -> when its snapshot expires (Redis time, ms)
 
 A namespace may contain ``:``, so a namespace must not be another one plus ``:...``
 (``/a`` and ``/a:b``) or their room keys could meet.
@@ -35,12 +37,13 @@ meanwhile never reached this node's subscribers live; it is in the log).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import orjson
@@ -52,6 +55,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 from redis.maint_notifications import MaintNotificationsConfig
 
+from gateway.brokers import redis_presence as presence
 from gateway.brokers.base import Command, Dedup, OnCommand, OnGap, OnPublication
 from gateway.brokers.redis_streams import (
     POSITION,
@@ -61,6 +65,7 @@ from gateway.brokers.redis_streams import (
     decode_entry,
     decode_fanout,
     dedup_key,
+    encode_entry,
     judge_replay,
     meta_key,
     ms,
@@ -69,11 +74,25 @@ from gateway.brokers.redis_streams import (
     stream_key,
 )
 from gateway.core.delivery_log import Replay
+from gateway.core.presence import Beat, Member, Page, PresenceKey
 from gateway.core.sessions import SessionRecord
 from gateway.settings import Settings
+from gateway.wire import binary
 from gateway.wire.envelope import Envelope
 from gateway.wire.errors import BrokerUnavailable, GatewayError, error_from_wire
 from gateway.wire.offsets import parse_offset
+
+# A session record is written by the node holding the session; once another node took it over,
+# the old node's late writes (a join's save in flight, a detach, a refresh) must not point it back.
+SAVE_SESSION = """
+local held = redis.call('GET', KEYS[1])
+if held and ARGV[3] ~= '1' then
+  local ok, doc = pcall(cjson.decode, held)
+  if ok and type(doc) == 'table' and doc.node ~= ARGV[2] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+return 1
+"""
 
 log = logging.getLogger("gateway.redis")
 
@@ -94,6 +113,21 @@ class FanoutGap:
     started: float  # time.time() when the listener lost Redis
     ended: float  # time.time() when it was subscribed again
     error: str
+
+
+# Keep one node's snapshot for the operator view, and list the node with its expiry in
+# Redis's own clock (nodes' clocks may disagree). Nodes gone longer ago are dropped from
+# the list, which expires with its last snapshot: both stay bounded by the live nodes.
+# KEYS: the list, this node's snapshot; ARGV: node, snapshot, TTL in ms.
+PUT_SNAPSHOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+"""
 
 
 # -- the broker ------------------------------------------------------------------
@@ -143,6 +177,15 @@ class RedisBroker:
         self._publish = self._redis.register_script(PUBLISH)
         self._replay = self._redis.register_script(REPLAY)
         self._position = self._redis.register_script(POSITION)
+        self._save_session = self._redis.register_script(SAVE_SESSION)
+        self._presence_write = self._redis.register_script(presence.WRITE)
+        self._presence_read = self._redis.register_script(presence.READ)
+        self._presence_beat = self._redis.register_script(presence.BEAT)
+        self._presence_reap = self._redis.register_script(presence.REAP)
+        # This node's presence id: a new one whenever it finds it was taken for dead (redis_presence).
+        self._generations = itertools.count(1)
+        self._presence_id = f"{self.node}.0"
+        self._put_snapshot = self._redis.register_script(PUT_SNAPSHOT)
         self._on_publication: OnPublication | None = None
         self._listener: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
@@ -265,7 +308,7 @@ class RedisBroker:
     def _deliver(self, raw: bytes) -> None:
         try:
             publication = decode_fanout(raw)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, GatewayError) as exc:  # GatewayError: a malformed binary marker
             log.error("dropped an unreadable fan-out message: %s", exc)
             return
         callback = self._on_publication
@@ -283,7 +326,7 @@ class RedisBroker:
 
     def _command(self, raw: bytes) -> None:
         try:
-            message = orjson.loads(raw)
+            message = binary.loads(raw)  # a request's or a result's bytes travel as binary markers
             if message["t"] == "rep":
                 future = self._replies.pop(message["id"], None)
                 if future is not None and not future.done():
@@ -291,7 +334,7 @@ class RedisBroker:
                 return
             command = Command(message["op"], message["sid"], message["body"])
             reply_to, request_id = message["from"], message["id"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, GatewayError) as exc:  # GatewayError: a malformed binary marker
             log.error("dropped an unreadable routed command: %s", exc)
             return
         task = asyncio.create_task(self._run_command(command, reply_to, request_id))
@@ -309,7 +352,7 @@ class RedisBroker:
             log.exception("routed command %s failed", command.op)
             reply.update(ok=False, error=GatewayError(f"{type(exc).__name__}").to_wire())
         try:
-            await self._redis.publish(self._node_channel(reply_to), orjson.dumps(reply))
+            await self._redis.publish(self._node_channel(reply_to), binary.dumps(reply))
         except (RedisError, OSError) as exc:
             log.warning("could not reply to node %s: %s", reply_to, exc)
 
@@ -322,7 +365,7 @@ class RedisBroker:
         try:
             heard = await self._call(
                 f"route {command.op} to another node",
-                self._redis.publish(self._node_channel(node), orjson.dumps(message)),
+                self._redis.publish(self._node_channel(node), binary.dumps(message)),
             )
             if not heard:
                 raise BrokerUnavailable("the node holding this session is gone; retry after it reconnects")
@@ -377,6 +420,16 @@ class RedisBroker:
             draft.sender, draft.client_event_id, int(ts), draft.echo,
         )
 
+    async def publish_volatile(self, draft: Envelope, include_sender: bool) -> Envelope:
+        """One ``PUBLISH`` on the fan-out channel, nothing in the stream (``ts`` is this node's clock)."""
+        envelope = replace(draft, offset="", ts=int(time.time() * 1000), volatile=True)
+        message = (
+            b'{"offset":"","ts":' + str(envelope.ts).encode() + b',"includeSender":'
+            + (b"true" if include_sender else b"false") + b',"record":' + encode_entry(envelope) + b"}"
+        )
+        await self._call(f"fan out an event in {draft.namespace} {draft.room}", self._redis.publish(self._channel, message))
+        return envelope
+
     async def position(self, namespace: str, room: str) -> str:
         last = await self._call(
             f"read the position of {namespace} {room}",
@@ -416,12 +469,67 @@ class RedisBroker:
             events.append(decode_entry(_text(entry_id), fields[b"ts"], fields[b"r"]))
         return Replay(events, complete)
 
+    # -- presence (keys and scripts: redis_presence) -------------------------------------
+
+    async def presence_write(self, changes: Mapping[PresenceKey, Member | None]) -> None:
+        node, prefix = self._presence_id, self._prefix
+        ttl = presence.ms_entries_ttl(self._settings)
+        items = list(changes.items())
+        for start in range(0, len(items), presence.WRITE_BATCH):  # a long script would hold Redis up
+            keys: list[str] = [presence.node_key(prefix, node)]
+            args: list[str | bytes | int] = [node, ttl]
+            for (namespace, room, sid), member in items[start:start + presence.WRITE_BATCH]:
+                keys += [presence.members_key(prefix, namespace, room), presence.data_key(prefix, namespace, room)]
+                args += [
+                    presence.encode_entry(namespace, room, sid), sid,
+                    presence.encode_member(member, node) if member is not None else b"",
+                ]
+            await self._call("write presence", self._presence_write(keys=keys, args=args))
+
+    async def presence_page(self, namespace: str, room: str, after: str | None, limit: int) -> Page:
+        prefix = self._prefix
+        keys = [presence.members_key(prefix, namespace, room), presence.data_key(prefix, namespace, room),
+                presence.nodes_key(prefix)]
+        reply: list[bytes] = await self._call(
+            f"read the presence of {namespace} {room}",
+            self._presence_read(keys=keys, args=[after or "", limit, limit * presence.READ_BUDGET]),
+        )
+        return Page([presence.decode_member(raw) for raw in reply[1:]], _text(reply[0]) or None)
+
+    async def presence_beat(self) -> Beat:
+        s, prefix = self._settings, self._prefix
+
+        async def beat(node: str, register: bool) -> tuple[bool, list[str]]:
+            alive, late = await self._call("renew presence", self._presence_beat(
+                keys=[presence.nodes_key(prefix), presence.node_key(prefix, node)],
+                args=[node, ms(s.presence_expiry), presence.ms_entries_ttl(s), "1" if register else "0"],
+            ))
+            return bool(alive), [_text(n) for n in late]
+
+        alive, late = await beat(self._presence_id, False)
+        if not alive:  # first beat, or taken for dead: a new id, and every member written again
+            self._presence_id = f"{self.node}.{next(self._generations)}"
+            _, late = await beat(self._presence_id, True)
+        gone: list[tuple[str, str, Member]] = []
+        for node in late:
+            for _ in range(presence.REAP_BATCHES):
+                done, *found = await self._call("take out a dead node's presence", self._presence_reap(
+                    keys=[presence.nodes_key(prefix), presence.node_key(prefix, node)],
+                    args=[node, prefix, presence.REAP_BATCH],
+                ))
+                for entry, member in zip(found[::2], found[1::2], strict=True):
+                    namespace, room, _ = presence.decode_entry(entry)
+                    gone.append((namespace, room, presence.decode_member(member)))
+                if done:
+                    break
+        return Beat(rejoined=not alive, gone=tuple(gone))
+
     async def dedup_get(self, key: str) -> Any | None:
         raw = await self._call("read a dedup entry", self._redis.get(dedup_key(self._prefix, key)))
-        return None if raw is None else orjson.loads(raw)
+        return None if raw is None else binary.loads(raw)
 
     async def dedup_put(self, key: str, result: Any, ttl: float) -> None:
-        ack = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+        ack = binary.dumps(result, option=orjson.OPT_NON_STR_KEYS)  # a handler's bytes too
         if len(ack) > self._settings.dedup_entry_max_bytes:
             return  # not kept: its TTL bounds how long, this how much
         await self._call("write a dedup entry", self._redis.set(dedup_key(self._prefix, key), ack, px=ms(ttl)))
@@ -432,14 +540,14 @@ class RedisBroker:
     def held_bytes(self) -> dict[str, int]:
         return {}  # logs and dedup entries live in Redis
 
-    async def save_session(self, record: SessionRecord, ttl: float) -> None:
+    async def save_session(self, record: SessionRecord, ttl: float, *, take: bool = False) -> None:
         body = orjson.dumps(
             {"sid": record.sid, "namespace": record.namespace, "user": record.user,
              "rooms": record.rooms, "node": record.node, "key": record.key_hash}
         )
-        await self._call(
-            "save a session", self._redis.set(f"{self._prefix}:session:{record.sid}", body, px=ms(ttl))
-        )
+        await self._call("save a session", self._save_session(
+            keys=[f"{self._prefix}:session:{record.sid}"], args=(body, record.node, int(take), ms(ttl))
+        ))
 
     async def load_session(self, sid: str) -> SessionRecord | None:
         raw = await self._call("load a session", self._redis.get(f"{self._prefix}:session:{sid}"))
@@ -466,6 +574,31 @@ class RedisBroker:
             "check a session tombstone", self._redis.get(f"{self._prefix}:expired:{sid}")
         )
         return None if found is None else _text(found)
+
+    # -- the operator view ---------------------------------------------------------
+
+    async def put_snapshot(self, snapshot: bytes, ttl: float) -> None:
+        await self._call(
+            "keep the node's snapshot",
+            self._put_snapshot(
+                keys=[f"{self._prefix}:overview-nodes", f"{self._prefix}:overview:{self.node}"],
+                args=[self.node, snapshot, ms(ttl)],
+            ),
+        )
+
+    async def snapshots(self) -> list[bytes]:
+        """Every live node's snapshot: the listed nodes' keys that have not expired (a key's
+        TTL is exact; the list only says which keys to read)."""
+        nodes: list[Any] = await self._call(
+            "list the nodes", self._redis.zrange(f"{self._prefix}:overview-nodes", 0, -1)
+        )
+        if not nodes:
+            return []
+        found: list[Any] = await self._call(
+            "read the nodes' snapshots",
+            self._redis.mget([f"{self._prefix}:overview:{_text(node)}" for node in nodes]),
+        )
+        return [snapshot for snapshot in found if isinstance(snapshot, bytes)]
 
 
 __all__ = ["FanoutGap", "RedisBroker"]

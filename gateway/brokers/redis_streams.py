@@ -5,7 +5,8 @@
 
 An entry of ``{prefix}:log:{namespace}:{room}`` has two fields: ``ts`` (Redis's
 clock, ms) and ``r`` (the envelope's record without offset and ts, JSON); its id is
-the offset. A fan-out message is ``{"offset", "ts", "includeSender", "record"}``.
+the offset. A fan-out message is ``{"offset", "ts", "includeSender", "record"}``. Payload
+``bytes`` are binary marker objects in both (``gateway/wire/binary.py``).
 
 Bounded in bytes and in time (issue 12). Beside each stream, a hash
 ``{prefix}:logmeta:{namespace}:{room}`` keeps ``bytes`` (the sum of the ``r`` fields
@@ -31,6 +32,7 @@ import orjson
 
 from gateway.brokers.base import Dedup, Publication
 from gateway.settings import Settings
+from gateway.wire import binary
 from gateway.wire.envelope import Envelope
 from gateway.wire.errors import OffsetFromFuture
 from gateway.wire.offsets import parse_offset
@@ -309,11 +311,11 @@ def encode_entry(envelope: Envelope) -> bytes:
     """The stream entry body: the envelope's record without offset and ts (the stream has those)."""
     record = envelope.to_record()
     del record["offset"], record["ts"]
-    return orjson.dumps(record)
+    return binary.dumps(record)
 
 
 def decode_entry(offset: str, ts: int | bytes, entry: bytes) -> Envelope:
-    record = orjson.loads(entry)
+    record = binary.loads(entry)
     record["offset"] = offset
     record["ts"] = int(ts)
     return Envelope.from_record(record)
@@ -321,7 +323,7 @@ def decode_entry(offset: str, ts: int | bytes, entry: bytes) -> Envelope:
 
 def decode_fanout(raw: bytes) -> Publication:
     """A fan-out message: ``{"offset", "ts", "includeSender", "record"}``; raises ValueError/KeyError."""
-    message = orjson.loads(raw)
+    message = binary.loads(raw)
     record = message["record"]
     record["offset"] = message["offset"]
     record["ts"] = message["ts"]

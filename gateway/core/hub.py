@@ -8,6 +8,7 @@ room events out through each transport's ``broadcast``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -25,10 +26,12 @@ from gateway.core.delivery_log import Replay
 from gateway.core.jwt_auth import JwtAuth
 from gateway.core.limits import Limits
 from gateway.core.namespaces import Namespace
+from gateway.core.presence import PresenceTracker
 from gateway.core.rooms import Rooms
 from gateway.core.sessions import (
     Channel,
     Session,
+    SessionRecord,
     SessionState,
     Trail,
     hash_key,
@@ -40,7 +43,7 @@ from gateway.core.transport import Transport
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.wire import frames
-from gateway.wire.envelope import Envelope, check_data, server_event
+from gateway.wire.envelope import Envelope, check_data, check_name, server_event
 from gateway.wire.errors import (
     AckTimeout,
     ForbiddenRoom,
@@ -57,7 +60,7 @@ from gateway.wire.errors import (
     ValidationFailed,
 )
 from gateway.wire.offsets import parse_offset
-from gateway.wire.requests import Ack, Close, Emit, Join, Leave, Publish, Request, decode_request
+from gateway.wire.requests import Ack, Close, Emit, Join, Leave, Presence, Publish, Request, decode_request
 
 log = logging.getLogger("gateway")
 
@@ -65,6 +68,8 @@ log = logging.getLogger("gateway")
 ALL = "*"
 # The routed command that asks the node holding a session where its Socket.IO client resumes.
 TRAIL_OP = "trail"
+# The routed command that tells the node holding a session that another node takes it over.
+RELEASE_OP = "release"
 
 Gaps = tuple[tuple[str, str | None], ...]
 
@@ -108,7 +113,13 @@ class Gateway:
         self.limits = Limits(self.settings, self.metrics)
         self._replaying: dict[str, set[Session]] = {}
         self._resumes: dict[str, _Resume] = {}
+        # A take-over across nodes: sessions arriving here (their routed requests wait for the
+        # move), and sessions that left for another node in the last ``route_timeout`` seconds
+        # (requests that still reach this node go there).
+        self._arriving: dict[str, asyncio.Event] = {}
+        self._moved: dict[str, str] = {}
         self.dedup = Deduplicator(self.broker, self.settings.dedup_window, self.metrics)
+        self._presence = PresenceTracker(self.broker, self.settings, self.metrics, self.namespaces)
         self.metrics.registry.register(HeldBytes(self))  # gateway_held_bytes, read when scraped
         self.jwt: JwtAuth | None = JwtAuth.from_settings(self.settings)
         self._sweeper: asyncio.Task[None] | None = None
@@ -131,6 +142,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.broker.start(self._fanout, self._command, self._fanout_gap)
+        await self._presence.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="gateway-sweeper")
 
     async def stop(self) -> None:
@@ -141,6 +153,7 @@ class Gateway:
                 _send_away(session.channel, "shutdown", reconnect=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self._presence.stop()
         await self.broker.close()
 
     @property
@@ -247,11 +260,11 @@ class Gateway:
     async def _resume(
         self, sid: str, key: str | None, fresh: Session, channel: Channel, positions: dict[str, str]
     ) -> Session:
-        session, _ = await self._find(sid, key)
+        session, node = await self._find(sid, key)
         if session.namespace != fresh.namespace or session.user != fresh.user:
             # Same answer as a sid that never existed: a sid is not proof of identity.
             raise UnknownSession(f"no session {sid!r} for this namespace and user", sid=sid)
-        return await self._take_over(session, key, fresh, channel, positions, exact=False)
+        return await self._take_over(session, node, key, fresh, channel, positions, exact=False)
 
     async def _recover(
         self, ns: Namespace, fresh: Session | None, channel: Channel, recover: Recover
@@ -270,7 +283,7 @@ class Gateway:
         gaps: Gaps = ()
         if positions is not None:
             try:
-                return await self._take_over(session, recover.pid, credentials, channel, positions, exact=True)
+                return await self._take_over(session, node, recover.pid, credentials, channel, positions, exact=True)
             except _Unfillable as unfillable:
                 gaps = unfillable.gaps
         if node == self.broker.node:
@@ -301,11 +314,52 @@ class Gateway:
             pass  # gone with its node, or expiring there
 
     async def _take_over(
+        self, session: Session, node: str, key: str | None, credentials: Session, channel: Channel,
+        positions: dict[str, str], *, exact: bool,
+    ) -> Session:
+        """Move ``session`` (held by ``node``) onto ``channel`` from ``positions``. ``exact``: raise
+        ``_Unfillable`` rather than resume with a gap (Socket.IO recovery), changing nothing here."""
+        if node == self.broker.node:
+            return await self._take_over_here(session, key, credentials, channel, positions, exact=exact)
+        # Another node holds it (its connection may still be open, an auto client moving):
+        # that node lets go first and hands over the rooms it last knew; the requests that
+        # still reach it are routed here and wait until the move is done.
+        sid = session.sid
+        arrived = self._arriving[sid] = asyncio.Event()
+        try:
+            try:
+                rooms = await self.broker.route(
+                    node, Command(RELEASE_OP, sid, {"to": self.broker.node}), self.settings.route_timeout
+                )
+            except GatewayError:
+                rooms = None  # that node is gone (or never had it): the record is all there is
+            if isinstance(rooms, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in rooms.items()):
+                session.rooms = rooms
+            return await self._take_over_here(session, key, credentials, channel, positions, exact=exact)
+        finally:
+            arrived.set()
+            if self._arriving.get(sid) is arrived:
+                del self._arriving[sid]
+
+    def _let_go(self, sid: str, to: Any) -> dict[str, str] | None:
+        """Node ``to`` takes ``sid`` over: stop serving it here, its connection told ``replaced``,
+        and answer with its rooms as this node knows them (None: not held here)."""
+        session = self.sessions.get(sid)
+        if session is None or not isinstance(to, str) or not to or to == self.broker.node:
+            return None
+        channel = session.channel if session.state is SessionState.CONNECTED else None
+        rooms = dict(session.rooms)
+        self._forget(session)  # no record write: the record is the new node's now
+        self._moved[sid] = to
+        asyncio.get_running_loop().call_later(self.settings.route_timeout, self._moved.pop, sid, None)
+        if channel is not None:
+            _send_away(channel, "replaced", reconnect=False)
+        return rooms
+
+    async def _take_over_here(
         self, session: Session, key: str | None, credentials: Session, channel: Channel,
         positions: dict[str, str], *, exact: bool,
     ) -> Session:
-        """Move ``session`` onto ``channel`` from ``positions``. ``exact``: raise ``_Unfillable``
-        rather than resume with a gap (Socket.IO recovery), changing nothing."""
         sid = session.sid
         previous = session.channel if session.state is SessionState.CONNECTED else None
         self._begin_replay(session)
@@ -340,7 +394,7 @@ class Gateway:
         self.sessions[sid] = session
         self._resumes[sid] = _Resume(replays)
         try:
-            await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
+            await self.broker.save_session(session.record(self.broker.node), self._session_ttl, take=True)
         except BaseException:
             self.detach(session, channel, "broker unavailable")  # recoverable, as before the attempt
             raise
@@ -488,19 +542,33 @@ class Gateway:
                 _check_key(session.key_hash, key, sid)  # ours without a record
             elif not key_matches(key, record.key_hash):
                 raise _unknown(sid)
-            elif record.node != self.broker.node:
+            elif (node := self._holder(record)) != self.broker.node:
                 if session is not None:
                     self._forget(session)
                 return await self.broker.route(
-                    record.node, Command(request.OP, sid, request.encode()), self.settings.route_timeout
+                    node, Command(request.OP, sid, request.encode()), self.settings.route_timeout
                 )
             elif session is None:
                 raise _unknown(sid)
         return await self.handle(session, request)
 
+    def _holder(self, record: SessionRecord) -> str:
+        """The node holding a session: its record's, or where it just moved to from here (the
+        new node has not saved the record yet)."""
+        if record.node != self.broker.node:
+            return record.node
+        return self._moved.get(record.sid, record.node)
+
     async def _command(self, command: Command) -> Any:
         """A request another node routed here: checked again, as any request that enters a node."""
+        if command.op == RELEASE_OP:
+            return self._let_go(command.sid, command.body.get("to"))
         session = self.sessions.get(command.sid)
+        arriving = self._arriving.get(command.sid)
+        if arriving is not None:  # the session is moving here: its request runs once it has
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arriving.wait(), self.settings.route_timeout / 2)
+            session = self.sessions.get(command.sid)
         if session is None:
             raise UnknownSession(f"no session {command.sid!r} on this node", sid=command.sid)
         if command.op == TRAIL_OP:
@@ -518,6 +586,9 @@ class Gateway:
         """
         if session.expires_at is not None and time.time() >= session.expires_at:
             raise TokenExpired("the session's token has expired: reconnect with a fresh one")
+        if session.state is SessionState.CLOSED and session.sid in self._moved:
+            # From a connection whose session another node took over: it runs there.
+            return await self.request(session.sid, session.key, request)
         match request:
             case Join():
                 return await self._join(session, request)
@@ -529,6 +600,8 @@ class Gateway:
                 return await self._emit_event(session, request)
             case Ack():
                 return self._resolve_ack(session, request)
+            case Presence():
+                return await self._presence_of(session, request)
             case Close():
                 return self.close(session, "client closed")
 
@@ -537,6 +610,7 @@ class Gateway:
     async def _join(self, session: Session, request: Join) -> dict[str, Any]:
         room = request.room
         if room in session.rooms:
+            await self._presence.flushed()  # a retried join: its presence may have failed to be written
             return {"room": room, "offset": session.rooms[room]}
         limit = self.settings.max_rooms_per_session
         if sum(r not in (session.sid, ALL) for r in session.rooms) >= limit:
@@ -552,13 +626,14 @@ class Gateway:
             offset = await self.broker.position(session.namespace, room)
         except GatewayError:
             if live:
-                self.rooms.discard(session, room)
+                self._drop_live(session, room)
             raise
         session.rooms[room] = offset
         session.positions.setdefault(room, offset)
         if session.channel is not None:
             _send(session.channel, frames.Joined(room, offset))
         await self.broker.save_session(session.record(self.broker.node), self._session_ttl)
+        await self._presence.flushed()  # acked once every node's presence answer lists it
         return {"room": room, "offset": offset}
 
     async def _authorize_join(self, session: Session, room: str) -> None:
@@ -578,7 +653,7 @@ class Gateway:
         if room not in session.rooms:
             raise NotJoined(f"not in room {room!r}", room=room)
         if session.live:
-            self.rooms.discard(session, room)
+            self._drop_live(session, room)
         del session.rooms[room]
         session.positions.pop(room, None)
         if session.channel is not None:
@@ -590,6 +665,13 @@ class Gateway:
         """Log and fan out a room event; the ack (its offset) comes once it is in the log."""
         self.limits.request(session)  # before anything else: refused, it changes nothing
         await self._admit(session, request.room)
+        if request.volatile:  # not logged, so nothing to deduplicate against
+            volatile = Envelope(
+                session.namespace, request.room, request.event, request.data, "",
+                session.sid, request.client_event_id, 0, request.include_self, volatile=True,
+            )
+            await self.broker.publish_volatile(volatile, request.include_self)
+            return {"room": request.room, "volatile": True}
 
         async def publish(dedup: Dedup | None) -> dict[str, Any]:
             draft = Envelope(
@@ -620,7 +702,19 @@ class Gateway:
                 log.error("handler result cannot be sent", extra={"event": request.event, "problem": exc.message})
                 raise GatewayError(f"the {request.event!r} handler returned what cannot be sent: {exc.message}") from None
 
-        return await self.dedup.once(self._dedup_key(session, request.client_event_id), run)
+        # A volatile emit is sent once and never again: not worth a dedup entry.
+        key = None if request.volatile else self._dedup_key(session, request.client_event_id)
+        return await self.dedup.once(key, run)
+
+    async def _presence_of(self, session: Session, request: Presence) -> dict[str, Any]:
+        """A page of a room's members, for a member of it (others only where the namespace
+        says ``presence_unjoined`` and they would be allowed to join it)."""
+        self.limits.request(session)
+        if request.room not in session.rooms:
+            if not self.namespaces[session.namespace].presence_unjoined:
+                raise NotJoined(f"join {request.room!r} to see who is in it", room=request.room)
+            await self._authorize_join(session, request.room)
+        return await self._presence.page(session.namespace, request.room, request.cursor)
 
     def _resolve_ack(self, session: Session, request: Ack) -> None:
         ack = self.acks.resolve(request.ack_id, session.sid, request.result)
@@ -647,16 +741,31 @@ class Gateway:
     # -- server-side API -----------------------------------------------------
 
     async def emit(
-        self, namespace: str, event: str, data: Any = None, *, to: str | None = None
-    ) -> str:
+        self, namespace: str, event: str, data: Any = None, *, to: str | None = None, volatile: bool = False
+    ) -> str | None:
         """Send a room event from the server to a room, a sid (its personal room) or, by default,
-        the whole namespace. Logged like any room event; returns its offset."""
+        the whole namespace. Logged like any room event; returns its offset. ``volatile``: not
+        logged (no offset: returns None), never replayed, dropped for a member not ready for it."""
         if namespace not in self.namespaces:
             raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
         room, event, data = server_event(to, event, data)
-        draft = Envelope(namespace, room, event, data, "", None, None, 0)
+        draft = Envelope(namespace, room, event, data, "", None, None, 0, volatile=volatile)
+        if volatile:
+            await self.broker.publish_volatile(draft, True)
+            return None
         logged = await self.broker.publish(draft, True)
         return logged.offset
+
+    async def presence(self, namespace: str, room: str, *, cursor: str | None = None) -> dict[str, Any]:
+        """Who is in ``room`` of ``namespace``, on every node: ``{"room", "members": [{"sid", "user",
+        "claims"}], "next"}``, at most ``presence_page_size`` members; ``next`` (None on the last
+        page) is the ``cursor`` of the next page."""
+        if namespace not in self.namespaces:
+            raise UnknownNamespace(f"no namespace {namespace!r}", namespace=namespace)
+        check_name("room", room)
+        if cursor is not None:
+            check_name("cursor", cursor)
+        return await self._presence.page(namespace, room, cursor)
 
     async def call(
         self, namespace: str, sid: str, event: str, data: Any = None, *, timeout: float | None = None
@@ -666,7 +775,7 @@ class Gateway:
         Raises ``AckTimeout`` if it does not come in time, ``SessionClosed`` if the
         session disconnects first, whatever the transport.
         """
-        check_data(data)
+        data = check_data(data)  # a binary marker object becomes its bytes, as in every payload
         session = self.sessions.get(sid)
         if session is None or session.namespace != namespace or session.channel is None:
             raise SessionClosed(f"session {sid!r} is not connected to {namespace}", sid=sid)
@@ -688,11 +797,11 @@ class Gateway:
     # -- fan-out -------------------------------------------------------------
 
     def _fanout(self, publication: Publication) -> None:
-        """Called by the broker for every logged event, on every node. Encodes once."""
+        """Called by the broker for every logged (or volatile) event, on every node. Encodes once."""
         envelope = publication.envelope
         skip = None if publication.include_sender else envelope.sender
         room = self.rooms.get(envelope.namespace, envelope.room)
-        self.metrics.published.inc()
+        (self.metrics.volatile if envelope.volatile else self.metrics.published).inc()
         if room is not None:
             wire = envelope.encode()
             for name, members in list(room.members.items()):
@@ -700,7 +809,10 @@ class Gateway:
                 self.metrics.delivered.labels(name).inc(len(members) - (skip in members))
         for session in self._replaying.get(envelope.namespace, ()):
             if envelope.room in session.rooms and session.sid != skip and session.backlog is not None:
-                session.backlog.append(envelope)
+                if envelope.volatile:  # between connections: not ready for it, and no log brings it back
+                    self.metrics.dropped.labels("volatile_not_ready").inc()
+                else:
+                    session.backlog.append(envelope)
 
     def _begin_replay(self, session: Session) -> None:
         self._leave_live(session)
@@ -734,12 +846,18 @@ class Gateway:
 
     def _add_live(self, session: Session, room: str) -> None:
         self.rooms.add(session, room)
+        if room not in (session.sid, ALL):  # a personal room and the namespace room have no presence
+            self._presence.enter(session, room)
+
+    def _drop_live(self, session: Session, room: str) -> None:
+        self.rooms.discard(session, room)
+        self._presence.exit(session, room)
 
     def _leave_live(self, session: Session) -> None:
         if not session.live or session.channel is None:
             return
         for room in session.rooms:
-            self.rooms.discard(session, room)
+            self._drop_live(session, room)
 
     def _fanout_gap(self) -> None:
         """Fan-out to this node was interrupted: live sessions may have missed events.

@@ -15,6 +15,7 @@ per client address             concurrent connections (SSE streams, Socket.IO na
                                connections); new sessions per second, with a burst
 per session                    publishes and application emits per second, with a burst
 per node                       sessions held (connected and recoverable)
+per multiplexed SSE stream     sessions it carries
 =============================  ==========================================================
 
 The client address is the ASGI scope's ``client`` (``client_address``): the peer's, or the
@@ -223,6 +224,14 @@ class Limits:
                     "address_sessions", wait,
                     f"over {s.address_session_rate:g} new sessions a second from this address",
                 )
+
+    def carrier_session(self, carried: int) -> None:
+        """Before one more session is attached to a multiplexed stream that carries ``carried``."""
+        limit = self.settings.multiplex_max_sessions
+        if limit and carried >= limit:
+            raise self._refused(
+                "carrier_sessions", FULL_RETRY_AFTER, f"this stream carries its limit of {limit} sessions",
+            )
 
     def request(self, session: Session) -> None:
         """Before a publish or an application emit of ``session`` does anything.

@@ -6,7 +6,7 @@ An application declares them once on the ``Gateway``; every transport serves the
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from gateway.core.sessions import Session
@@ -29,6 +29,9 @@ class Namespace:
         anonymous: bool = False,
         recovery: bool | None = None,
         recovery_skips_middleware: bool = False,
+        presence_claims: Iterable[str] = (),
+        presence_events: bool = False,
+        presence_unjoined: bool = False,
     ) -> None:
         if not name.startswith("/"):
             raise ValueError("a namespace name starts with '/'")
@@ -46,6 +49,15 @@ class Namespace:
         # A recovered session keeps the user and claims it had, as Socket.IO's skipMiddlewares
         # (a connect that is not recovered runs the middleware, and JWT check, all the same).
         self.recovery_skips_middleware = recovery_skips_middleware
+        # Presence (docs/protocol.md): the claims a member's entry shows besides its sid and user
+        # (none by default: claims may be private); whether its rooms' members get presence.join
+        # and presence.leave; whether a session may ask who is in a room it is not in (then only
+        # where it would be allowed to join, as ``authorize_join`` decides).
+        if isinstance(presence_claims, str):  # tuple("name") would show claims "n", "a", "m", "e"
+            raise TypeError("presence_claims is a collection of claim names, e.g. ('name',)")
+        self.presence_claims = tuple(presence_claims)
+        self.presence_events = presence_events
+        self.presence_unjoined = presence_unjoined
 
     def on(self, event: str) -> Callable[[F], F]:
         """Register the handler of a client event; what it returns is the ack."""

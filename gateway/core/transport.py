@@ -20,4 +20,9 @@ class Transport(Protocol):
     def broadcast(
         self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
     ) -> None:
-        """Deliver ``envelope`` to this transport's live ``members`` of ``room``, except ``skip``."""
+        """Deliver ``envelope`` to this transport's live ``members`` of ``room``, except ``skip``.
+
+        A volatile one (``envelope.volatile``: no offset) moves no session's position or cursor,
+        goes only to connections ready for it (nothing much waiting, the socket taking writes)
+        and is dropped for the others, counted in ``dropped{reason="volatile_not_ready"}``; it
+        never cuts a connection (docs/protocol.md, "Volatile events")."""

@@ -14,6 +14,38 @@ const messages = $("messages");
 let client = null;
 const TABS_HELP = "the README, “Many tabs in one browser”";
 const own = new Map(); // clientEventId -> the row of a message this page sent
+const present = new Map(); // sid -> member ({sid, user, claims}) of the room, as presence says
+
+function showPresence() {
+  const list = $("presence");
+  const mine = client?.sid;
+  const rows = [...present.values()].sort((a, b) => nameOf(a).localeCompare(nameOf(b)) || a.sid.localeCompare(b.sid));
+  list.replaceChildren(...rows.map((member) => {
+    const item = document.createElement("li");
+    item.dataset.testid = "present";
+    item.dataset.sid = member.sid;
+    item.textContent = member.sid === mine ? `${nameOf(member)} (you)` : nameOf(member);
+    item.title = `session ${member.sid}`;
+    return item;
+  }));
+  show("presence-count", String(present.size));
+}
+
+const nameOf = (member) => (typeof member.claims?.name === "string" ? member.claims.name : member.user ?? member.sid.slice(0, 6));
+
+/** The room's members, every page; then the join/leave events keep the list up to date. */
+async function loadPresence(room) {
+  const members = new Map();
+  let cursor;
+  do {
+    const page = await client.presence(room, { cursor });
+    for (const member of page.members) members.set(member.sid, member);
+    cursor = page.next;
+  } while (cursor);
+  present.clear();
+  for (const [sid, member] of members) present.set(sid, member);
+  showPresence();
+}
 
 function logEvent(text, kind = "") {
   const item = document.createElement("li");
@@ -26,7 +58,64 @@ function logEvent(text, kind = "") {
   while (log.children.length > 60) log.lastChild.remove();
 }
 
-function messageRow({ name, text, mine, ts }) {
+// A file travels inside a publish as bytes: base64 on SSE (POST and stream) and in Socket.IO
+// long-polling, where Engine.IO bounds the whole request by maxPayload. So a file may take three
+// quarters of the gateway's maxPayload (from its open frame), less room for the message around
+// it: one limit that holds on every transport this page offers.
+const FILE_MESSAGE_ROOM = 4096;
+const FILES_KEPT = 50; // download links kept alive (Blob URLs hold their bytes); older ones are released
+const fileLinks = [];
+const fileLimit = () => Math.max(0, Math.floor((client.info.maxPayload * 3) / 4) - FILE_MESSAGE_ROOM);
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Why `file` cannot be sent here, or null. */
+function fileRefusal(file) {
+  if (!client?.info) return "Connect first: the gateway's size limit comes with the connection.";
+  const limit = fileLimit();
+  if (file.size <= limit) return null;
+  return `“${file.name}” is ${formatSize(file.size)}: this gateway takes files up to ${formatSize(limit)} ` +
+    `(three quarters of its maxPayload of ${formatSize(client.info.maxPayload)}, as SSE and Socket.IO polling carry bytes as base64).`;
+}
+
+function fileNotice(text) {
+  $("file-notice").textContent = text ?? "";
+  $("file-notice").hidden = !text;
+}
+
+function releaseFiles(keep = 0) {
+  while (fileLinks.length > keep) {
+    const link = fileLinks.shift();
+    URL.revokeObjectURL(link.href);
+    link.removeAttribute("href");
+    link.title = `released: this page keeps the last ${FILES_KEPT} files`;
+  }
+}
+
+/** A file message's data ({name, type, size, bytes}) as a download link and its size; null if it is not one. */
+function fileParts(data) {
+  const { bytes } = data;
+  if (typeof data.name !== "string" || !(bytes instanceof ArrayBuffer || ArrayBuffer.isView(bytes))) return null;
+  const blob = new Blob([bytes], { type: typeof data.type === "string" ? data.type : "" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = data.name;
+  link.dataset.testid = "file-link";
+  link.textContent = data.name;
+  fileLinks.push(link);
+  releaseFiles(FILES_KEPT);
+  const size = document.createElement("span");
+  size.className = "size";
+  size.dataset.testid = "file-size";
+  size.dataset.bytes = String(blob.size);
+  size.textContent = ` · ${formatSize(blob.size)}`;
+  return [link, size];
+}
+
+function messageRow({ name, text, file = null, mine, ts }) {
   const row = document.createElement("li");
   row.dataset.testid = "message";
   row.dataset.own = String(mine);
@@ -38,7 +127,12 @@ function messageRow({ name, text, mine, ts }) {
   const body = document.createElement("span");
   body.className = "text";
   body.dataset.testid = "message-text";
-  body.textContent = text;
+  const parts = file && fileParts(file);
+  if (parts) {
+    body.classList.add("file");
+    body.dataset.testid = "message-file";
+    body.append(...parts);
+  } else body.textContent = text;
   const meta = document.createElement("span");
   meta.className = "meta";
   const time = document.createElement("time");
@@ -75,6 +169,7 @@ function setConnected(connected) {
   for (const el of form.querySelectorAll("input, [data-testid=connect]")) el.disabled = connected || el.dataset.unavailable === "true";
   $("leave").disabled = !connected;
   $("text").disabled = $("send").disabled = !connected;
+  $("file").disabled = $("send-file").disabled = !connected;
 }
 
 function adminNotice(text) {
@@ -103,7 +198,11 @@ async function adminToken(password) {
 
 function start(transport, name, room, password) {
   own.clear();
+  present.clear();
+  showPresence();
   messages.replaceChildren();
+  releaseFiles();
+  fileNotice(null);
   $("empty").hidden = false;
   show("room-title", room);
   adminNotice(null);
@@ -115,7 +214,7 @@ function start(transport, name, room, password) {
         throw err;
       })
     : undefined;
-  client = connect({ namespace: "/chat", transport, name, token });
+  client = connect({ namespace: "/chat", transport, name, token, ...(share === undefined ? {} : { share }) });
   const transports = []; // every transport the session was carried by, in order
   window.rtgw = { client, room, transports }; // for the browser tests and the curious
   setConnected(true);
@@ -127,6 +226,7 @@ function start(transport, name, room, password) {
     $("drop").disabled = $("offline").disabled = state !== "open";
     show("reconnects", String(client.reconnects));
     if (state === "open") {
+      show("file-limit", `up to ${formatSize(fileLimit())} a file`);
       show("sid", client.sid);
       show("role", password ? "admin" : "guest");
     }
@@ -162,6 +262,22 @@ function start(transport, name, room, password) {
       : `incomplete · gap in ${gaps.map((g) => g.room).join(", ")}`;
     logEvent(`recovery: ${complete ? "complete" : "INCOMPLETE"}, ${replayed} replayed`, complete ? "ok" : "bad");
   });
+  // Announcements are hints: a resume may have missed some, so the list is read again then.
+  client.on("presence.join", ({ room: where, members }) => {
+    if (where !== room) return;
+    for (const member of members) present.set(member.sid, member);
+    showPresence();
+    logEvent(`joined ${room}: ${members.map(nameOf).join(", ")}`);
+  });
+  client.on("presence.leave", ({ room: where, members }) => {
+    if (where !== room) return;
+    for (const member of members) present.delete(member.sid);
+    showPresence();
+    logEvent(`left ${room}: ${members.map(nameOf).join(", ")}`);
+  });
+  client.on("recovery", () => {
+    loadPresence(room).catch((err) => logEvent(`presence: ${err.code}`, "bad"));
+  });
   client.on("gap", ({ room: where, after }) => logEvent(`gap in ${where} after ${after ?? "the start"}: some messages are lost`, "bad"));
   client.on("error", (err) => logEvent(`error ${err.code}: ${err.message}`, "bad"));
   // The client's word that a connection or request is waiting: on HTTP/1.1, most likely the
@@ -179,8 +295,8 @@ function start(transport, name, room, password) {
     logEvent(`${what} answered after ${Math.round(waited / 1000)} s`, "ok");
   });
 
-  client.on("pending", ({ kind, clientEventId, data }) => {
-    if (kind === "publish") own.set(clientEventId, messageRow({ name, text: data.text, mine: true }));
+  client.on("pending", ({ kind, event, clientEventId, data }) => {
+    if (kind === "publish") own.set(clientEventId, messageRow({ name, text: data.text, file: event === "file" ? data : null, mine: true }));
   });
   client.on("acked", ({ clientEventId, result }) => {
     const row = own.get(clientEventId);
@@ -191,11 +307,14 @@ function start(transport, name, room, password) {
     if (row) setStatus(row, "failed", `refused: ${error.code}`);
   });
 
-  client.on("message", (envelope, { replayed } = {}) => {
+  // Chat lines are "message" events {name, text}; files are "file" events {name, type, size, bytes, from}.
+  const received = (envelope, { replayed } = {}) => {
     const data = envelope.data ?? {};
+    const file = envelope.event === "file" ? data : null;
     const text = typeof data.text === "string" ? data.text : JSON.stringify(data);
-    const sender = typeof data.name === "string" ? data.name : envelope.sender ?? "server";
-    const row = messageRow({ name: sender, text, mine: false, ts: envelope.ts });
+    const said = file ? data.from : data.name;
+    const sender = typeof said === "string" ? said : envelope.sender ?? "server";
+    const row = messageRow({ name: sender, text, file, mine: false, ts: envelope.ts });
     row.dataset.offset = envelope.offset;
     row.title = `offset ${envelope.offset}`;
     if (replayed) {
@@ -208,10 +327,15 @@ function start(transport, name, room, password) {
       badge.title = "missed while offline; delivered by the resume's replay";
       row.querySelector(".meta").prepend(badge, " ");
     }
-  });
+  };
+  client.on("message", received);
+  client.on("file", received);
 
   client.join(room).then(
-    () => logEvent(`joined ${room}`, "ok"),
+    () => {
+      logEvent(`joined ${room}`, "ok");
+      return loadPresence(room).catch((err) => logEvent(`presence: ${err.code}`, "bad"));
+    },
     (err) => logEvent(`cannot join ${room}: ${err.code}`, "bad"),
   );
 }
@@ -233,6 +357,27 @@ composer.addEventListener("submit", (event) => {
   input.focus();
 });
 
+$("file").addEventListener("change", () => {
+  const [file] = $("file").files;
+  fileNotice(file ? fileRefusal(file) : null);
+});
+
+$("file-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("file");
+  const [file] = input.files;
+  if (!file || !client) return;
+  const refusal = fileRefusal(file);
+  fileNotice(refusal);
+  if (refusal) return;
+  const target = client;
+  const { room } = window.rtgw;
+  input.value = "";
+  const bytes = await file.arrayBuffer();
+  const data = { name: file.name, type: file.type, size: file.size, bytes, from: form.elements.name.value.trim() };
+  target.publish(room, data, { event: "file" }).catch(() => {}); // shown by "failed"
+});
+
 $("drop").addEventListener("click", () => {
   logEvent("dropping the connection (the session stays)", "warn");
   client?.drop();
@@ -247,11 +392,16 @@ $("offline").addEventListener("click", () => {
 $("leave").addEventListener("click", async () => {
   await client?.close();
   client = null;
+  present.clear();
+  showPresence();
   setConnected(false);
 });
 
 // Prefill from the address: /?transport=sse&name=Ada&room=lobby
 const params = new URLSearchParams(location.search);
+// ?share=false: this tab's own stream; ?share=leader: shared through a leader tab, not a
+// SharedWorker; ?share=true or nothing: the client's default (connect()'s `share`).
+const share = new Map([["true", true], ["false", false], ["leader", "leader"]]).get(params.get("share"));
 if (params.get("name")) form.elements.name.value = params.get("name");
 if (params.get("room")) form.elements.room.value = params.get("room");
 if (!form.elements.name.value) form.elements.name.value = `guest-${Math.floor(Math.random() * 900 + 100)}`;

@@ -18,7 +18,7 @@
  * SocketIOLink; networkMemory remembers, per gateway URL and for a while, what failed.
  */
 
-import { GatewayError, SseParser, isCursor, isObject, problemError, unwrapAck } from "./rtgateway-protocol.js";
+import { GatewayError, SseParser, isCursor, isObject, parseWire, problemError, toWire, unwrapAck } from "./rtgateway-protocol.js";
 
 // -- Socket.IO, loaded only when asked for ---------------------------------------
 
@@ -353,7 +353,7 @@ export class SseLink {
           }
           let data;
           try {
-            data = JSON.parse(frame.data);
+            data = parseWire(frame.data); // binary markers as ArrayBuffers
           } catch {
             this.events.malformed(`"${name}" frame whose data is not JSON: ${frame.data.slice(0, 80)}`);
             this.events.unusable(this);
@@ -379,12 +379,14 @@ export class SseLink {
     const { url, requestTimeout } = this.options;
     const headers = { "X-Session-Key": this.key ?? "" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    // Binaries (ArrayBuffer, typed arrays, Blob) as marker objects: the gateway hands them on as bytes.
+    const json = body === undefined ? undefined : JSON.stringify(await toWire(body));
     let response;
     try {
       response = await fetch(`${url}/sse/sessions/${encodeURIComponent(this.sid)}${path}`, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: json,
         signal: AbortSignal.timeout(requestTimeout),
         keepalive: method === "DELETE",
       });
@@ -400,7 +402,7 @@ export class SseLink {
     const response = await this._post(`/${kind}`, body);
     let answer;
     try {
-      answer = await response.json();
+      answer = parseWire(await response.text());
     } catch {
       throw new GatewayError("malformed_frame", `the answer to ${kind} is not JSON`);
     }
@@ -539,7 +541,10 @@ export class SocketIOLink {
         }
       };
       const socket = this.socket.timeout(requestTimeout);
-      if (kind === "emit") socket.emit(body.event, body.data ?? null, { clientEventId: body.clientEventId }, done);
+      if (kind === "emit") {
+        const meta = body.volatile ? { clientEventId: null, volatile: true } : { clientEventId: body.clientEventId };
+        socket.emit(body.event, body.data ?? null, meta, done);
+      }
       else socket.emit(kind, body, done);
     });
   }

@@ -37,6 +37,7 @@ export const RESERVED_EVENTS = new Set([
   "connect", "connect_error", "disconnect", "disconnecting", "message_ack",
   "newListener", "removeListener",
   "join", "leave", "publish", "ack",
+  "presence", "presence.join", "presence.leave",
 ]);
 const ALL_ROOM = "*"; // the namespace room every session is in (server-side emits without a room)
 
@@ -188,6 +189,60 @@ export function retryAfterMs(error) {
   const seconds = error.detail?.retryAfter;
   if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return 1000;
   return Math.min(seconds, 60) * 1000;
+}
+
+/**
+ * Binary payloads (docs/protocol.md, "Binary payloads"). Socket.IO carries ArrayBuffer, typed
+ * arrays (Node's Buffer too), DataView and Blob as binary attachments; SSE + POST carries each
+ * as the marker object {"_rtgw_binary": "<base64>"}. `toWire` turns a request's binaries into
+ * markers (async: a Blob is read first); `parseWire` reads a frame or an answer, its markers
+ * as ArrayBuffers (what socket.io-client gives a page).
+ */
+export const BINARY_MARKER = "_rtgw_binary";
+const MARKER_TEXT = `"${BINARY_MARKER}"`; // how the gateway writes the key: only text holding it is walked
+
+const isBlob = (v) => typeof Blob === "function" && v instanceof Blob;
+const isPlain = (v) => isObject(v) && [Object.prototype, null].includes(Object.getPrototypeOf(v));
+
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+/** `value` with every binary in it as its marker object, ready for JSON.stringify. */
+export async function toWire(value) {
+  if (value instanceof ArrayBuffer) return { [BINARY_MARKER]: toBase64(new Uint8Array(value)) };
+  if (ArrayBuffer.isView(value)) {
+    return { [BINARY_MARKER]: toBase64(new Uint8Array(value.buffer, value.byteOffset, value.byteLength)) };
+  }
+  if (isBlob(value)) return toWire(await value.arrayBuffer());
+  if (Array.isArray(value)) return Promise.all(value.map(toWire));
+  if (isPlain(value)) {
+    const entries = await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await toWire(v)]));
+    return Object.fromEntries(entries);
+  }
+  return value; // a string, number, null, or an object with its own toJSON (a Date)
+}
+
+function fromWire(value) {
+  if (Array.isArray(value)) return value.map(fromWire);
+  if (!isObject(value)) return value;
+  if (BINARY_MARKER in value) {
+    const text = value[BINARY_MARKER];
+    if (typeof text !== "string" || Object.keys(value).length !== 1) throw new TypeError(`a malformed binary marker`);
+    const raw = atob(text); // throws on anything that is not base64
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes.buffer;
+  }
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fromWire(v)]));
+}
+
+/** JSON text from the gateway, its binary markers as ArrayBuffers; throws if it is not JSON. */
+export function parseWire(text) {
+  const value = JSON.parse(text);
+  return text.includes(MARKER_TEXT) ? fromWire(value) : value;
 }
 
 /**

@@ -57,12 +57,30 @@
  *   "connection_limit": the page is on HTTP/1.1 and the transport holds an HTTP connection per
  *   stream or long-poll; a browser opens six per host, shared by every tab of the profile, so
  *   the seventh request waits for one to end (docs: README, "Many tabs"); "no_answer" otherwise.
+ * - One stream per browser: over SSE (transport "sse", and "auto" while on SSE) the tabs of one
+ *   origin share one stream, held by a SharedWorker or else by a leader tab (Web Locks +
+ *   BroadcastChannel), which sends their requests too (rtgateway-shared.js); each tab keeps its
+ *   own session and everything above. `share: false` gives each tab its own stream (as does a
+ *   browser without SharedWorker and Web Locks); `client.sharing` says "worker", "leader" or null.
+ *   Socket.IO long-polling is not shared: its tabs still take a connection each (and say so).
  *
  * Errors are GatewayError {code, message, status?, detail}: the server's codes
  * (docs/protocol.md#errors) from problem bodies, error acks and connect_error, plus the
  * client's own: network_error, timeout, aborted, malformed_frame, no_call_handler, client_closed,
  * socketio_unavailable, token_error (the token function threw), replaced / closed_by_server
  * (the gateway ended the session: see close frames above).
+ *
+ * - Volatile events (docs/protocol.md): publish(room, data, {volatile: true}) is sent once if
+ *   the session is open, never queued nor retried, and resolves to {room, volatile: true}, or
+ *   to null when there was no connection (stats.volatileDropped); a volatile room event
+ *   arrives with offset null and volatile: true and moves no offset.
+ * - Presence: presence(room, {cursor}) resolves to {room, members: [{sid, user, claims}], next};
+ *   on namespaces that announce them, "presence.join" / "presence.leave" listeners get
+ *   {room, members}.
+ * - Binary payloads (docs/protocol.md): an ArrayBuffer, typed array (Uint8Array, Node's
+ *   Buffer), DataView or Blob anywhere in publish/emit data or a call's answer reaches the
+ *   others as bytes, whatever the transport; binaries received arrive as ArrayBuffers on SSE,
+ *   as socket.io-client gives them on Socket.IO (ArrayBuffer in a page, Buffer in Node).
  *
  * Events for on(): room events by name (and "*" for all of them) get the envelope;
  * lifecycle: state (connecting | open | reconnecting | closed), transport (name in use),
@@ -92,6 +110,8 @@ const FATAL = new Set([
   "validation_error", "socketio_unavailable",
 ]);
 const CONTROL = new Set(["open", "joined", "left", "recovery", "close", "call"]);
+// The gateway's presence announcements (volatile room events with no sender): their own events for on().
+const PRESENCE = new Set(["presence.join", "presence.leave"]);
 // Resumes in a row that the gateway answered but that gave no usable open frame (the stream
 // ended, or its first frame was malformed) before the client stops resuming and starts a new
 // session: resuming again would replay the same.
@@ -122,6 +142,7 @@ const DEFAULTS = {
   remember: 10 * 60 * 1000, // ms: auto remembers this long what failed on this network
   upgradeDelay: 0, // ms: auto waits this long before trying WebSocket beside the first connection
   stallAfter: 3000, // ms without an answer to a connection or a request before a `stalled` event
+  share: true, // SSE: the tabs of this origin share one stream (rtgateway-shared.js); false: one per tab; "leader": no SharedWorker
 };
 
 /** The error of a call whose AbortSignal fired: its reason stays in `detail.reason`. */
@@ -161,7 +182,7 @@ export class Client {
     this.transport = null; // what is actually carrying the session: "sse", "polling", "websocket"
     this.reconnects = 0; // reconnect attempts so far
     this.info = null; // the last open frame
-    this.stats = { delivered: 0, duplicates: 0, malformed: 0, replayed: 0, gaps: 0, retransmits: 0 };
+    this.stats = { delivered: 0, duplicates: 0, malformed: 0, replayed: 0, gaps: 0, retransmits: 0, volatileDropped: 0 };
     this._listeners = new Map();
     this._callHandlers = new Map();
     this._offsets = new Map(); // room -> last offset delivered to the app
@@ -211,6 +232,11 @@ export class Client {
     // one of them back would never come.
     this._socketIO = this.options.transport === "auto" && httpVersion(this.options.url) === "http/1.1"
       ? loadSocketIO(this.options.socketioUrl).catch(() => {}) // missing: the probe reports it
+      : null;
+    // The stream shared with the other tabs (rtgateway-shared.js, which decides whether this page
+    // can): imported only in a page and for SSE, before the first connection (see _dial).
+    this._shared = this.options.share !== false && globalThis.document !== undefined && ["sse", "auto"].includes(this.options.transport)
+      ? import("./rtgateway-shared.js").catch(() => null) // missing: each tab its own stream
       : null;
     this.ready = new Promise((resolve, reject) => {
       this._ready = { resolve, reject };
@@ -273,15 +299,29 @@ export class Client {
    * AbortSignal) gives up at once with `aborted`; `timeout` (ms, default callTimeout) bounds
    * the whole call, retries and reconnects included, then `timeout`.
    */
-  publish(room, data, { event = "message", includeSelf = false, signal, timeout } = {}) {
-    const body = { room, event, data, clientEventId: randomId() };
+  publish(room, data, { event = "message", includeSelf = false, volatile = false, signal, timeout } = {}) {
+    const body = { room, event, data };
     if (includeSelf) body.includeSelf = true;
+    if (volatile) return this._volatile("publish", body, timeout);
+    body.clientEventId = randomId();
     return this._enqueue("publish", body, true, false, { signal, timeout });
   }
 
-  /** Send an application event; resolves to its handler's return value. `options`: {signal, timeout}. */
-  emit(event, data, options = {}) {
+  /**
+   * Send an application event; resolves to its handler's return value. `options`: {signal,
+   * timeout}, and {volatile: true} as for publish().
+   */
+  emit(event, data, { volatile = false, ...options } = {}) {
+    if (volatile) return this._volatile("emit", { event, data }, options.timeout);
     return this._enqueue("emit", { event, data, clientEventId: randomId() }, false, false, options);
+  }
+
+  /**
+   * Who is in `room`, on every node: resolves to {room, members: [{sid, user, claims}], next};
+   * `next` (null on the last page) is the `cursor` of the next page. `options`: {cursor, signal, timeout}.
+   */
+  presence(room, { cursor, ...options } = {}) {
+    return this._enqueue("presence", cursor ? { room, cursor } : { room }, false, true, options);
   }
 
   /** How many publish / emit / join / leave requests await their ack. */
@@ -337,6 +377,14 @@ export class Client {
       this._timer = setTimeout(() => this._dial(), offline);
       return;
     }
+    if (this._shared instanceof Promise) {
+      this._shared.then((module) => {
+        if (!(this._shared instanceof Promise)) return; // a dial asked for meanwhile made it
+        this._shared = module;
+        this._dial();
+      });
+      return;
+    }
     this._connect(this._nextLink());
   }
 
@@ -344,7 +392,7 @@ export class Client {
   _nextLink() {
     const { transport } = this.options;
     const seq = ++this._seq;
-    if (transport === "sse") return new SseLink(this.options, this._events, seq);
+    if (transport === "sse") return this._sseLink(seq);
     if (transport === "socketio") return new SocketIOLink(this.options, this._events, seq);
     if (transport === "socketio-polling") return new SocketIOLink(this.options, this._events, seq, { transports: ["polling"] });
     const known = networkMemory.recall(this._network);
@@ -358,7 +406,18 @@ export class Client {
     // SSE answers with the session in one round trip; WebSocket, if it passes, takes the
     // session over as soon as its engine is open.
     if (websocket) this._planProbe();
-    return new SseLink(this.options, this._events, seq, { mode: known.sse === "poll" ? "poll" : "auto" });
+    return this._sseLink(seq, known.sse === "poll" ? "poll" : "auto");
+  }
+
+  /** An SSE link: on the stream this browser's tabs share where it can (rtgateway-shared.js), else its own. */
+  _sseLink(seq, mode = "auto") {
+    const share = mode !== "poll" && !this._noShare && this._shared ? this._shared.Share.for(this.options) : null;
+    return share ? new this._shared.SharedLink(this.options, this._events, seq, share) : new SseLink(this.options, this._events, seq, { mode });
+  }
+
+  /** How this client's connection is shared with the other tabs: "worker", "leader", or null (its own). */
+  get sharing() {
+    return this._link?.sharing ?? null;
   }
 
   async _connect(link) {
@@ -385,6 +444,12 @@ export class Client {
       this._link = null;
       // Still connecting when the time ran out: cut it (unlinked first, so its loss is ignored).
       if (err.code === "timeout") link.drop();
+      if (err.code === "share_unavailable") {
+        this._noShare = true; // the tabs cannot share a stream here (a buffering proxy, a full one): its own
+        if (err.detail?.buffered) this._events.buffered(link); // auto: straight to polling, remembered
+        this._dial();
+        return;
+      }
       this._failed(link, err);
       if (this.sid && SESSION_LOST.has(err.code)) {
         this._sessionLost(err);
@@ -436,6 +501,7 @@ export class Client {
     // fails, _migrate retries).
     if (this._moving) return;
     if (link.kind === "websocket" && !link.gotOpen) this._failed(link, reason);
+    if (reason?.code === "share_unavailable") this._noShare = true;
     if (!link.gotOpen && this.sid && ++this._unusable >= UNUSABLE_RESUMES) {
       // The gateway keeps answering our resume with nothing usable: a new session, with gaps.
       this._unusable = 0;
@@ -770,6 +836,7 @@ export class Client {
   }
 
   _deliver(event, envelope) {
+    if (envelope.volatile === true && envelope.offset === null) return this._deliverVolatile(event, envelope);
     const problem = envelopeProblem(envelope);
     if (problem) return this._malformed(`"${show(event)}": ${problem}`);
     const last = this._offsets.get(envelope.room);
@@ -785,6 +852,25 @@ export class Client {
     if (unusable) return this._malformed(`room event in "${envelope.room}" at ${envelope.offset} skipped: ${unusable}`);
     this.stats.delivered += 1;
     const meta = { replayed: this._replaying };
+    this._emit(envelope.event, envelope, meta);
+    this._emit("*", envelope, meta);
+  }
+
+  /** A volatile room event: delivered as it comes, its room's offset untouched (it has none). */
+  _deliverVolatile(event, envelope) {
+    if (!isName(envelope.room) || event !== envelope.event) return this._malformed(`volatile "${show(event)}" in ${show(envelope.room)}`);
+    if (PRESENCE.has(event) && envelope.sender === null) {
+      const members = envelope.data?.members;
+      if (!Array.isArray(members) || !members.every((m) => isObject(m) && isName(m.sid))) {
+        return this._malformed(`${event} in "${envelope.room}" without a list of members`);
+      }
+      this.stats.delivered += 1;
+      return this._emit(event, { room: envelope.room, members });
+    }
+    const unusable = deliveryProblem(event, envelope);
+    if (unusable) return this._malformed(`volatile event in "${envelope.room}" skipped: ${unusable}`);
+    this.stats.delivered += 1;
+    const meta = { replayed: false, volatile: true };
     this._emit(envelope.event, envelope, meta);
     this._emit("*", envelope, meta);
   }
@@ -836,6 +922,25 @@ export class Client {
   }
 
   /** Send what has not been sent on the current connection: every emit, the head of the ordered lane. */
+  /**
+   * A volatile publish or emit: sent once on the connection there is, never queued nor sent
+   * again. Resolves to the gateway's answer, or to null (counted in stats.volatileDropped)
+   * without a connection or when the connection is lost under it; a refusal rejects as any.
+   */
+  _volatile(kind, body, timeout = this.options.callTimeout) {
+    if (this.state === "closed") return Promise.reject(new GatewayError("client_closed", "the client is closed"));
+    const link = this._link;
+    const dropped = () => {
+      this.stats.volatileDropped += 1;
+      return null;
+    };
+    if (this.state !== "open" || !link) return Promise.resolve(dropped());
+    return within(link.request(kind, { ...body, volatile: true }), timeout, kind).catch((error) => {
+      if (error.fromServer && !networkTrouble(error)) throw error;
+      return dropped();
+    });
+  }
+
   _pump() {
     const link = this._link;
     if (this.state !== "open" || !link) return;

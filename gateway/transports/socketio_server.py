@@ -5,7 +5,8 @@ Room membership is the hub's alone: a broadcast goes to the members the hub pass
 written to each member's Engine.IO socket. Everything the hub sends goes through one
 ordered outbox, so replayed events, gateway frames and live broadcasts reach each
 socket in the order the hub decided. What this borrows from the libraries' internals
-goes through ``gateway.fences.engineio_server`` and ``gateway.fences.socketio_connect``.
+goes through ``gateway.fences.engineio_server``, ``gateway.fences.socketio_connect`` and
+``gateway.fences.socketio_attachments`` (binary attachments held, bounded).
 
 Connection-state recovery (namespaces where ``Gateway.recovers``), as the official
 socket.io-client speaks it: the CONNECT answer carries ``{sid, pid}`` (the session's public
@@ -40,18 +41,21 @@ from gateway.fences.engineio_server import (
     use_queues,
     writer_idle,
 )
+from gateway.fences.socketio_attachments import AttachmentsRefused, bounded_packets, end_socket, guard_attachments
 from gateway.fences.socketio_connect import ConnectAnswers
 from gateway.logs import library_logger
 from gateway.transports.byte_queue import ByteQueue
 from gateway.wire.envelope import Envelope
 from gateway.wire.errors import GatewayError, UnknownNamespace, ValidationFailed
 from gateway.wire.offsets import check_positions
-from gateway.wire.requests import Ack, Emit, Join, Leave, Publish, Request, decode_request
+from gateway.wire.requests import Ack, Emit, Join, Leave, Presence, Publish, Request, decode_request
 
 NAME = "socketio"
 # The Socket.IO events that are requests of their own; any other event is an application ``Emit``.
-_ROOM_OPS = frozenset({Join.OP, Leave.OP, Publish.OP})
+_ROOM_OPS = frozenset({Join.OP, Leave.OP, Publish.OP, Presence.OP})
 log = logging.getLogger("gateway.socketio")
+# The close reason and gateway_dropped_total reason of a socket ended for its binary attachments.
+ATTACHMENTS_REFUSED = "binary_attachments"
 
 
 def ok(result: Any) -> dict[str, Any]:
@@ -133,8 +137,11 @@ class SocketIOTransport:
             logger=library_logger("socketio", lambda _: gateway.metrics.library_errors.labels("socketio").inc()),
             engineio_logger=library_logger("engineio", lambda _: gateway.metrics.library_errors.labels("engineio").inc()),
             namespaces="*",  # so an unknown namespace gets our error code, not a bare refusal
+            # Binary attachments held for a socket: bounded in number and bytes (the fence's docstring).
+            serializer=bounded_packets(s.max_binary_attachments, s.max_payload),
         )
         use_queues(self.server, ByteQueue)  # each socket's queue counts its bytes (byte_queue.py)
+        guard_attachments(self.server, self._attachments_refused)
         self.answers = ConnectAnswers(self.server)  # {sid, pid} in CONNECT, for recovery
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
         # (namespace, sio sid) -> its place in the address's connection count, until disconnect
@@ -160,6 +167,9 @@ class SocketIOTransport:
         # gets the event in its place among the frames queued for it before and after.
         channels = [session.channel for sid, session in members.items() if sid != skip]
         data: Any = envelope.to_wire()
+        if envelope.volatile:  # no position to carry: not in a trail, no trailing string
+            self.outbox_put(("volatile", envelope.event, data, channels, room.namespace))
+            return
         if self.gateway.recovers(room.namespace):
             # One entry, one string for all: the broadcast is still encoded once.
             entry = (envelope.room, envelope.offset)
@@ -179,6 +189,9 @@ class SocketIOTransport:
             # the item was for is cut at once (not through the full outbox) and resumes
             # from the delivery log: nothing is lost silently.
             kind, _, _, target, namespace, *_ = item
+            if kind == "volatile":  # not worth a cut: dropped for every recipient, counted
+                self.gateway.metrics.dropped.labels("volatile_not_ready").inc(len(target))
+                return
             if kind == "room":
                 sids = [channel.sio_sid for channel in target if isinstance(channel, SioChannel)]
             else:
@@ -204,6 +217,17 @@ class SocketIOTransport:
         self._cutting.add(task)
         task.add_done_callback(self._cutting.discard)
 
+    async def _attachments_refused(self, eio_sid: str, sio_sid: str | None, error: AttachmentsRefused) -> None:
+        """A binary packet over the attachment bounds: nothing of it reached the hub and its held
+        attachments are let go; the client is told why and not to come back, and its Engine.IO
+        socket ends (every namespace on it; their sessions stay resumable, as on any cut)."""
+        self.gateway.metrics.dropped.labels(ATTACHMENTS_REFUSED).inc()
+        log.info("socket.io binary packet refused: ending its socket", extra={"why": str(error)})
+        if sio_sid is not None:
+            close = {"reason": ATTACHMENTS_REFUSED, "reconnect": False}
+            await self.server.emit("close", close, to=sio_sid, namespace=error.namespace)
+        await end_socket(self.server, eio_sid)
+
     async def _send_away(self, sio_sid: str, namespace: str, reason: str) -> None:
         await self.server.emit("close", {"reason": reason, "reconnect": True}, to=sio_sid, namespace=namespace)
         await self.server.disconnect(sio_sid, namespace=namespace)
@@ -214,8 +238,8 @@ class SocketIOTransport:
             kind, event, data, target, namespace, *extra = await outbox.get()
 
             try:
-                if kind == "room":
-                    self._room_emit(event, data, namespace, target)
+                if kind in ("room", "volatile"):
+                    self._room_emit(event, data, namespace, target, volatile=kind == "volatile")
                 elif kind == "to":
                     await server.emit(event, data, to=target, namespace=namespace)
                 elif kind == "replay":
@@ -231,7 +255,9 @@ class SocketIOTransport:
             except Exception:  # one bad socket must not stop the outbox
                 log.exception("socket.io send failed", extra={"kind": kind, "event": event})
 
-    def _room_emit(self, event: str, data: Any, namespace: str, channels: list[Channel | None]) -> None:
+    def _room_emit(
+        self, event: str, data: Any, namespace: str, channels: list[Channel | None], *, volatile: bool = False
+    ) -> None:
         """One room broadcast to ``channels``: encoded once, queued for each socket's Engine.IO writer.
 
         python-socketio's ``emit`` creates one task per recipient; at a thousand
@@ -239,12 +265,19 @@ class SocketIOTransport:
         time with them). ``AsyncSocket.send`` is three coroutines per recipient around
         an unbounded queue's ``put``; the loop does that ``put`` itself (the ping
         check it skips is the Engine.IO ping loop's job anyway).
+
+        A ``volatile`` event goes only to sockets ready for it: no direct write waiting for the
+        socket to drain, and less than ``volatile_backlog_bytes`` in the queue (an empty one
+        takes any one event; a polling socket's queue waits for the client's next GET). The
+        others drop it (counted); it never cuts anyone.
         """
         server = self.server
         packets, text = event_packets(server, namespace, event, *(data if isinstance(data, tuple) else (data,)))
         bound = self.gateway.settings.session_queue_size
         # With this broadcast, a socket's queue may hold this many bytes (ByteQueue.held).
-        room_for = self.gateway.settings.session_queue_bytes - sum(len(p.data) for p in packets)
+        size = sum(len(p.data) for p in packets)
+        room_for = self.gateway.settings.session_queue_bytes - size
+        volatile_room = self.gateway.settings.volatile_backlog_bytes - size
         direct = self.websockets
         for channel in channels:
             if not isinstance(channel, SioChannel):
@@ -256,6 +289,9 @@ class SocketIOTransport:
                 continue
             queue = socket.queue
             held = getattr(queue, "held", 0)  # an empty queue takes any one event, as an idle SSE stream does
+            if volatile and (direct.stalled(socket) or queue.qsize() > bound or (held and held > volatile_room)):
+                self.gateway.metrics.dropped.labels("volatile_not_ready").inc()
+                continue
             if queue.qsize() > bound or (held and held > room_for):
                 # Engine.IO's per-socket queue has no bound of its own: a client this far
                 # behind (in packets or bytes) is cut, as on SSE, and resumes from the log.
@@ -273,10 +309,13 @@ class SocketIOTransport:
             if session is None:
                 return
             result = args[0] if len(args) == 1 else list(args)
+            body = {"ackId": ack_id, "result": result}
             try:
-                await self.gateway.handle(session, decode_request(Ack.OP, {"ackId": ack_id, "result": result}))
-            except GatewayError:
-                pass  # a late ack for a call that already timed out, or a result that cannot be sent on
+                await self.gateway.handle(session, decode_request(Ack.OP, body, max_binary=self.gateway.settings.max_payload))
+            except GatewayError as exc:
+                # A late ack for a call that already timed out, or a result that cannot be sent on
+                # (the call then times out): counted, as every refusal.
+                self.gateway.metrics.rejected.labels(exc.code).inc()
         return acked
 
     def pending_bytes(self) -> int:
@@ -347,6 +386,10 @@ class DirectWebSockets:
         run_eagerly(send({"type": "websocket.send", "text": text}), lambda _, error: self._written(sid, error))
         return True
 
+    def stalled(self, socket: EngineSocket) -> bool:
+        """A direct write to ``socket`` waits for it to drain: its client is not reading fast enough."""
+        return socket.sid in self._busy
+
     def _written(self, sid: str, error: BaseException | None) -> None:
         self._busy.discard(sid)
         if error is not None:  # the connection is going: its session resumes from the log
@@ -381,11 +424,17 @@ class _Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socke
         """A Socket.IO event as a typed request, handled by the hub's one dispatch."""
         body = payload[0] if payload else None
         request: Request
+        # Binary attachments count decoded against maxPayload together (Engine.IO bounds
+        # each message alone): the gate refuses more with payload_too_large.
+        limit = self.gateway.settings.max_payload
         if event in _ROOM_OPS:  # emit("join", {"room": ...}): the body is the request's
-            request = decode_request(event, body)
+            request = decode_request(event, body, max_binary=limit)
         else:  # an application event: emit(event, data[, {"clientEventId": ...}])
             meta = payload[1] if len(payload) > 1 and isinstance(payload[1], dict) else {}
-            request = decode_request(Emit.OP, {"event": event, "data": body, "clientEventId": meta.get("clientEventId")})
+            fields = {"event": event, "data": body, "clientEventId": meta.get("clientEventId")}
+            if "volatile" in meta:  # emit(event, data, {"volatile": true}): checked by the gate
+                fields["volatile"] = meta["volatile"]
+            request = decode_request(Emit.OP, fields, max_binary=limit)
         return await self.gateway.handle(session, request)
 
     async def _connect(self, sio_sid: str, auth: Any, environ: Any = None) -> bool | None:

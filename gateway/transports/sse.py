@@ -18,10 +18,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi import Request as HttpRequest
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.core.hub import Gateway
@@ -30,13 +29,21 @@ from gateway.core.rooms import Room
 from gateway.core.sessions import Session
 from gateway.fences.asyncio_eager import run_eagerly
 from gateway.fences.uvicorn_transport import abort, pause_until_written
-from gateway.messages import AckRequest, EmitRequest, JoinRequest, LeaveRequest, PublishRequest, Schema
+from gateway.messages import (
+    AckRequest,
+    EmitRequest,
+    JoinRequest,
+    LeaveRequest,
+    PresenceRequest,
+    PublishRequest,
+    Schema,
+)
 from gateway.problems import documented
-from gateway.wire import frames
+from gateway.wire import binary, frames
 from gateway.wire.envelope import Envelope, sse_safe
 from gateway.wire.errors import BadLastEventId, PayloadTooLarge, UnsupportedMediaType
 from gateway.wire.offsets import format_cursor, parse_cursor
-from gateway.wire.requests import Ack, Close, Emit, Join, Leave, Publish, Request, decode_request
+from gateway.wire.requests import Ack, Close, Emit, Join, Leave, Presence, Publish, Request, decode_request
 
 NAME = "sse"
 _MOVES_CURSOR = frozenset({frames.Open.NAME, frames.Joined.NAME, frames.Left.NAME})
@@ -74,6 +81,7 @@ class SseChannel:
         "_rest_key",
         "_send",
         "_streams",
+        "_volatile_limit",
         "cut",
         "ended",
         "held",
@@ -91,6 +99,7 @@ class SseChannel:
         # byte bound costs an addition per frame, not a sum per write.
         self._byte_limit = gateway.settings.session_queue_bytes
         self._node_limit = gateway.settings.output_max_bytes  # over every stream: SseTransport.held
+        self._volatile_limit = gateway.settings.volatile_backlog_bytes
         self.held = 0
         self._flying = 0  # the part of ``held`` in the write under way
         self._clock = asyncio.get_running_loop().time
@@ -123,6 +132,18 @@ class SseChannel:
         """``deliver`` with the broadcast's shared part of the frame already built."""
         self._put(self._head(session, envelope), tail)
 
+    def offer(self, frame: bytes) -> None:
+        """A volatile event's frame (no ``id:``: the cursor does not move), written only if the
+        stream is ready for it: started, its socket took the last write, and less than
+        ``volatile_backlog_bytes`` waiting (an idle stream takes any one). Else dropped, counted."""
+        if self.cut is None and self._send is not None and not self.writing and (
+            not self.held or self.held + len(frame) <= self._volatile_limit
+        ):
+            self.payloads += 1
+            self._put(frame)
+        else:
+            self._gateway.metrics.dropped.labels("volatile_not_ready").inc()
+
     def replay(self, session: Session, envelopes: list[Envelope]) -> None:
         if envelopes:
             # Not counted against the byte bound: the log's own bounds bound it, and a live
@@ -153,7 +174,7 @@ class SseChannel:
             head = b"id: " + format_cursor(session.sid, session.key, session.positions).encode() + b"\n"
         if event == frames.Open.NAME:
             head += b"retry: 1000\n"
-        self._put(head + b"event: " + event.encode() + b"\ndata: " + sse_safe(orjson.dumps(data)) + b"\n\n")
+        self._put(head + b"event: " + event.encode() + b"\ndata: " + sse_safe(binary.dumps(data)) + b"\n\n")
 
     def call(self, ack_id: str, event: str, data: Any) -> None:
         self.payloads += 1
@@ -172,6 +193,11 @@ class SseChannel:
     def ping(self) -> None:
         """Keep proxies and the client's dead-stream watchdog fed on a quiet stream."""
         self._put(PING)
+
+    def write(self, frame: bytes, tail: bytes = b"", *, counted: bool = True) -> None:
+        """Queue a frame another module framed (a multiplexed session's: ``sse_multiplex.py``),
+        bounded as this stream's own; ``tail`` is a broadcast's shared part, as in ``push``."""
+        self._put(frame, tail, counted)
 
     def _put(self, frame: bytes, tail: bytes = b"", counted: bool = True) -> None:
         if self.cut is not None:
@@ -342,11 +368,11 @@ class EventStreamResponse(Response):
     async def stream(self, receive: Receive, send: Send) -> None:
         """Write the body until the client leaves, the session closes or the gateway stops."""
         gateway, channel = self._gateway, self._channel
-        session = channel.session
-        assert session is not None
+        session = channel.session  # None: a multiplexed carrier, whose sessions come and go (sse_multiplex.py)
         timer = None
         try:
-            gateway.activate(session)  # open (+ replay, recovery) waits in the channel: one write
+            if session is not None:
+                gateway.activate(session)  # open (+ replay, recovery) waits in the channel: one write
             channel.start(send, receive)
             if channel.poll:
                 # A buffering proxy flushes a response only when it ends: end it as soon
@@ -359,7 +385,8 @@ class EventStreamResponse(Response):
             if timer is not None:
                 timer.cancel()
             self._streams.unwatch(channel)
-            gateway.detach(session, channel, channel.cut or "stream closed")
+            if session is not None:
+                gateway.detach(session, channel, channel.cut or "stream closed")
             if self._lease is not None:
                 self._lease.release()
         if channel.cut not in ("stream closed", "slow_consumer"):
@@ -428,6 +455,13 @@ class SseTransport:
     def broadcast(
         self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
     ) -> None:
+        if envelope.volatile:
+            frame = b"event: " + envelope.event.encode() + b"\ndata: " + wire + b"\n\n"
+            for sid, session in members.items():  # offered, never cut: ``members`` stays as it is
+                channel = session.channel
+                if sid != skip and isinstance(channel, SseChannel):
+                    channel.offer(frame)
+            return
         tail = _tail(envelope, wire)
         # A copy: a subscriber cut as a slow consumer leaves ``members`` mid-loop.
         for sid, session in list(members.items()):
@@ -481,7 +515,7 @@ class SseTransport:
 _CONNECT_PARAMS = frozenset({"namespace", "token", "sid", "lastEventId"})
 
 
-def _auth(request: HttpRequest, token: str | None, authorization: str | None) -> dict[str, Any]:
+def connect_auth(request: HttpRequest, token: str | None, authorization: str | None) -> dict[str, Any]:
     """The middleware's auth payload, as Socket.IO's ``auth``: the token (query or Bearer)
     plus every other query parameter (``?name=Ada`` -> ``{"name": "Ada"}``)."""
     auth: dict[str, Any] = {k: v for k, v in request.query_params.items() if k not in _CONNECT_PARAMS}
@@ -490,6 +524,19 @@ def _auth(request: HttpRequest, token: str | None, authorization: str | None) ->
     if token is not None:
         auth["token"] = token
     return auth
+
+
+def resume_from(
+    cursor: str | None, sid: str | None, key: str | None, max_rooms: int
+) -> tuple[str | None, str | None, dict[str, str] | None]:
+    """The session a connect resumes, as ``(sid, key, positions)``: its cursor's
+    (``Last-Event-ID``), else ``?sid=`` with its key, else none (a new session)."""
+    if not cursor:
+        return sid, key, None
+    cursor_sid, cursor_key, positions = parse_cursor(cursor, max_rooms)
+    if sid is not None and sid != cursor_sid:
+        raise BadLastEventId("Last-Event-ID belongs to another session than ?sid=")
+    return cursor_sid, cursor_key or key, positions
 
 
 # docs/protocol.md, "cursor": <sid>:<key>;<room>=<offset>,... (documented; parse_cursor enforces it)
@@ -518,17 +565,39 @@ def require_json(request: HttpRequest) -> None:
 
 
 async def _read(request: HttpRequest, limit: int) -> bytes:
-    """The body, JSON and within ``maxPayload``: read as it comes, refused as soon as it is over."""
+    """The body, JSON and within ``maxPayload``: read as it comes, refused as soon as it is over.
+
+    Binaries count at their decoded size (docs/protocol.md, "Binary payloads"): a body may be
+    longer by its base64's overhead, so one holding a marker is read up to ``body_limit`` and
+    weighed once decoded (``_weighed``); any other is over past ``limit``, as it stands.
+    """
     require_json(request)
+    cap = binary.body_limit(limit)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdigit() and int(declared) > cap:
         raise PayloadTooLarge(f"body of {declared} bytes is over maxPayload ({limit})", maxPayload=limit)
     body = bytearray()
     async for part in request.stream():
         body += part
-        if len(body) > limit:
+        if len(body) > cap:
             raise PayloadTooLarge(f"body is over maxPayload ({limit} bytes)", maxPayload=limit)
+    if len(body) > limit and _MARKER not in body:
+        raise PayloadTooLarge(f"body is over maxPayload ({limit} bytes)", maxPayload=limit)
     return bytes(body)
+
+
+_MARKER = binary.MARKER.encode()
+
+
+def _weighed(request: Request, body: bytes | None, limit: int) -> Request:
+    """``request`` if its body, binaries counted decoded, is within ``limit``; else ``PayloadTooLarge``."""
+    if body is not None and len(body) > limit:
+        weight = len(body) - binary.base64_overhead(request.encode())
+        if weight > limit:
+            raise PayloadTooLarge(
+                f"body of {weight} bytes (binaries decoded) is over maxPayload ({limit})", maxPayload=limit
+            )
+    return request
 
 
 def _body(model: type[Schema]) -> dict[str, Any]:
@@ -567,6 +636,7 @@ ROUTES = (
     Route(Emit, EmitRequest, "Send an application event; the ack is the handler's return value",
           {**ANSWERS, **documented(500)}),
     Route(Ack, AckRequest, "Acknowledge a server call", ANSWERS, status=204),
+    Route(Presence, PresenceRequest, "A room's members on every node, a page at a time", ANSWERS),
     Route(Close, None, "Close the session for good", documented(403, 404, 422, 429, 503), "DELETE", 204),
 )
 
@@ -577,10 +647,11 @@ def _endpoint(gateway: Gateway, route: Route) -> Callable[..., Awaitable[Respons
 
     async def endpoint(sid: str, request: HttpRequest, key: str | None = _KEY) -> Response:
         body = await _read(request, limit) if route.schema is not None else None
-        result = await gateway.request(sid, key, decode_request(op, body))
+        result = await gateway.request(sid, key, _weighed(decode_request(op, body), body, limit))
         if route.status == 204:
             return Response(status_code=204)
-        return JSONResponse({"ok": True, "result": result})
+        # binary.dumps: a handler's bytes answer as binary markers
+        return Response(binary.dumps({"ok": True, "result": result}), media_type="application/json")
 
     return endpoint
 
@@ -632,15 +703,10 @@ def router(gateway: Gateway) -> APIRouter:
         lease = gateway.limits.connection(address)
         try:
             cursor = last_event_id or last_event_id_query
-            positions: dict[str, str] | None = None
-            if cursor:
-                cursor_sid, cursor_key, positions = parse_cursor(cursor, settings.max_rooms_per_session)
-                if sid is not None and sid != cursor_sid:
-                    raise BadLastEventId("Last-Event-ID belongs to another session than ?sid=")
-                sid, key = cursor_sid, cursor_key or key
+            sid, key, positions = resume_from(cursor, sid, key, settings.max_rooms_per_session)
             channel = SseChannel(gateway, transport, poll=mode == "poll")
             session = await gateway.connect(
-                namespace, channel, _auth(request, token, authorization),
+                namespace, channel, connect_auth(request, token, authorization),
                 resume_sid=sid, resume_key=key, positions=positions, address=address,
             )
         except BaseException:

@@ -12,7 +12,8 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from gateway.wire.errors import ValidationFailed
+from gateway.wire.binary import MARKER, decode_markers, decoded_size, dumps, loads
+from gateway.wire.errors import PayloadTooLarge, ValidationFailed
 
 # \Z, not $: "$" also matches before a final newline, which would split an SSE frame.
 NAME_RE = re.compile(r"\A[A-Za-z0-9_.:@~-]{1,128}\Z")
@@ -28,6 +29,8 @@ RESERVED_EVENTS = frozenset(
         "connect", "connect_error", "disconnect", "disconnecting", "message_ack",
         "newListener", "removeListener",
         "join", "leave", "publish", "ack",
+        # presence: the request, and the gateway's own join/leave announcements (core/presence.py)
+        "presence", "presence.join", "presence.leave",
     }
 )
 
@@ -37,14 +40,17 @@ MAX_DEPTH = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson encodes
 
 
-def check_data(value: Any, what: str = "data") -> Any:
-    """Refuse a payload that would not reach every client as the same JSON.
+def check_data(value: Any, what: str = "data", *, max_binary: int | None = None) -> Any:
+    """Refuse a payload that would not reach every client as the same JSON (or the same bytes).
 
-    Finite numbers, integers that fit 64 bits, string keys, at most ``MAX_DEPTH``
-    levels; raises ``ValidationFailed`` (nothing is logged). Iterative, so a deep
-    payload cannot exhaust the stack.
+    Finite numbers, integers that fit 64 bits, string keys, ``bytes`` (``wire/binary.py``), at
+    most ``MAX_DEPTH`` levels; raises ``ValidationFailed`` (nothing is logged). Iterative, so a
+    deep payload cannot exhaust the stack. Returns the payload with every binary marker object
+    (JSON's form of ``bytes``) as its ``bytes``, a copy where it held one; ``max_binary`` bounds
+    its binaries' decoded bytes together (``PayloadTooLarge``, checked before any is decoded).
     """
     stack: list[tuple[Any, int]] = [(value, 1)]
+    binary, markers = 0, False
     while stack:
         item, depth = stack.pop()
         if item is None or isinstance(item, bool):
@@ -55,6 +61,9 @@ def check_data(value: Any, what: str = "data") -> Any:
                     item.encode()
                 except UnicodeEncodeError:  # a lone surrogate: no UTF-8 encoder will send it
                     raise ValidationFailed(f"{what}: strings must be valid Unicode", field=what) from None
+            continue
+        if isinstance(item, bytes):
+            binary += len(item)
             continue
         if isinstance(item, int):
             if not _INT_MIN <= item <= _INT_MAX:
@@ -68,12 +77,20 @@ def check_data(value: Any, what: str = "data") -> Any:
             if isinstance(item, dict):
                 if not all(isinstance(k, str) for k in item):
                     raise ValidationFailed(f"{what}: object keys must be strings", field=what)
+                if MARKER in item:  # checked whole by decode_markers; counted now, decoded after
+                    markers = True
+                    text = item[MARKER]
+                    binary += decoded_size(text) if isinstance(text, str) else 0
                 stack.extend((v, depth + 1) for v in item.values())
             else:
                 stack.extend((v, depth + 1) for v in item)
         else:
-            raise ValidationFailed(f"{what}: {type(item).__name__} is not JSON", field=what)
-    return value
+            raise ValidationFailed(f"{what}: {type(item).__name__} is neither JSON nor bytes", field=what)
+    if max_binary is not None and binary > max_binary:
+        raise PayloadTooLarge(
+            f"{what} holds {binary} bytes of binary, over maxPayload ({max_binary})", field=what, maxPayload=max_binary
+        )
+    return decode_markers(value, what) if markers else value
 
 
 # U+2028, U+2029 and U+0085 are line breaks to some event-stream readers (those that
@@ -132,25 +149,33 @@ class Envelope:
     # The sender asked for its own copy (includeSelf). Not on the wire: it decides
     # whether a replay to the sender includes the event, as the live fan-out did.
     echo: bool = False
+    # Not logged: no offset (``""`` here, ``null`` on the wire), never replayed, and dropped
+    # for a connection not ready for it (docs/protocol.md, "Volatile events").
+    volatile: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object clients receive (the namespace is implied by the connection)."""
-        return {
+        wire = {
             "event": self.event,
             "data": self.data,
             "room": self.room,
-            "offset": self.offset,
+            "offset": self.offset or None,
             "sender": self.sender,
             "clientEventId": self.client_event_id,
             "ts": self.ts,
         }
+        if self.volatile:
+            wire["volatile"] = True
+        return wire
 
     def encode(self) -> bytes:
-        """The envelope as JSON, safe to put on one ``data:`` line of an event stream."""
-        return sse_safe(orjson.dumps(self.to_wire()))
+        """The envelope as JSON (``bytes`` as binary markers), safe to put on one ``data:`` line
+        of an event stream."""
+        return sse_safe(dumps(self.to_wire()))
 
     def to_record(self) -> dict[str, Any]:
-        """What a broker stores and ships between nodes (the namespace included)."""
+        """What a broker stores and ships between nodes (the namespace included); encoded with
+        ``binary.dumps``, read back with ``binary.loads``."""
         record = {"ns": self.namespace, **self.to_wire()}
         if self.echo:
             record["echo"] = True
@@ -163,18 +188,19 @@ class Envelope:
             room=record["room"],
             event=record["event"],
             data=record.get("data"),
-            offset=record["offset"],
+            offset=record["offset"] or "",
             sender=record.get("sender"),
             client_event_id=record.get("clientEventId"),
             ts=int(record["ts"]),
             echo=bool(record.get("echo", False)),
+            volatile=record.get("volatile") is True,
         )
 
 
 def decode_wire(raw: bytes | str, namespace: str = "/") -> Envelope:
     """Parse a delivered envelope (clients use this); raises ``ValidationFailed``."""
     try:
-        obj = orjson.loads(raw)
+        obj = loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValidationFailed(f"envelope is not JSON: {exc}") from None
     return envelope_from_wire(obj, namespace)

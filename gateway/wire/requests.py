@@ -4,7 +4,8 @@ Whatever carried a request (a Socket.IO event, an SSE + POST body, a command rou
 from another node), ``decode_request`` is where it is checked: names, payloads, ids
 and keys, with the codes of ``gateway.wire.errors``. The hub only ever sees the
 frozen dataclasses below. ``encode`` gives the JSON body of ``docs/protocol.md``
-(camelCase), which ``decode_request`` reads back.
+(camelCase), which ``decode_request`` reads back; a payload may hold ``bytes``, which
+``binary.dumps`` writes as marker objects and the gate reads back as ``bytes``.
 
 No server library here: clients import this module too.
 """
@@ -65,6 +66,11 @@ def _text(max_length: int, *, optional: bool = False) -> Check:
     return check
 
 
+def _cursor(name: str, value: Any) -> str | None:
+    # A page's ``next`` is the last public id it listed: a name by the wire format's rule.
+    return None if value is None else check_name(name, _string(value))
+
+
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Problem("Input should be a valid boolean")
@@ -72,6 +78,7 @@ def _flag(name: str, value: Any) -> bool:
 
 
 _CLIENT_EVENT_ID = _wire("clientEventId", _text(128, optional=True))
+_VOLATILE = _wire("volatile", _flag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,8 @@ class Publish:
     data: Any = field(default=None, metadata=_wire("data", _data))
     client_event_id: str | None = field(default=None, metadata=_CLIENT_EVENT_ID)
     include_self: bool = field(default=False, metadata=_wire("includeSelf", _flag))
+    # Not logged, no offset, not deduplicated; dropped for a member not ready for it.
+    volatile: bool = field(default=False, metadata=_VOLATILE)
 
     def encode(self) -> dict[str, Any]:
         return _encode(self)
@@ -119,6 +128,8 @@ class Emit:
     event: str = field(metadata=_wire("event", _event))
     data: Any = field(default=None, metadata=_wire("data", _data))
     client_event_id: str | None = field(default=None, metadata=_CLIENT_EVENT_ID)
+    # Not deduplicated (the clients send it once, never again).
+    volatile: bool = field(default=False, metadata=_VOLATILE)
 
     def encode(self) -> dict[str, Any]:
         return _encode(self)
@@ -137,6 +148,19 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is in a room: ``{"room", "members": [{"sid", "user", "claims"}], "next"}``, a page at a
+    time; ``cursor`` is the ``next`` of the page before (none: the first page)."""
+
+    OP: ClassVar[str] = "presence"
+    room: str = field(metadata=_wire("room", _room))
+    cursor: str | None = field(default=None, metadata=_wire("cursor", _cursor))
+
+    def encode(self) -> dict[str, Any]:
+        return _encode(self)
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """End the session for good (no body)."""
 
@@ -146,9 +170,9 @@ class Close:
         return {}
 
 
-Request = Join | Leave | Publish | Emit | Ack | Close
+Request = Join | Leave | Publish | Emit | Ack | Presence | Close
 
-REQUESTS: dict[str, type[Request]] = {cls.OP: cls for cls in (Join, Leave, Publish, Emit, Ack, Close)}
+REQUESTS: dict[str, type[Request]] = {cls.OP: cls for cls in (Join, Leave, Publish, Emit, Ack, Presence, Close)}
 
 
 def wire_fields(cls: type[Request]) -> dict[str, str]:
@@ -160,11 +184,13 @@ def _encode(request: Request) -> dict[str, Any]:
     return {f.metadata["wire"]: getattr(request, f.name) for f in fields(request)}
 
 
-def decode_request(op: str, raw: bytes | bytearray | str | Any) -> Request:
+def decode_request(op: str, raw: bytes | bytearray | str | Any, *, max_binary: int | None = None) -> Request:
     """THE validation gate of a client request: ``raw`` is its JSON body (bytes or text) or
     an already-decoded object. Raises ``MalformedJSON`` (not JSON), ``ValidationFailed``
     (listing every structural problem in ``errors``, or naming the field whose name or
-    payload is refused) or ``UnknownEvent`` (no such ``op``)."""
+    payload is refused), ``UnknownEvent`` (no such ``op``) or ``PayloadTooLarge`` (its
+    payload's binaries hold more than ``max_binary`` bytes, decoded). Binary marker objects
+    come out as ``bytes`` (``wire/binary.py``)."""
     cls = REQUESTS.get(op)
     if cls is None:
         raise UnknownEvent(f"no request {op[:64]!r}", event=op[:64])
@@ -184,8 +210,10 @@ def decode_request(op: str, raw: bytes | bytearray | str | Any) -> Request:
             if f.default is MISSING and f.default_factory is MISSING:
                 problems.append((name, "Field required"))
             continue
+        check, value = f.metadata["check"], raw[name]
         try:
-            given[f.name] = f.metadata["check"](name, raw[name])
+            # A payload's check also bounds its binaries: the one check with a limit of its own.
+            given[f.name] = check_data(value, name, max_binary=max_binary) if check is _data else check(name, value)
         except _Problem as exc:
             problems.append((name, str(exc)))
         except ValidationFailed as exc:

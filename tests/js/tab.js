@@ -8,6 +8,7 @@ window.tab = {
   acked: null, // the publish's ack, or its error code
   received: [], // the `from` of every message delivered, in order
   stalled: [], // every `stalled` event
+  moves: [], // `transport` and `attempt` events, in order: why a tab is on the transport it is on
   async start({ transport, room, name, options = {} }) {
     const { connect } = await import("/client/rtgateway.js");
     const began = performance.now();
@@ -15,6 +16,8 @@ window.tab = {
     this.client = client;
     client.on("message", (envelope) => this.received.push(envelope.data?.from));
     client.on("stalled", (report) => this.stalled.push(report));
+    client.on("transport", (now) => this.moves.push(`transport ${now}`));
+    client.on("attempt", ({ transport: tried, outcome, detail }) => this.moves.push(`${tried} ${outcome}${detail ? ` (${detail})` : ""}`));
     try {
       await client.join(room);
       this.joinedMs = performance.now() - began;
