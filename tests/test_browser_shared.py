@@ -130,6 +130,18 @@ async def expect_streams(gw: ThreadedGateway, carriers: int, own: int) -> set[st
     return streams(gw)[0]
 
 
+# Whether a page holds the shared connection (leader mode): its Share runs the Owner.
+LEADS = "import('/client/rtgateway-shared.js').then(({Share}) => [...Share._pages.values()].some((s) => s.owner !== undefined))"
+
+
+async def leader(pages: list[Page]) -> tuple[Page, list[Page]]:
+    """The one page of ``pages`` that holds the shared connection (leader mode), and the others."""
+    leads = [await p.evaluate(LEADS) for p in pages]
+    assert leads.count(True) == 1, leads
+    held = pages[leads.index(True)]
+    return held, [p for p in pages if p is not held]
+
+
 async def test_ten_sse_tabs_share_one_stream(contexts: Any, gw: ThreadedGateway) -> None:
     pages = await open_tabs(await contexts(), gw.url, 10)
     started = await start(pages, "sse", "shared-sse")
@@ -159,20 +171,16 @@ async def test_closing_the_leader_tab_hands_the_stream_over(contexts: Any, gw: T
     pages = await open_tabs(await contexts(), gw.url, 10)
     started = await start(pages, "sse", "shared-leader", {"share": "leader"})
     assert {s["sharing"] for s in started} == {"leader"}, started
-    leads = [await p.evaluate("window.tab.leads()") for p in pages]
-    assert leads.count(True) == 1, leads
-    leader = pages[leads.index(True)]
-    others = [p for p in pages if p is not leader]
+    held, others = await leader(pages)
     publisher, listeners = others[0], others[1:]
     first = await publisher.evaluate("([r, n]) => window.tab.burst(r, 'pub', 0, n)", ["shared-leader", BURST])
     await await_bursts(listeners, first)
     [old] = await expect_streams(gw, carriers=1, own=0)
     # The leader goes, and a burst is published at once, while the others take over.
-    await leader.close()
+    await held.close()
     second = await publisher.evaluate("([r, n]) => window.tab.burst(r, 'pub', n, n)", ["shared-leader", BURST])
     await await_bursts(listeners, first + second, within=20)
-    leads = [await p.evaluate("window.tab.leads()") for p in others]
-    assert leads.count(True) == 1, leads
+    await leader(others)  # one of them took over
     assert old not in await expect_streams(gw, carriers=1, own=0)
     assert [await p.evaluate("window.tab.client.sharing") for p in others] == ["leader"] * 9
 

@@ -28,9 +28,4 @@ window.tab = {
     const acks = await Promise.all(sent);
     return acks.map((ack) => ack.offset);
   },
-  /** Whether this page holds the shared connection (leader mode). */
-  async leads() {
-    const { Share } = await import("/client/rtgateway-shared.js");
-    return [...Share._pages.values()].some((share) => share.owner !== undefined);
-  },
 };

@@ -1,11 +1,12 @@
 // One browser tab of tests/test_browser_tabs.py: window.tab.start({transport, room, name})
-// connects with rtgateway.js, joins, and records what the tab sees; publish() sends one
-// message. Loaded with page.add_init_script, so every page of the context has it.
+// connects with rtgateway.js, joins, and records what the tab sees; publish(room, from) sends
+// one message and resolves to its ack's offset (or "error:<code>"). Loaded with
+// context.add_init_script, so every page of the context has it.
 window.tab = {
   client: null,
   joinedMs: null, // ms from connect() to the join's ack
+  joinedOn: null, // {transport, sharing} of the client when the join was acked
   joinError: null,
-  acked: null, // the publish's ack, or its error code
   received: [], // the `from` of every message delivered, in order
   stalled: [], // every `stalled` event
   moves: [], // `transport` and `attempt` events, in order: why a tab is on the transport it is on
@@ -21,6 +22,7 @@ window.tab = {
     try {
       await client.join(room);
       this.joinedMs = performance.now() - began;
+      this.joinedOn = { transport: client.transport, sharing: client.sharing };
     } catch (err) {
       this.joinError = err.code ?? String(err);
     }
@@ -28,9 +30,9 @@ window.tab = {
   async publish(room, from) {
     try {
       const result = await this.client.publish(room, { from, text: `hello from ${from}` });
-      this.acked = result.offset;
+      return result.offset;
     } catch (err) {
-      this.acked = `error:${err.code ?? err}`;
+      return `error:${err.code ?? err}`;
     }
   },
 };
