@@ -627,6 +627,10 @@ class AutoClient:
 
     @property
     def ended(self) -> str | None:
+        # Until the move is decided, the SSE stream's ``close {replaced}`` is our own move taking
+        # the session, not its end (the stream may hear it before the WebSocket's CONNECT answer).
+        if self.current is self.sse and not self.moved.ready():
+            return None
         return self.current.ended
 
     def connect(self, room: str) -> None:
