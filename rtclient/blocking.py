@@ -46,6 +46,7 @@ from .protocol import (
     Opened,
     ProtocolError,
     Recovery,
+    RoomEvent,
     SessionEnded,
     SseFrame,
     SseParser,
@@ -944,7 +945,10 @@ class _AutoIO:
             self._promote(io)
             events = [e for e in events if not isinstance(e, Opened)]
         elif io is not self.current:
-            return None  # let go of: what it still had comes on the carrier
+            # Let go of: its control frames no longer count, but its room events do, as in
+            # ``AutoClient``: the state has already taken their offsets, so the carrier's copies
+            # of them will be dropped as duplicates — dropping these too would lose them.
+            return [e for e in events if isinstance(e, RoomEvent)] or None
         elif self.moving is not None:
             # Our own move took the session: the close {replaced} on the old connection is expected.
             events = [e for e in events if not (isinstance(e, Closing) and e.reason == "replaced")]
