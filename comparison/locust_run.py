@@ -29,7 +29,7 @@ PERCENTILES: Final = (0.5, 0.95, 0.99)
 
 
 def locust_argv(cell: Cell, gateway_url: str, proxy_url: str | None, prefix: Path, duration: float,
-                namespace: str = "/chat", processes: int = 1) -> list[str]:
+                namespace: str = "/bench", processes: int = 1) -> list[str]:
     """The command line of one run; ``prefix`` is where its CSV and JSON files go.
 
     Always distributed (``--processes``: a master and ``processes`` workers), so every run

@@ -131,9 +131,9 @@ class Repeat:
         return self.proxy.url if self.proxy is not None else None
 
     def warm_up(self) -> None:
-        """The same transport and load in the ``/`` namespace, so nothing it leaves behind gets ``/chat`` events."""
+        """The same transport and load in the ``/`` namespace, so nothing it leaves behind gets ``/bench`` events."""
         seconds = self.cell.timing.warmup
-        if seconds <= 0 or self.cell.kind.calibration:  # a reference server has only /chat
+        if seconds <= 0 or self.cell.kind.calibration:  # a reference server has only /chat and /bench
             return
         assert self.gateway is not None
         self.phase("warm-up")

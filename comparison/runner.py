@@ -6,7 +6,7 @@ For every repeat of every cell:
    the proxy with the cell's profile in front of it;
 2. warm up: a short Locust run of the same transport in the ``/`` namespace (what it leaves
    behind, such as polling sessions the server has not yet timed out, never receives the
-   measured run's ``/chat`` events);
+   measured run's ``/bench`` events);
 3. zero the proxy's counters, read the gateway's ``/metrics`` and CPU time, then run Locust
    for the cell's duration while sampling CPU and memory every half second;
 4. read everything back, stop Locust, the proxy and the gateway by their pids, and write

@@ -59,6 +59,16 @@ def install(gateway: Gateway) -> None:
     async def root_echo(session: Session, data: Any) -> Any:
         return data
 
+    # -- "/bench": what the comparison and the benchmarks load ---------------------
+    # Rooms, publish and echo as on /chat, without presence announcements: a join to a room of
+    # N would otherwise cost N frames, and a join storm of N users N^2/2, which would be measured
+    # as the transports' latency. The reference servers (comparison/bench/servers) serve it too.
+    bench = gateway.namespace("/bench", anonymous=True, recovery=True)
+
+    @bench.on("echo")
+    async def bench_echo(session: Session, data: Any) -> Any:
+        return data
+
     # -- "/chat": rooms, publish, RPC ---------------------------------------------
     # The page's presence list shows each member's chosen name, and follows joins and leaves.
     chat = gateway.namespace(

@@ -41,7 +41,8 @@ def _arguments(parser: Any) -> None:
     option("--target", choices=["direct", "proxy"], default="direct",
            help="connect to --host directly, or through --proxy-url")
     option("--proxy-url", default="http://127.0.0.1:8080", help="the proxy in front of the gateway")
-    option("--namespace", default="/chat")
+    option("--namespace", default="/bench",
+           help="the demo's /bench has no presence announcements (/chat has: a join costs a frame per member)")
     option("--sse-mode", choices=["auto", "stream", "poll"], default="auto",
            help="SSE: stream, poll (for buffering proxies), or auto (stream, polling if buffered)")
 

@@ -4,7 +4,7 @@
     locust -f loadtests --headless -u 40 -r 10 -t 60s --host http://127.0.0.1:8000 --processes -1 \\
         --target proxy --proxy-url http://127.0.0.1:8080 --room-size 10 --publish-rate 2
 
-Every user connects to ``/chat``, joins a room shared with ``--room-size - 1`` others and
+Every user connects to ``--namespace`` (``/bench``), joins a room shared with ``--room-size - 1`` others and
 publishes ``--publish-rate`` messages a second on a fixed schedule. The clients are plain
 gevent sockets (``loadtests/_light.py``), so a delivery costs the generator little; every
 number is a Locust request event, so ``--processes`` (a master and workers) aggregates them

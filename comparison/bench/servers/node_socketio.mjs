@@ -2,7 +2,7 @@
 //
 //   node comparison/bench/servers/node_socketio.mjs PORT
 //
-// Namespace /chat: `join {room}` joins the room; `publish {room, data}` broadcasts the whole
+// Namespaces /chat and /bench (the gateway's namespace for load): `join {room}` joins the room; `publish {room, data}` broadcasts the whole
 // body as `message` to the room, the sender excluded (socket.to), then acks. socket.io's
 // defaults otherwise (permessage-deflate off, as socket.io ships it).
 import { createServer } from "node:http";
@@ -21,16 +21,18 @@ const http = createServer((req, res) => {
 });
 const io = new Server(http, { serveClient: false, cors: { origin: "*" } });
 
-io.of("/chat").on("connection", (socket) => {
-  socket.on("join", (data, ack) => {
-    socket.join(data.room);
-    if (typeof ack === "function") ack({ ok: true });
+for (const name of ["/chat", "/bench"]) {
+  io.of(name).on("connection", (socket) => {
+    socket.on("join", (data, ack) => {
+      socket.join(data.room);
+      if (typeof ack === "function") ack({ ok: true });
+    });
+    socket.on("publish", (data, ack) => {
+      socket.to(data.room).emit("message", data);
+      if (typeof ack === "function") ack({ ok: true });
+    });
   });
-  socket.on("publish", (data, ack) => {
-    socket.to(data.room).emit("message", data);
-    if (typeof ack === "function") ack({ ok: true });
-  });
-});
+}
 
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => process.exit(0));
 http.listen(port, "127.0.0.1", () => console.log(`listening on http://127.0.0.1:${port}`));
