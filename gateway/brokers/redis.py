@@ -396,7 +396,7 @@ class RedisBroker:
     async def _discard(self, pubsub: PubSub) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8
         except (RedisError, OSError, TimeoutError):
             pass  # the connection is being dropped anyway
 
