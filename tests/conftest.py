@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from .drivers import TRANSPORTS, Driver, make_driver
-from .servers import ThreadedGateway
+from .servers import ROOT, ThreadedGateway
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +92,14 @@ async def silent_peer() -> AsyncIterator[str]:
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture(scope="session")
+def client_module(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """gateway/static's client, copied beside a package.json saying its .js files are ES modules
+    (the repository's package.json does not), for the Node tests to import."""
+    where = tmp_path_factory.mktemp("rtgateway-js")
+    for name in ("rtgateway.js", "rtgateway-links.js", "rtgateway-protocol.js"):
+        shutil.copy(ROOT / "gateway" / "static" / name, where / name)
+    (where / "package.json").write_text('{"type": "module"}\n')
+    return where / "rtgateway.js"

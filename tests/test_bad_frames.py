@@ -355,16 +355,6 @@ async def run_client(kind: str, url: str, transport: str, until: str,
             "reconnects": stats["reconnects"], "malformed": stats["malformed"], "duplicates": stats["duplicates"]}
 
 
-@pytest.fixture(scope="module")
-def client_module(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """gateway/static's client beside a package.json saying its .js files are ES modules."""
-    where = tmp_path_factory.mktemp("rtgateway-js")
-    for name in ("rtgateway.js", "rtgateway-links.js", "rtgateway-protocol.js"):
-        shutil.copy(ROOT / "gateway" / "static" / name, where / name)
-    (where / "package.json").write_text('{"type": "module"}\n')
-    return where / "rtgateway.js"
-
-
 async def run_js(js: pathlib.Path, url: str, transport: str, until: str, mode: str = "fake", room: str = "lobby",
                  between: Callable[[], Any] | None = None) -> dict[str, Any]:
     """rtgateway.js (the copy at ``js``) under Node, tests/js/bad_frames.mjs driving it."""

@@ -353,18 +353,7 @@ async def test_blocking_client_sends_and_gets_bytes(server: ThreadedGateway, tra
 
 # -- Node: the official socket.io-client and rtgateway.js ------------------------------------------
 
-CLIENT_FILES = ("rtgateway.js", "rtgateway-links.js", "rtgateway-protocol.js")
 NODE_SCRIPT = pathlib.Path(__file__).parent / "js" / "binary_exchange.mjs"
-
-
-@pytest.fixture(scope="module")
-def client_module(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """gateway/static's client beside a package.json that makes its .js files ES modules."""
-    where = tmp_path_factory.mktemp("rtgateway-js")
-    for name in CLIENT_FILES:
-        shutil.copy(ROOT / "gateway" / "static" / name, where / name)
-    (where / "package.json").write_text('{"type": "module"}\n')
-    return where / "rtgateway.js"
 
 
 @pytest.mark.node

@@ -27,7 +27,6 @@ from .servers import NginxProcess, ThreadedGateway, free_port, node_outcome, tim
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(__file__).parent / "js" / "auto.mjs"
 ARTIFACTS = ROOT / "test-artifacts"
-CLIENT_FILES = ("rtgateway.js", "rtgateway-links.js", "rtgateway-protocol.js")
 FIXED = ["sse", "socketio", "socketio-polling"]
 # The table these tests print is the measurement (docs, the closing note); the assertion only
 # guards the design against a regression of the order a wrong choice costs (a buffer timeout,
@@ -95,16 +94,6 @@ def gateway() -> Iterator[ThreadedGateway]:
     server = ThreadedGateway(address_session_burst=1000).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def client_module(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """gateway/static's client beside a package.json saying its .js files are ES modules."""
-    where = tmp_path_factory.mktemp("rtgateway-js")
-    for name in CLIENT_FILES:
-        shutil.copy(ROOT / "gateway" / "static" / name, where / name)
-    (where / "package.json").write_text('{"type": "module"}\n')
-    return where / "rtgateway.js"
 
 
 class Route:

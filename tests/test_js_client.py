@@ -20,7 +20,6 @@ from .servers import ThreadedGateway, node_outcome, timeout
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(__file__).parent / "js" / "sio_chat.mjs"
 SESSION_SCRIPT = pathlib.Path(__file__).parent / "js" / "client_session.mjs"
-CLIENT_FILES = ("rtgateway.js", "rtgateway-links.js", "rtgateway-protocol.js")
 JWT_SECRET = "js-client-test-secret-0123456789abcdef"  # HS256, >= 32 characters
 KEY = r"^[A-Za-z0-9_-]{22}$"
 
@@ -65,17 +64,6 @@ async def test_js_client_and_sse_client_chat(server: ThreadedGateway):
 
 
 # -- rtgateway.js under Node ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def client_module(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """gateway/static's client, copied beside a package.json saying its .js files are ES modules
-    (the repository's package.json does not)."""
-    where = tmp_path_factory.mktemp("rtgateway-js")
-    for name in CLIENT_FILES:
-        shutil.copy(ROOT / "gateway" / "static" / name, where / name)
-    (where / "package.json").write_text('{"type": "module"}\n')
-    return where / "rtgateway.js"
 
 
 @pytest.fixture(scope="module")
