@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .servers import SubprocessGateway, node_outcome, timeout
-from .test_js_client import ROOT, client_module  # noqa: F401  (a fixture)
+from .test_js_client import ROOT
 
 SCRIPT = pathlib.Path(__file__).parent / "js" / "bounds.mjs"
 TRANSPORTS = ["sse", "socketio", "socketio-polling"]
@@ -49,7 +49,7 @@ def assert_bounded(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_js_calls_settle_against_a_silent_peer(client_module: pathlib.Path, silent_peer: str, transport: str) -> None:  # noqa: F811
+async def test_js_calls_settle_against_a_silent_peer(client_module: pathlib.Path, silent_peer: str, transport: str) -> None:
     """Nothing ever answers: `ready` and every call reject with `timeout` within callTimeout."""
     result = await node_outcome(await spawn(client_module, "silent", silent_peer, transport), 30)
     assert result["calls"]["ready"]["code"] == "timeout", result
@@ -58,7 +58,7 @@ async def test_js_calls_settle_against_a_silent_peer(client_module: pathlib.Path
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_js_calls_settle_against_a_stopped_gateway(client_module: pathlib.Path, transport: str) -> None:  # noqa: F811
+async def test_js_calls_settle_against_a_stopped_gateway(client_module: pathlib.Path, transport: str) -> None:
     """A session open and joined, then the gateway freezes (SIGSTOP): its sockets stay open
     but nothing is read or written; every call still settles within its bound."""
     gateway = SubprocessGateway().start()
