@@ -57,13 +57,18 @@ def test_progress_only_moves_forward_and_reaches_100_at_the_end() -> None:
 
 
 def test_a_ladder_ends_at_the_first_step_past_the_bound_or_with_a_loss() -> None:
-    def step(p99: float, **totals: int) -> dict[str, Any]:
-        return {"status": "ok", "summary": {"deliver_p99_ms": {"median": p99}, "totals": totals}}
+    def step(p99: float, lag: float = 1.0, cpu: float = 20.0, **totals: int) -> dict[str, Any]:
+        repeat = {"status": "ok", "derived": {"generator_lag_p99_ms": lag}, "sampling": {"generator_cpu_pct_max": cpu}}
+        return {"status": "ok", "summary": {"deliver_p99_ms": {"median": p99}, "totals": totals}, "repeats": [repeat]}
 
     assert ladder_ends(step(200), 250) is None
     assert ladder_ends(step(300), 250) == "p99 delivery passed the bound"
     assert ladder_ends(step(10, lost=1), 250) == "deliveries were lost"
-    assert ladder_ends(step(900, repeats_generator_bound=1), 250) == "the load generator could not keep up"
+    # The generator's lag is weighed against the bound: a quarter of an 8 ms p99 is not "behind"
+    # (generator-bound for the verdict, which compares p99s), a fifth of the bound is.
+    assert ladder_ends(step(8, lag=2, repeats_generator_bound=1), 250) is None
+    assert ladder_ends(step(90, lag=51), 250) == "the load generator could not keep up"
+    assert ladder_ends(step(90, cpu=GENERATOR_CPU_PCT + 1), 250) == "the load generator could not keep up"
     assert ladder_ends({"status": "failed", "summary": None}, 250) == "it has no numbers (failed)"
 
 
