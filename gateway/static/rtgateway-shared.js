@@ -44,6 +44,8 @@ const ALIVE_EVERY = 1000;
 // ms a shared Socket.IO long-poll may take: the gateway answers it within pingInterval (25 s by
 // default) with what came, the ping at the latest.
 const POLL_WAIT = 90000;
+// ms the owner waits before asking, so that the tabs' polls that come together go in one request.
+const POLL_GATHER = 2;
 
 const unavailable = (why, detail = {}) => new GatewayError("share_unavailable", `the tabs cannot share a stream here: ${why}`, detail);
 const asError = (e) => (e instanceof GatewayError ? e : new GatewayError(e?.code ?? "network_error", e?.message ?? String(e), e?.detail ?? {}, Boolean(e?.fromServer)));
@@ -527,16 +529,22 @@ export class Owner {
     if (typeof sid !== "string" || !Number.isSafeInteger(n)) return;
     this.polls.set(sid, { tab, ref, n });
     if (!this.polling) return void this._pollLoop();
-    if (!this.polling.sids.has(sid)) {
-      fetch(`${this.url}/sio/multiplex/wake?${new URLSearchParams({ hold: this.polling.hold })}`, { method: "POST", keepalive: true }).catch(() => {});
+    const { hold, sids, woken } = this.polling;
+    if (hold && !sids.has(sid) && !woken) {
+      this.polling.woken = true;
+      fetch(`${this.url}/sio/multiplex/wake?${new URLSearchParams({ hold })}`, { method: "POST", keepalive: true }).catch(() => {});
     }
   }
 
   async _pollLoop() {
     while (this.polls.size) {
+      // The tabs answered last time poll again within a moment of each other: one request for all.
+      this.polling = { hold: null };
+      await new Promise((resolve) => setTimeout(resolve, POLL_GATHER));
       const asked = new Map(this.polls);
+      if (!asked.size) break;
       const hold = randomId();
-      this.polling = { hold, sids: new Set(asked.keys()) };
+      this.polling = { hold, sids: new Set(asked.keys()), woken: false };
       const query = new URLSearchParams({ hold });
       for (const [sid, { n }] of asked) query.append("s", `${sid}.${n}`);
       this.stats.polls += 1;
