@@ -318,7 +318,9 @@ class SseClient(Client):
                 self.consume(stream.recv(idle))
                 yield None
             # A poll-mode response ended after its batch: the next poll resumes from the cursor at once.
-            if self.closing:
+            # Not after ``close {replaced}`` (ended): resuming here would take the session back from
+            # where it went (auto: the WebSocket it just moved to, whose requests then go unanswered).
+            if self.closing or self.ended is not None:
                 return
             self.open_stream()
 
