@@ -49,11 +49,13 @@ class Polling:
         self.n = 0  # answers of the shared poll had
         self.packets: list[str] = []  # every packet it was sent, in order
 
-    async def open(self) -> Polling:
+    async def open(self, connect: bool = True) -> Polling:
+        """The Engine.IO handshake, then (``connect``) Socket.IO's CONNECT to /bench."""
         answer = await self.http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
         assert answer.status_code == 200 and answer.text.startswith("0"), answer.text
         self.sid = orjson.loads(answer.text[1:])["sid"]
-        await self.send("40/bench,{}")
+        if connect:
+            await self.send("40/bench,{}")
         return self
 
     async def send(self, *packets: str) -> None:
