@@ -151,9 +151,10 @@ function aborted(kind, signal) {
   return new GatewayError("aborted", `${kind} aborted by the caller; it may or may not have been done`, { reason: signal.reason });
 }
 
-/** Worth sending again: not answered, or the gateway's trouble rather than a refusal. */
+/** Worth sending again: not answered, or the gateway's trouble rather than a refusal (session_closed:
+ * sent on a connection the session had just left, so not done). */
 function retryable(error) {
-  return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code) || error.code === "rate_limited";
+  return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code) || ["rate_limited", "session_closed"].includes(error.code);
 }
 
 /** `promise`, or a `timeout` GatewayError if it has not settled within `ms`. */
