@@ -61,7 +61,7 @@ class Polling:
     async def send(self, *packets: str) -> None:
         answer = await self.http.post("/socket.io/", params={"EIO": "4", "transport": "polling", "sid": self.sid},
                                       content=SEP.join(packets), headers={"Content-Type": "text/plain"})
-        assert answer.text == "ok", answer.text
+        assert answer.text.lower() == "ok", answer.text
 
     async def own_poll(self) -> list[str]:
         answer = await self.http.get("/socket.io/", params={"EIO": "4", "transport": "polling", "sid": self.sid})
