@@ -26,6 +26,7 @@ from gateway.problems import MEDIA_TYPE as PROBLEM
 from gateway.problems import documented, plain_optional_parameters
 from gateway.settings import Settings
 from gateway.transports import sse, sse_multiplex
+from gateway.transports.socketio_multiplex import PollMultiplexer
 from gateway.transports.socketio_server import SocketIOTransport
 from gateway.wire.errors import (
     BrokerUnavailable,
@@ -188,4 +189,5 @@ def create_app(
 
     api_token = BearerToken(settings.api_token, "GATEWAY_API_TOKEN", "the server API")
     socketio_transport = SocketIOTransport(gateway)
+    api.include_router(PollMultiplexer(gateway, socketio_transport).router())  # the tabs' one long-poll
     return GatewayApp(socketio_transport.asgi_app(sse.EventStreamHost(api)), api, gateway)

@@ -61,6 +61,12 @@ class Metrics:
         self.connections = Gauge(
             "gateway_connections", "Open connections (SSE streams, Socket.IO namespace connections)", registry=r
         )
+        # The tabs' shared Socket.IO long-polls (gateway/transports/socketio_multiplex.py).
+        self.shared_polls = Gauge("gateway_shared_polls", "Shared Socket.IO long-polls waiting (GET /sio/multiplex)",
+                                  registry=r)
+        self.shared_poll_connections = Gauge(
+            "gateway_shared_poll_connections", "Socket.IO polling connections waiting in a shared long-poll", registry=r
+        )
         self.limit_addresses = Gauge(
             "gateway_limit_addresses", "Client addresses the limits hold state for (bounded)", registry=r
         )

@@ -615,8 +615,9 @@ def result_from_body(body: bytes) -> Any:
     return answer.get("result")
 
 
-TRANSIENT = frozenset({"broker_unavailable", "internal_error", "rate_limited"})
-"""Error codes worth retrying; every other code is final for that request."""
+TRANSIENT = frozenset({"broker_unavailable", "internal_error", "rate_limited", "session_closed"})
+"""Error codes worth retrying (``session_closed``: sent on a Socket.IO connection the session had
+just left, so not done); every other code is final for that request."""
 MAX_RETRY_AFTER = 60.0
 """The longest wait a ``retryAfter`` is followed to (a larger one is taken as this)."""
 

@@ -103,3 +103,40 @@ def client_module(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
         shutil.copy(ROOT / "gateway" / "static" / name, where / name)
     (where / "package.json").write_text('{"type": "module"}\n')
     return where / "rtgateway.js"
+
+
+@pytest.fixture
+async def open_page(browser: Any, gw: ThreadedGateway) -> AsyncIterator[Any]:
+    """Factory of demo pages, each in its own context (one profile: its own connection pool and
+    shared stream) unless `beside` names a page whose context (another tab of that profile) it
+    joins; `share` is the demo's ?share= ("false": the page's own stream, as a test that
+    intercepts the SSE routes needs, since a SharedWorker's requests pass no page route).
+    Page errors fail the test. (The browser test modules declare `gw`.)"""
+    from playwright.async_api import expect
+
+    from .test_browser import WAIT, not_installed
+
+    contexts, errors = [], []
+
+    async def make(
+        *, without_socketio: bool = False, gateway: ThreadedGateway | None = None, share: str | None = None,
+        beside: Any = None,
+    ) -> Any:
+        if beside is None:
+            context = await browser.new_context(viewport={"width": 1280, "height": 860})
+            contexts.append(context)
+        else:
+            context = beside.context
+        page = await context.new_page()
+        page.set_default_timeout(WAIT)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if without_socketio:
+            await page.route("**/client/socket.io.esm.min.js", not_installed)
+        await page.goto((gateway or gw).url + "/" + (f"?share={share}" if share else ""))
+        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        return page
+
+    yield make
+    for context in contexts:
+        await context.close()
+    assert not errors, errors

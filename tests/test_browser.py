@@ -11,13 +11,13 @@ import pathlib
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import pytest
 import uvicorn
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Page, Route, expect
 
 from .servers import ThreadedGateway, timeout
 
@@ -56,39 +56,6 @@ def gw_without_admin() -> Iterator[ThreadedGateway]:
     gateway = ThreadedGateway(ping_interval=1.0, ping_timeout=1.0).start()
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture
-async def open_page(browser: Browser, gw: ThreadedGateway) -> AsyncIterator:
-    """Factory of demo pages, each in its own context (one profile: its own connection pool and
-    shared stream) unless `beside` names a page whose context (another tab of that profile) it
-    joins; `share` is the demo's ?share= ("false": the page's own stream, as a test that
-    intercepts the SSE routes needs, since a SharedWorker's requests pass no page route).
-    Page errors fail the test."""
-    contexts, errors = [], []
-
-    async def make(
-        *, without_socketio: bool = False, gateway: ThreadedGateway | None = None, share: str | None = None,
-        beside: Page | None = None,
-    ) -> Page:
-        if beside is None:
-            context = await browser.new_context(viewport={"width": 1280, "height": 860})
-            contexts.append(context)
-        else:
-            context = beside.context
-        page = await context.new_page()
-        page.set_default_timeout(WAIT)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        if without_socketio:
-            await page.route("**/client/socket.io.esm.min.js", not_installed)
-        await page.goto((gateway or gw).url + "/" + (f"?share={share}" if share else ""))
-        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
-        return page
-
-    yield make
-    for context in contexts:
-        await context.close()
-    assert not errors, errors
 
 
 async def not_installed(route: Route) -> None:

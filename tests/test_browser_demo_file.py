@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from .servers import ThreadedGateway
 from .test_browser import ARTIFACTS, CHROMIUM, SOCKETIO_BUILD, WAIT, enter
@@ -34,27 +34,6 @@ def gw() -> Iterator[ThreadedGateway]:
     gateway = ThreadedGateway(ping_interval=1.0, ping_timeout=1.0, max_payload=MAX_PAYLOAD).start()
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture
-async def open_page(browser: Browser, gw: ThreadedGateway) -> AsyncIterator[OpenPage]:
-    """Visitors of the demo, each in a browser context of its own; page errors fail the test."""
-    contexts, errors = [], []
-
-    async def make() -> Page:
-        context = await browser.new_context(viewport={"width": 1280, "height": 860})
-        contexts.append(context)
-        page = await context.new_page()
-        page.set_default_timeout(WAIT)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        await page.goto(gw.url + "/")
-        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
-        return page
-
-    yield make
-    for context in contexts:
-        await context.close()
-    assert not errors, errors
 
 
 async def send_file(page: Page, name: str, content: bytes) -> None:

@@ -3,7 +3,8 @@ Chromium over plain HTTP/1.1, where the browser allows six connections per host 
 ten `sse` tabs (and ten `auto` tabs behind a proxy that refuses WebSocket) join and receive a
 burst exactly once, in order, over one connection held by a SharedWorker; in the leader-tab
 fallback, closing the tab that holds the connection hands it over with nothing lost or
-repeated; without SharedWorker and Web Locks each tab has its own stream, as before.
+repeated; without SharedWorker and Web Locks each tab has its own stream, as before. Ten idle
+`socketio-polling` tabs wait in one shared long-poll (/sio/multiplex) and a burst reaches them at once.
 
 Every tab runs tests/js/shared_tab.js; the tabs of a test are pages of one browser context
 (one profile: one connection pool, one SharedWorker per gateway).
@@ -21,6 +22,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
 from comparison.proxy import ProxyProcess
+from gateway.metrics import read
 
 from .servers import ThreadedGateway, timeout, wait_state
 from .test_browser import CHROMIUM, SOCKETIO_BUILD, WAIT
@@ -167,6 +169,28 @@ async def test_ten_auto_tabs_behind_a_websocket_blocker_share_one_stream(context
         proxy.stop()
 
 
+def shared_polls(gw: ThreadedGateway) -> tuple[float, float]:
+    """Shared Socket.IO long-polls waiting on the gateway, and the connections they name."""
+    samples = read(gw.gateway.metrics.render())
+    return (sum(v for _, v in samples.get("gateway_shared_polls", [])),
+            sum(v for _, v in samples.get("gateway_shared_poll_connections", [])))
+
+
+@needs_socketio
+async def test_ten_idle_polling_tabs_share_one_long_poll(contexts: Any, gw: ThreadedGateway) -> None:
+    """Ten `socketio-polling` tabs, idle after joining: their polls wait in one shared long-poll
+    (the gateway sees one, naming all ten), so a burst from one tab reaches the nine others at
+    once, exactly once and in order. With a long-poll each, ten idle tabs held the browser's six
+    connections, and the burst's POSTs waited for the gateway's pings (~25 s) to free one."""
+    pages = await open_tabs(await contexts(), gw.url, 10)
+    started = await start(pages, "socketio-polling", "shared-polling")
+    assert {(s["sharing"], s["transport"]) for s in started} == {("worker", "polling")}, started
+    await wait_state(lambda: shared_polls(gw) == (1, 10), 10, f"one shared poll naming 10 connections, not {shared_polls(gw)}")
+    offsets = await pages[0].evaluate("([r, n]) => window.tab.burst(r, 'tab0', 0, n)", ["shared-polling", BURST])
+    await await_bursts(pages[1:], offsets, within=5)
+    assert await received(pages[0]) == []
+
+
 async def test_closing_the_leader_tab_hands_the_stream_over(contexts: Any, gw: ThreadedGateway) -> None:
     pages = await open_tabs(await contexts(), gw.url, 10)
     started = await start(pages, "sse", "shared-leader", {"share": "leader"})
@@ -185,10 +209,17 @@ async def test_closing_the_leader_tab_hands_the_stream_over(contexts: Any, gw: T
     assert [await p.evaluate("window.tab.client.sharing") for p in others] == ["leader"] * 9
 
 
-async def test_five_tabs_without_shared_worker_or_web_locks_each_have_a_stream(contexts: Any, gw: ThreadedGateway) -> None:
+@pytest.mark.parametrize("transport", ["sse", pytest.param("socketio-polling", marks=needs_socketio)])
+async def test_five_tabs_without_shared_worker_or_web_locks_each_have_a_stream(
+    contexts: Any, gw: ThreadedGateway, transport: str
+) -> None:
     pages = await open_tabs(await contexts(NEITHER), gw.url, 5)
-    started = await start(pages, "sse", "shared-none")
+    room = f"shared-none-{transport}"
+    started = await start(pages, transport, room)
     assert {s["sharing"] for s in started} == {None}, started
-    await expect_streams(gw, carriers=0, own=5)
-    offsets = await pages[0].evaluate("([r, n]) => window.tab.burst(r, 'tab0', 0, n)", ["shared-none", BURST])
+    if transport == "sse":
+        await expect_streams(gw, carriers=0, own=5)
+    offsets = await pages[0].evaluate("([r, n]) => window.tab.burst(r, 'tab0', 0, n)", [room, BURST])
     await await_bursts(pages[1:], offsets)
+    # socketio-polling: each tab polls on its own (an earlier test's shared poll ends as its tabs close).
+    await wait_state(lambda: shared_polls(gw) == (0, 0), 10, f"shared polls waiting: {shared_polls(gw)}")

@@ -265,20 +265,19 @@ async def every_tab_publishes_then_one_closes(
     then = await carriers_of(pages)
     # sse: its tabs' sessions on one carrier (a closed context's may take a moment to go).
     carriers = await expect_streams(gw, carriers=1, own=0) if transport == "sse" else streams(gw)[0]
-    if transport == "socketio-polling":
-        # Not shared (rtgateway.js shares SSE only): every tab holds its own; close the first.
-        held, rest = pages[0], pages[1:]
-        closed = "tab0 (its own connection)"
-    else:
-        held, rest = await leader(pages)
-        closed = f"{names[pages.index(held)]}, the leader ({len(carriers)} carrier open; tabs on {', '.join(then)})"
+    held, rest = await leader(pages)
+    closed = f"{names[pages.index(held)]}, the leader ({len(carriers)} carrier open; tabs on {', '.join(then)})"
+    if transport == "socketio-polling":  # every tab's polls wait in the leader's one shared long-poll
+        assert then == ["polling (leader)"], then
+        assert await held.evaluate(SHARED_POLLS) > 0
     await held.close()
     mine = [names[pages.index(p)] for p in rest]
     again = [f"{n} again" for n in mine]
     began = time.monotonic()
     acks = await publish_round(rest, room, again)
     expected = [[n for n in names if n != me] + [a for a in again if a != f"{me} again"] for me in mine]
-    states = await settle(rest, expected, within=20)
+    # Within 10 s: tabs with a long-poll each waited ~25 s here, for pings to free the pool.
+    states = await settle(rest, expected, within=10)
     took = time.monotonic() - began
     delivered = exactly_once(states, expected)
     table.append(
@@ -294,6 +293,10 @@ async def every_tab_publishes_then_one_closes(
         await leader(rest)
 
 
+# The shared long-polls the leader page's owner made (rtgateway-shared.js, Owner._pollLoop).
+SHARED_POLLS = ("import('/client/rtgateway-shared.js').then(({Share}) => "
+                "[...Share._pages.values()].reduce((n, s) => n + (s.owner?.stats.polls ?? 0), 0))")
+
 # The transports that hold an HTTP request open per stream or long-poll (the issue's).
 HTTP_TRANSPORTS = ["sse", pytest.param("socketio-polling", marks=needs_socketio), pytest.param("auto", marks=needs_socketio)]
 
@@ -304,10 +307,9 @@ async def test_ten_tabs_over_http1(
 ) -> None:
     """Straight to the gateway (uvicorn: HTTP/1.1, six connections for all the tabs). `sse` and
     `auto` tabs share one stream (`auto` then moves to WebSocket, which the pool does not count).
-    `socketio-polling` is not shared: its joins, all at once, come while the long-polls are busy
-    answering; once the ten sit idle, six hold the pool and the next requests wait for the
-    gateway's pings (pingInterval) to end them: the round after the close takes about 25 s
-    (the table's "in"), within the client's callTimeout, nothing lost."""
+    `socketio-polling` tabs share one long-poll (their handshakes and POSTs are their own, short
+    requests): with a long-poll each, once the ten sat idle six held the pool and the round after
+    the close waited ~25 s for the gateway's pings to end them."""
     await every_tab_publishes_then_one_closes(await open_tabs(context, gw.url, 10), transport, "http/1.1", gw, table)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import engineio
 import pytest
 import socketio
+from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
@@ -22,7 +23,11 @@ from gateway.fences.engineio_server import (
     engine_sid,
     engine_sockets,
     event_packets,
+    more_packets,
+    next_packet,
     open_socket,
+    polling,
+    polling_payload,
     use_queues,
     writer_idle,
 )
@@ -153,3 +158,47 @@ async def test_a_byte_queue_holds_its_packets_data_length(server: socketio.Async
     assert queue.held == 7
     queue.get_nowait(), queue.get_nowait()
     assert queue.held == 0
+
+
+async def test_a_shared_poll_takes_packets_as_the_sockets_own_poll_would(server: socketio.AsyncServer) -> None:
+    """next_packet / more_packets take packets off the socket's queue with task_done (so a
+    closing socket's queue.join() returns), leave None (the library's 'closed') on it, and
+    polling_payload is the body the library's own poll answer has."""
+    socket = _socket(server, "shared")
+    packets = [eio_packet.Packet(eio_packet.MESSAGE, "2/chat,[\"a\"]"), eio_packet.Packet(eio_packet.PING),
+               eio_packet.Packet(eio_packet.MESSAGE, b"\x00\x01")]
+    for item in packets:
+        await socket.queue.put(item)
+    first = await next_packet(socket)
+    more, closed = more_packets(socket, budget=10_000)
+    assert [first, *more] == packets and not closed
+    await asyncio.wait_for(socket.queue.join(), 1)  # every get was marked done
+    assert polling_payload(packets) == '42/chat,["a"]\x1e2\x1ebAAE='
+    # A wait cancelled before a packet comes takes none.
+    waiting = asyncio.ensure_future(next_packet(socket))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await socket.queue.put(packets[1])
+    assert await next_packet(socket) is packets[1]
+    # The library's own "closed" (None) is seen and left for anyone else waiting.
+    await socket.queue.put(packets[0])
+    socket.queue.put_nowait(None)
+    assert more_packets(socket, budget=10_000) == ([packets[0]], True)
+    assert await next_packet(socket) is None
+    assert socket.queue.get_nowait() is None
+    # The budget bounds what one answer takes (at least one packet).
+    for item in packets:
+        await socket.queue.put(item)
+    taken, _ = more_packets(socket, budget=1)
+    assert taken == packets[:1] and socket.queue.qsize() == 2
+
+
+async def test_a_socket_is_polling_until_it_upgrades(server: socketio.AsyncServer) -> None:
+    socket = _socket(server, "p1")
+    assert polling(socket)
+    socket.upgrading = True  # what _upgrade_websocket sets first, then upgraded
+    assert not polling(socket)
+    socket.upgrading, socket.upgraded = False, True
+    assert not polling(socket)

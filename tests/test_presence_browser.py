@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from .servers import ThreadedGateway
 from .test_browser import ARTIFACTS, CHROMIUM, SOCKETIO_BUILD, WAIT, enter
@@ -24,22 +24,9 @@ def gw() -> Iterator[ThreadedGateway]:
 
 
 @pytest.fixture
-async def pages(browser: Browser, gw: ThreadedGateway) -> AsyncIterator[list[Page]]:
-    """Two visitors of the demo, each in a context of its own; page errors fail the test."""
-    contexts, errors, made = [], [], []
-    for _ in range(2):
-        context = await browser.new_context(viewport={"width": 1280, "height": 860})
-        contexts.append(context)
-        page = await context.new_page()
-        page.set_default_timeout(WAIT)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        await page.goto(gw.url + "/")
-        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
-        made.append(page)
-    yield made
-    for context in contexts:
-        await context.close()
-    assert not errors, errors
+async def pages(open_page: Callable[[], Awaitable[Page]]) -> list[Page]:
+    """Two visitors of the demo, each in a context of its own (conftest's open_page)."""
+    return [await open_page(), await open_page()]
 
 
 def present(page: Page):

@@ -32,6 +32,13 @@ asyncio ``Queue``
   ``_put`` / ``_get``: the hooks its own subclasses (``PriorityQueue``,
   ``LifoQueue``) override; ``ObservedQueue`` turns them into ``added``/``removed``.
 
+python-engineio ``AsyncSocket``, for one long-poll shared by many polling connections
+(``transports/socketio_multiplex.py``)
+  ``queue`` again: a shared poll takes packets off it as the socket's own poll would, with
+  ``task_done`` for each (``close(wait=True)`` joins the queue); ``None`` on it means the
+  socket closed, and is put back for anyone else waiting, as the library does.
+  ``payload.Payload(packets=...).encode()``: the text body of a polling answer.
+
 If a library changes any of these, ``tests/test_fences_engineio.py`` fails. At run
 time, ``writer_idle`` answers False when a flag it reads is missing (every packet then
 takes the socket's queue, the library's own path).
@@ -45,6 +52,7 @@ from typing import Any, Protocol
 
 import socketio
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 
@@ -88,6 +96,51 @@ def event_packets(
     packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])]
     text = packets[0].encode() if len(packets) == 1 and not packets[0].binary else None
     return packets, text
+
+
+async def next_packet(socket: EngineSocket) -> eio_packet.Packet | None:
+    """Wait for the next packet ``socket``'s poll would send; None: the socket closed.
+
+    Cancelled while it waits, it takes nothing (``asyncio.Queue.get`` leaves the item)."""
+    item: eio_packet.Packet | None = await socket.queue.get()
+    socket.queue.task_done()
+    if item is None:
+        socket.queue.put_nowait(None)  # the library's signal stays for whoever else waits
+    return item
+
+
+def more_packets(socket: EngineSocket, budget: int) -> tuple[list[eio_packet.Packet], bool]:
+    """The packets ``socket`` has queued now, until about ``budget`` bytes; and whether it closed."""
+    packets: list[eio_packet.Packet] = []
+    while budget > 0:
+        try:
+            item = socket.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        socket.queue.task_done()
+        if item is None:
+            socket.queue.put_nowait(None)
+            return packets, True
+        packets.append(item)
+        budget -= packet_size(item)
+    return packets, False
+
+
+def packet_size(item: eio_packet.Packet) -> int:
+    """About the bytes ``item`` takes in a polling answer."""
+    data = item.data
+    return 2 + (len(data) if isinstance(data, (str, bytes)) else len(str(data)))
+
+
+def polling_payload(packets: list[eio_packet.Packet]) -> str:
+    """``packets`` as the text body of a long-polling answer (Engine.IO 4: base64 for binary)."""
+    encoded: str = eio_payload.Payload(packets=packets).encode()
+    return encoded
+
+
+def polling(socket: EngineSocket) -> bool:
+    """True if ``socket`` is on long-polling: neither upgraded to a WebSocket nor upgrading."""
+    return not getattr(socket, "upgraded", True) and not getattr(socket, "upgrading", True)
 
 
 def writer_idle(socket: EngineSocket) -> bool:

@@ -426,6 +426,41 @@ export class SseLink {
 }
 
 /**
+ * socket.io-client's long-polling transport (`Fetch`, its fetch() one) whose polls, once the
+ * handshake has given the connection its Engine.IO sid, wait in the long-poll the tabs share
+ * (`share.poll`, docs/protocol.md "One long-poll for many Socket.IO connections"). The
+ * handshake and the POSTs stay this tab's own, short requests. A gateway without the shared
+ * poll: this connection polls on its own, as socket.io-client would.
+ */
+function sharedPolling(Fetch, share) {
+  return class SharedPolling extends Fetch {
+    doPoll() {
+      const sid = this.query?.sid;
+      if (!sid || this.alone) return super.doPoll();
+      this.received ??= 0; // answers of the shared poll this connection has had: the gateway resends the last if one is missing
+      share.poll({ sid, n: this.received }).then(
+        ({ n, text }) => {
+          if (this.readyState === "closed") return;
+          this.received = n;
+          this.onData(text);
+        },
+        (err) => {
+          if (this.readyState === "closed") return;
+          if (err.code === "share_unavailable") {
+            this.alone = true; // no shared poll here: its own polls from now on
+            super.doPoll();
+          } else if (err.detail?.leaderLeft) {
+            this.doPoll(); // leader mode: the tab holding the shared poll closed; the next one asks again
+          } else {
+            this.onError("shared poll failed", err);
+          }
+        },
+      );
+    }
+  };
+}
+
+/**
  * Socket.IO, wrapping the official socket.io-client. socket.io-client's own reconnection is
  * off: each attempt is a new connection whose auth carries {sid, key, offsets} to resume (and
  * the token of that attempt), which a reconnecting Manager would not update. Its engine does detect dead connections (the
@@ -436,13 +471,16 @@ export class SocketIOLink {
    * `transports`: socket.io-client's (polling then WebSocket by default); `manager`: an engine
    * already open (a WebSocketProbe's), to connect the namespace over instead of a new one.
    */
-  constructor(options, events, seq, { transports = ["polling", "websocket"], manager = null } = {}) {
+  constructor(options, events, seq, { transports = ["polling", "websocket"], manager = null, share = null } = {}) {
     this.options = options;
     this.events = events;
     this.seq = seq;
     this.transports = transports;
     this.kind = transports.length > 1 ? "socketio" : transports[0];
     this.manager = manager;
+    // Long-polling only: its polls wait in the one the tabs share (rtgateway-shared.js).
+    this.share = this.kind === "polling" ? share : null;
+    this.sharing = this.share?.mode ?? null;
     this.socket = null;
     this.ended = false;
   }
@@ -453,8 +491,9 @@ export class SocketIOLink {
 
   async open({ sid, key, offsets, token }) {
     const { url, namespace, name, connectTimeout, socketioUrl } = this.options;
-    const { io } = await loadSocketIO(socketioUrl);
+    const { io, Fetch } = await loadSocketIO(socketioUrl);
     if (this.ended) throw new GatewayError("client_closed", "closed by the client");
+    const transports = this.share ? [sharedPolling(Fetch, this.share)] : this.transports;
     const auth = {};
     if (token) auth.token = token;
     if (name) auth.name = name;
@@ -467,7 +506,7 @@ export class SocketIOLink {
         forceNew: true,
         autoConnect: false, // guardDecoder first
         timeout: connectTimeout,
-        transports: this.transports,
+        transports,
       });
     this.socket = socket;
     guardDecoder(socket.io, (packet) => this._undecodable(packet));

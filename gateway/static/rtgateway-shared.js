@@ -1,5 +1,6 @@
 /**
- * rtgateway-shared.js: the tabs of one origin share one event stream (SSE + POST).
+ * rtgateway-shared.js: the tabs of one origin share one event stream (SSE + POST), and one
+ * long-poll for their Socket.IO long-polling connections.
  *
  * Over HTTP/1.1 a browser opens six connections per host for all the tabs of a profile, and an
  * event stream holds one for as long as it lasts: with a stream per tab, the sixth tab leaves
@@ -22,7 +23,8 @@
  * rtgateway.js uses in place of an SseLink: same interface, see rtgateway-links.js) and `Owner`
  * (holds the carrier). Messages between tab and owner are plain objects with an `op`:
  * tab -> owner: hello {lock}, attach {ref, link, namespace, name, token, cursor, sid, key,
- * timeout}, request {ref, sid, key, path, method, body, timeout}, detach {sid, link}, bye;
+ * timeout}, request {ref, sid, key, path, method, body, timeout}, detach {sid, link}, poll {ref,
+ * sid, n} (a Socket.IO long-poll, see `Owner._poll`), bye;
  * owner -> tab: attached / answer / failed {ref, ...}, frame {link, raw}, lost {link, reason},
  * alive (the carrier is heard: feeds every link's dead-stream watchdog), and, in leader mode,
  * leader {leader}.
@@ -39,6 +41,11 @@ const IDLE_CARRIER = 5000;
 const DETACH_WAIT = 5000;
 // ms between two `alive` messages to the tabs.
 const ALIVE_EVERY = 1000;
+// ms a shared Socket.IO long-poll may take: the gateway answers it within pingInterval (25 s by
+// default) with what came, the ping at the latest.
+const POLL_WAIT = 90000;
+// ms the owner waits before asking, so that the tabs' polls that come together go in one request.
+const POLL_GATHER = 2;
 
 const unavailable = (why, detail = {}) => new GatewayError("share_unavailable", `the tabs cannot share a stream here: ${why}`, detail);
 const asError = (e) => (e instanceof GatewayError ? e : new GatewayError(e?.code ?? "network_error", e?.message ?? String(e), e?.detail ?? {}, Boolean(e?.fromServer)));
@@ -164,11 +171,11 @@ export class Share {
     for (const resolve of this._waiting.splice(0)) resolve();
     this._held.then(() => this._post({ op: "hello", lock: this.lock }));
     if (old === null) return;
-    const gone = { code: "network_error", message: "the tab that held the shared connection left" };
+    const gone = { code: "network_error", message: "the tab that held the shared connection left", detail: { leaderLeft: true } };
     for (const [ref, call] of this.calls) {
       if (call.via !== id) {
         this.calls.delete(ref);
-        call.reject(new GatewayError(gone.code, gone.message));
+        call.reject(asError(gone));
       }
     }
     for (const link of [...this.links.values()]) if (link.via !== id) link.receive({ op: "lost", reason: gone });
@@ -252,6 +259,14 @@ export class Share {
     if (answer.type) headers["content-type"] = answer.type;
     if (answer.retryAfter) headers["retry-after"] = answer.retryAfter;
     return new Response(answer.status === 204 ? null : answer.text, { status: answer.status, headers });
+  }
+
+  /**
+   * The next answer of the shared long-poll for Engine.IO connection `sid`, of which this tab
+   * has had `n`: resolves to {n, text} (`text`: the body its own poll would have had).
+   */
+  poll({ sid, n }) {
+    return this._call({ op: "poll", sid, n }, POLL_WAIT + 5000);
   }
 
   detach(link) {
@@ -388,7 +403,9 @@ export class Owner {
     this.detaching = new Map(); // sid -> {promise, done}: attached again only once detached
     this.idle = null;
     this.lastAlive = 0;
-    this.stats = { carriers: 0, attached: 0, requests: 0, malformed: 0, unclaimed: 0 };
+    this.polls = new Map(); // Engine.IO sid -> {tab, ref, n}: a tab's Socket.IO long-poll, waiting in the shared one
+    this.polling = null; // the shared long-poll in flight: {hold, sids}
+    this.stats = { carriers: 0, attached: 0, requests: 0, malformed: 0, unclaimed: 0, polls: 0 };
   }
 
   receive(tab, msg) {
@@ -403,6 +420,8 @@ export class Owner {
         return void this._attach(tab, msg);
       case "request":
         return void this._request(tab, msg);
+      case "poll":
+        return this._poll(tab, msg);
       case "detach": {
         const route = this.routes.get(msg.sid);
         if (route?.tab === tab && route.link === msg.link) this._detach(msg.sid, route);
@@ -416,6 +435,7 @@ export class Owner {
   /** A tab left: its sessions leave the carrier (recoverable until they expire, as after a cut). */
   tabGone(tab) {
     for (const [sid, route] of this.routes) if (route.tab === tab) this._detach(sid, route);
+    for (const [sid, poll] of this.polls) if (poll.tab === tab) this.polls.delete(sid);
     this.onTabGone?.(tab);
   }
 
@@ -498,6 +518,68 @@ export class Owner {
         ? new GatewayError("timeout", `no answer to ${path} in ${timeout} ms`)
         : new GatewayError("network_error", `${path} failed: ${err.message}`);
       this.post(tab, { op: "failed", ref, error: plain(error) });
+    }
+  }
+
+  /**
+   * A tab's Socket.IO long-poll: it waits in the one shared poll (`GET /sio/multiplex`), which
+   * is woken to be asked again with it if it is already waiting without it.
+   */
+  _poll(tab, { ref, sid, n }) {
+    if (typeof sid !== "string" || !Number.isSafeInteger(n)) return;
+    this.polls.set(sid, { tab, ref, n });
+    if (!this.polling) return void this._pollLoop();
+    const { hold, sids, woken } = this.polling;
+    if (hold && !sids.has(sid) && !woken) {
+      this.polling.woken = true;
+      fetch(`${this.url}/sio/multiplex/wake?${new URLSearchParams({ hold })}`, { method: "POST", keepalive: true }).catch(() => {});
+    }
+  }
+
+  async _pollLoop() {
+    while (this.polls.size) {
+      // The tabs answered last time poll again within a moment of each other: one request for all.
+      this.polling = { hold: null };
+      await new Promise((resolve) => setTimeout(resolve, POLL_GATHER));
+      const asked = new Map(this.polls);
+      if (!asked.size) break;
+      const hold = randomId();
+      this.polling = { hold, sids: new Set(asked.keys()), woken: false };
+      const query = new URLSearchParams({ hold });
+      for (const [sid, { n }] of asked) query.append("s", `${sid}.${n}`);
+      this.stats.polls += 1;
+      let body;
+      try {
+        const response = await fetch(`${this.url}/sio/multiplex?${query}`, { cache: "no-store", signal: AbortSignal.timeout(POLL_WAIT) });
+        if (!response.ok) {
+          const error = await problemError(response);
+          throw response.status === 404 || response.status === 405 ? unavailable(error.message) : error; // no shared poll here
+        }
+        body = await response.json();
+      } catch (err) {
+        // Every poll asked fails: a tab's transport then errs, and its client reconnects (and recovers).
+        const error = plain(err.name === "TimeoutError" ? new GatewayError("timeout", `no shared poll answer in ${POLL_WAIT} ms`) : asError(err));
+        this._answerPolls(asked, Object.fromEntries([...asked.keys()].map((sid) => [sid, { error }])));
+        continue;
+      }
+      const answers = {};
+      for (const [sid, payload] of Object.entries(isObject(body?.payloads) ? body.payloads : {})) answers[sid] = payload;
+      for (const sid of Array.isArray(body?.gone) ? body.gone : []) {
+        answers[sid] = { error: { code: "unknown_sid", message: `the gateway has no polling connection ${sid}` } };
+      }
+      this._answerPolls(asked, answers);
+    }
+    this.polling = null;
+  }
+
+  /** Hand each asked poll its answer ({n, data} or {error}); a tab that left meanwhile is skipped. */
+  _answerPolls(asked, answers) {
+    for (const [sid, answer] of Object.entries(answers)) {
+      const poll = asked.get(sid);
+      if (!poll || this.polls.get(sid) !== poll || !isObject(answer)) continue;
+      this.polls.delete(sid);
+      if (answer.error) this.post(poll.tab, { op: "failed", ref: poll.ref, error: answer.error });
+      else this.post(poll.tab, { op: "answer", ref: poll.ref, n: answer.n, text: String(answer.data) });
     }
   }
 

@@ -62,7 +62,8 @@
  *   BroadcastChannel), which sends their requests too (rtgateway-shared.js); each tab keeps its
  *   own session and everything above. `share: false` gives each tab its own stream (as does a
  *   browser without SharedWorker and Web Locks); `client.sharing` says "worker", "leader" or null.
- *   Socket.IO long-polling is not shared: its tabs still take a connection each (and say so).
+ *   Over Socket.IO long-polling ("socketio-polling", and "auto"'s last resort) the tabs share
+ *   one long-poll the same way: each tab's polls wait in it, its handshake and POSTs stay its own.
  *
  * Errors are GatewayError {code, message, status?, detail}: the server's codes
  * (docs/protocol.md#errors) from problem bodies, error acks and connect_error, plus the
@@ -142,7 +143,7 @@ const DEFAULTS = {
   remember: 10 * 60 * 1000, // ms: auto remembers this long what failed on this network
   upgradeDelay: 0, // ms: auto waits this long before trying WebSocket beside the first connection
   stallAfter: 3000, // ms without an answer to a connection or a request before a `stalled` event
-  share: true, // SSE: the tabs of this origin share one stream (rtgateway-shared.js); false: one per tab; "leader": no SharedWorker
+  share: true, // SSE and Socket.IO polling: the tabs of this origin share one stream / long-poll (rtgateway-shared.js); false: one per tab; "leader": no SharedWorker
 };
 
 /** The error of a call whose AbortSignal fired: its reason stays in `detail.reason`. */
@@ -150,9 +151,10 @@ function aborted(kind, signal) {
   return new GatewayError("aborted", `${kind} aborted by the caller; it may or may not have been done`, { reason: signal.reason });
 }
 
-/** Worth sending again: not answered, or the gateway's trouble rather than a refusal. */
+/** Worth sending again: not answered, or the gateway's trouble rather than a refusal (session_closed:
+ * sent on a connection the session had just left, so not done). */
 function retryable(error) {
-  return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code) || error.code === "rate_limited";
+  return !error.fromServer || error.status >= 500 || SESSION_LOST.has(error.code) || ["rate_limited", "session_closed"].includes(error.code);
 }
 
 /** `promise`, or a `timeout` GatewayError if it has not settled within `ms`. */
@@ -234,8 +236,8 @@ export class Client {
       ? loadSocketIO(this.options.socketioUrl).catch(() => {}) // missing: the probe reports it
       : null;
     // The stream shared with the other tabs (rtgateway-shared.js, which decides whether this page
-    // can): imported only in a page and for SSE, before the first connection (see _dial).
-    this._shared = this.options.share !== false && globalThis.document !== undefined && ["sse", "auto"].includes(this.options.transport)
+    // can): imported only in a page, for SSE and Socket.IO long-polling, before the first connection (see _dial).
+    this._shared = this.options.share !== false && globalThis.document !== undefined && ["sse", "auto", "socketio-polling"].includes(this.options.transport)
       ? import("./rtgateway-shared.js").catch(() => null) // missing: each tab its own stream
       : null;
     this.ready = new Promise((resolve, reject) => {
@@ -394,14 +396,14 @@ export class Client {
     const seq = ++this._seq;
     if (transport === "sse") return this._sseLink(seq);
     if (transport === "socketio") return new SocketIOLink(this.options, this._events, seq);
-    if (transport === "socketio-polling") return new SocketIOLink(this.options, this._events, seq, { transports: ["polling"] });
+    if (transport === "socketio-polling") return this._pollingLink(seq);
     const known = networkMemory.recall(this._network);
     const websocket = known.websocket !== "failed" && !this._noSocketIO;
     if (this._wsWorks && websocket) return new SocketIOLink(this.options, this._events, seq, { transports: ["websocket"] });
     // The last resort: Socket.IO's long-polling (had WebSocket passed, the probe beside SSE
     // would have taken the session there).
     if (known.sse === "failed" || this._sseFailures >= SSE_FAILURES) {
-      return new SocketIOLink(this.options, this._events, seq, { transports: ["polling"] });
+      return this._pollingLink(seq);
     }
     // SSE answers with the session in one round trip; WebSocket, if it passes, takes the
     // session over as soon as its engine is open.
@@ -413,6 +415,12 @@ export class Client {
   _sseLink(seq, mode = "auto") {
     const share = mode !== "poll" && !this._noShare && this._shared ? this._shared.Share.for(this.options) : null;
     return share ? new this._shared.SharedLink(this.options, this._events, seq, share) : new SseLink(this.options, this._events, seq, { mode });
+  }
+
+  /** A Socket.IO long-polling link: its polls wait in the one the tabs share where they can, else its own. */
+  _pollingLink(seq) {
+    const share = !this._noShare && this._shared ? this._shared.Share.for(this.options) : null;
+    return new SocketIOLink(this.options, this._events, seq, { transports: ["polling"], share });
   }
 
   /** How this client's connection is shared with the other tabs: "worker", "leader", or null (its own). */

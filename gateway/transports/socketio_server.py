@@ -43,10 +43,11 @@ from gateway.fences.engineio_server import (
 )
 from gateway.fences.socketio_attachments import AttachmentsRefused, bounded_packets, end_socket, guard_attachments
 from gateway.fences.socketio_connect import ConnectAnswers
+from gateway.fences.socketio_unconnected import answer_unconnected
 from gateway.logs import library_logger
 from gateway.transports.byte_queue import ByteQueue
 from gateway.wire.envelope import Envelope
-from gateway.wire.errors import GatewayError, UnknownNamespace, ValidationFailed
+from gateway.wire.errors import GatewayError, SessionClosed, UnknownNamespace, ValidationFailed
 from gateway.wire.offsets import check_positions
 from gateway.wire.requests import Ack, Emit, Join, Leave, Presence, Publish, Request, decode_request
 
@@ -143,6 +144,7 @@ class SocketIOTransport:
         use_queues(self.server, ByteQueue)  # each socket's queue counts its bytes (byte_queue.py)
         guard_attachments(self.server, self._attachments_refused)
         self.answers = ConnectAnswers(self.server)  # {sid, pid} in CONNECT, for recovery
+        answer_unconnected(self.server, self._unconnected)  # an event after a disconnect gets an error ack
         self.channels: dict[tuple[str, str], SioChannel] = {}  # (namespace, sio sid) -> channel
         # (namespace, sio sid) -> its place in the address's connection count, until disconnect
         self.leases: dict[tuple[str, str], Lease] = {}
@@ -216,6 +218,13 @@ class SocketIOTransport:
         task = asyncio.ensure_future(self._send_away(sio_sid, namespace, reason))
         self._cutting.add(task)
         task.add_done_callback(self._cutting.discard)
+
+    def _unconnected(self, eio_sid: str, namespace: str) -> dict[str, Any]:
+        """An event for ``namespace`` on a connection not connected to it (a packet in flight when
+        the session moved away, say): counted, and answered with ``session_closed`` if acked."""
+        self.gateway.metrics.dropped.labels("not_connected").inc()
+        return failed(SessionClosed(f"this connection is not connected to {namespace}: connect or resume first",
+                                    namespace=namespace))
 
     async def _attachments_refused(self, eio_sid: str, sio_sid: str | None, error: AttachmentsRefused) -> None:
         """A binary packet over the attachment bounds: nothing of it reached the hub and its held
