@@ -140,3 +140,14 @@ async def open_page(browser: Any, gw: ThreadedGateway) -> AsyncIterator[Any]:
     for context in contexts:
         await context.close()
     assert not errors, errors
+
+
+@pytest.fixture
+async def http(gw: ThreadedGateway) -> AsyncIterator[Any]:
+    """An httpx client of the requesting module's gateway (``gw``), with a long timeout for long-polls."""
+    import httpx
+
+    from .servers import timeout
+
+    async with httpx.AsyncClient(base_url=gw.url, timeout=timeout(40)) as client:
+        yield client

@@ -6,7 +6,7 @@ stops routing events through ``_handle_event``, no ack comes and these tests fai
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -14,7 +14,7 @@ import pytest
 
 from gateway.metrics import read
 
-from .servers import ThreadedGateway, timeout
+from .servers import ThreadedGateway
 from .test_sio_multiplex import Polling
 
 
@@ -23,12 +23,6 @@ def gw() -> Iterator[ThreadedGateway]:
     gateway = ThreadedGateway().start()
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture
-async def http(gw: ThreadedGateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gw.url, timeout=timeout(40)) as client:
-        yield client
 
 
 def not_connected(gw: ThreadedGateway) -> float:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,12 +32,6 @@ def gw() -> Iterator[ThreadedGateway]:
     gateway = ThreadedGateway(multiplex_max_sessions=3).start()
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture
-async def http(gw: ThreadedGateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gw.url, timeout=timeout(40)) as client:
-        yield client
 
 
 class Polling:
