@@ -406,7 +406,7 @@ class Run:
         total = meter.read()
         lat = percentiles(phase.latencies)
         if not drained:  # the next window starts from an idle server
-            await self.quiesce()
+            await self.quiesce(limit=spec.drain_timeout)
         result = {
             "kind": "closed",
             "receivers": receivers,

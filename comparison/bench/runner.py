@@ -88,7 +88,8 @@ def budget(spec: Spec, config: Config) -> float:
     """A hard bound on one generator run, from its own bounds, plus slack."""
     open_loop = sum(max(spec.min_messages / r, spec.phase_seconds) * 2 + 5 + spec.drain_timeout for r in spec.rates)
     return (30 + spec.connect_budget + 2 * spec.settle_seconds + (open_loop if config.open_loop else 0)
-            + (len(spec.windows) * (spec.saturation_seconds + spec.drain_timeout) if config.closed_loop else 0) + 60)
+            + (len(spec.windows) * (spec.saturation_seconds + 2 * spec.drain_timeout) if config.closed_loop else 0)
+            + 60)
 
 
 def wait_quiet(config: Config) -> dict[str, float]:
