@@ -37,7 +37,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-seconds", type=float, default=None, help="each open-loop phase (default 6; --quick 2)")
     p.add_argument("--saturation-seconds", type=float, default=None, help="the closed loop (default 8; --quick 2)")
     p.add_argument("--min-messages", type=int, default=10, help="publishes per open-loop phase, at least (10)")
-    p.add_argument("--window", type=int, default=16, help="closed loop: unacknowledged publishes (16)")
+    p.add_argument("--windows", type=lambda v: _list(int, v), default=None,
+                   help="one closed loop per window of unacknowledged publishes (default 1,4,16; --quick: 4)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs of every (server, N), the servers interleaved; the report gives medians (1)")
+    p.add_argument("--baseline", default="node-socketio-ws",
+                   help="the report sets every other server's medians side by side with this one's "
+                        "(default node-socketio-ws)")
     p.add_argument("--max-outstanding", type=int, default=10_000,
                    help="closed loop: undelivered deliveries before the publisher waits (10000)")
     p.add_argument("--connect-concurrency", type=int, default=100, help="subscriber handshakes at once (100)")
@@ -63,6 +69,10 @@ def config_from(args: argparse.Namespace) -> Config:
     unknown = [s for s in args.servers if s not in SERVERS]
     if unknown:
         raise SystemExit(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+    if args.baseline not in SERVERS:
+        raise SystemExit(f"unknown --baseline {args.baseline}; choose from {', '.join(SERVERS)}")
+    if args.repeat < 1 or any(w < 1 for w in args.windows or []):
+        raise SystemExit("--repeat and every --windows value must be at least 1")
     quick = args.quick
     phases = {p.strip() for p in args.phases.split(",")}
     return Config(
@@ -72,7 +82,7 @@ def config_from(args: argparse.Namespace) -> Config:
         phase_seconds=args.phase_seconds or (2.0 if quick else 6.0),
         saturation_seconds=args.saturation_seconds or (2.0 if quick else 8.0),
         min_messages=min(args.min_messages, 5) if quick else args.min_messages,
-        window=args.window,
+        windows=args.windows or ([4] if quick else [1, 4, 16]),
         max_outstanding=args.max_outstanding,
         connect_concurrency=args.connect_concurrency,
         drain_timeout=args.drain_timeout or (5.0 if quick else 10.0),
@@ -81,6 +91,8 @@ def config_from(args: argparse.Namespace) -> Config:
         generator_cpu=args.generator_cpu,
         uvicorn_ws=args.uvicorn_ws,
         quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 20.0),
+        repeat=args.repeat,
+        baseline=args.baseline,
         retry_noisy=args.retry_noisy or 0,
         open_loop="open" in phases,
         closed_loop="closed" in phases,
