@@ -86,8 +86,11 @@ class Conn(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def connect(factory: Callable[[], Conn], host: str, port: int) -> Conn:
-    _, protocol = await asyncio.get_running_loop().create_connection(factory, host, port)
+async def connect(factory: Callable[[], Conn], host: str, port: int, local: str | None = None) -> Conn:
+    """Connect; from the source address ``local`` (port chosen by the kernel) if given, so that
+    more connections than one address has ephemeral ports can reach one server port."""
+    local_addr = (local, 0) if local is not None else None
+    _, protocol = await asyncio.get_running_loop().create_connection(factory, host, port, local_addr=local_addr)
     return protocol  # type: ignore[return-value]
 
 
