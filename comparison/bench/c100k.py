@@ -541,16 +541,16 @@ def markdown(doc: dict[str, Any]) -> str:
         + f"; source addresses {', '.join(needs['source_addresses'])}; "
         + "; ".join(f"{k} {v}" for k, v in needs["sysctls"].items()),
         "",
-        "| server | N | connected | storm sessions/s | failed | RSS | RSS / conn | idle: late / no ping; longest "
-        "silence; probe max | after the room: the same |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | N | connected | storm sessions/s | server / generator CPU | sessions per server CPU-s | failed "
+        "| RSS | RSS / conn | idle: late / no ping; longest silence; probe max | after the room: the same |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rooms = []
     for run in doc["runs"]:
         name, storm = run["server"]["name"], run.get("storm")
         if storm is None:
             lines.append(f"| {name} | {run.get('n', '')} | {run.get('status')}: "
-                         f"{run.get('error') or run.get('reason')} | | | | | | |")
+                         f"{run.get('error') or run.get('reason')} |" + " |" * 8)
             continue
         failed = f"{storm['failed']:,}" + (f" ({'; '.join(storm['errors'])})" if storm["errors"] else "")
         idle, memory = run.get("idle", {}), run["memory"]
@@ -559,7 +559,9 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {storm['target']:,} | {storm['connected']:,}"
             + (f" (stopped: {storm['stopped']})" if storm["stopped"] else "")
-            + f" | {storm['per_s']:,.0f} | {failed} | {rss / 2**20:,.0f} MiB | {per_conn / 1024:.1f} KB | "
+            + f" | {storm['per_s']:,.0f} | {storm['server_cpu_util']:.0%} / {storm['generator_cpu_util']:.0%} | "
+            + (f"{storm['per_s'] / storm['server_cpu_util']:,.0f}" if storm["server_cpu_util"] else "–")
+            + f" | {failed} | {rss / 2**20:,.0f} MiB | {per_conn / 1024:.1f} KB | "
             + f"{_pings(run.get('idle'))} | {_pings(run.get('idle_after_room'))} |"
         )
         if run.get("room"):
