@@ -13,6 +13,8 @@ from . import report
 from .runner import Config, run
 from .servers import DEFAULT_SERVERS, ROOT, SERVERS, kill_all
 
+PROFILES = {"c100k": "100,000 connections on one process (comparison/bench/c100k.py; its own --help)"}
+
 
 def _list(kind: type, value: str) -> list:  # type: ignore[type-arg]
     try:
@@ -59,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
                    help="run again, up to this many times, a run that other load on the machine disturbed, "
                         "keeping the quietest (default 0)")
     p.add_argument("--phases", default="open,closed", help="open, closed, both, or none (idle memory only)")
+    p.add_argument("--profile", choices=PROFILES, help="; ".join(f"{k}: {v}" for k, v in PROFILES.items()))
     p.add_argument("--quick", action="store_true", help="CI smoke: N=50, about 2 s per phase")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON results (default results/bench/bench-<timestamp>.json)")
@@ -105,6 +108,13 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    profile = argparse.ArgumentParser(add_help=False)
+    profile.add_argument("--profile", choices=PROFILES)
+    chosen, rest = profile.parse_known_args(argv)
+    if chosen.profile == "c100k":  # a profile has its own options: the rest of argv is its
+        from . import c100k
+
+        return c100k.main(rest)
     args = parser().parse_args(argv)
     config = config_from(args)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
