@@ -118,9 +118,6 @@ class Gateway:
         # (requests that still reach this node go there).
         self._arriving: dict[str, asyncio.Event] = {}
         self._moved: dict[str, str] = {}
-        # Sessions a resume is taking over while it reads their log: sid -> the connection taking
-        # it over. The events held for that connection meanwhile are its own (``detach``).
-        self._taking_over: dict[str, Channel] = {}
         self.dedup = Deduplicator(self.broker, self.settings.dedup_window, self.metrics)
         self._presence = PresenceTracker(self.broker, self.settings, self.metrics, self.namespaces)
         self.metrics.registry.register(HeldBytes(self))  # gateway_held_bytes, read when scraped
@@ -369,7 +366,7 @@ class Gateway:
         # the gateway finds gone only at its ping timeout, say): the events held since
         # ``_begin_replay`` are not in what is read, and stay held for this one (``detach``).
         self._begin_replay(session)
-        self._taking_over[sid] = channel
+        session.taking_over = channel
         try:
             start = {room: positions.get(room, joined) for room, joined in session.rooms.items()}
             replays = {
@@ -383,8 +380,8 @@ class Gateway:
             self._go_live(session)  # live again on its previous connection, if that is still there
             raise
         finally:
-            if self._taking_over.get(sid) is channel:
-                del self._taking_over[sid]
+            if session.taking_over is channel:
+                session.taking_over = None
         previous = session.channel if session.state is SessionState.CONNECTED else None
         if previous is not None:
             # The owner (it holds the key) came back on another connection: the old one
@@ -459,7 +456,7 @@ class Gateway:
             return  # a stale connection that a resume already replaced
         # A resume on another connection may be reading the log for this session: the events
         # held meanwhile are that connection's (not in what it reads), not this one's to drop.
-        self._release(session, SessionState.DETACHED, keep_replay=session.sid in self._taking_over)
+        self._release(session, SessionState.DETACHED, keep_replay=session.taking_over is not None)
         session.detached_at = time.monotonic()
         self._cancel_calls(session, reason)
         log.info("session detached", extra={"sid": session.sid, "reason": reason})
