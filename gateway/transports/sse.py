@@ -28,7 +28,7 @@ from gateway.core.limits import Lease, client_address
 from gateway.core.rooms import Room
 from gateway.core.sessions import Session
 from gateway.fences.asyncio_eager import run_eagerly
-from gateway.fences.uvicorn_transport import abort, pause_until_written
+from gateway.fences.uvicorn_transport import BodyWriter, abort, body_writer, pause_until_written
 from gateway.messages import (
     AckRequest,
     EmitRequest,
@@ -82,6 +82,7 @@ class SseChannel:
         "_send",
         "_streams",
         "_volatile_limit",
+        "_writer",
         "cut",
         "ended",
         "held",
@@ -109,6 +110,7 @@ class SseChannel:
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_write = self._clock()  # when the last write began
         self._send: Send | None = None  # set once the response has started
+        self._writer: BodyWriter | None = None  # the direct way to the socket, where the server has one
         self._receive: Receive | None = None
         # What the next write joins. A room event is two items, its own id line and the
         # broadcast's shared rest, joined only when written: a large event to many streams
@@ -236,6 +238,18 @@ class SseChannel:
         assert self._send is not None
         self.writing = True
         self.last_write = self._clock()
+        writer = self._writer
+        if writer is not None:
+            try:
+                taken = writer.write(chunk)
+            except ConnectionError as error:
+                self._written(None, error)
+                return False
+            if taken:
+                self._written(None, None)
+            else:  # the socket is full: held until the server has written it all
+                run_eagerly(writer.drained(), self._written)
+            return self.writing
         body = {"type": "http.response.body", "body": chunk, "more_body": True}
         if len(chunk) < DRAINED_AFTER:
             run_eagerly(self._send(body), self._written)
@@ -305,7 +319,8 @@ class SseChannel:
     def start(self, send: Send, receive: Receive) -> None:
         """The response has started: write what waited (one chunk) and watch for the client leaving."""
         self._send, self._receive = send, receive
-        pause_until_written(send)  # ``writing`` then lasts as long as the server holds our bytes
+        if pause_until_written(send):  # ``writing`` then lasts as long as the server holds our bytes
+            self._writer = body_writer(send)
         self._listen()
         if self._pending:
             self.flush()
