@@ -214,6 +214,14 @@ class SseChannel:
             )):
                 self.stall()
                 return
+        elif self._streams.direct:
+            self._pending.append(frame)  # the chunk of one write; not waiting, so not held
+            if tail:
+                self._pending.append(tail)
+            self.held += size
+            self._streams.held += size
+            self.flush()
+            return
         elif not self._pending:
             self._streams.flush_soon(self)
         self.held += size
@@ -466,6 +474,8 @@ class SseTransport:
         self._pinger: asyncio.Task[None] | None = None
         self._ping_interval = self._ping_timeout = 0.0
         self.held = 0  # bytes every stream has queued or being written (each SseChannel.held)
+        self.direct = False  # a broadcast is writing each ready stream's frame at once
+        self._turn_written = False  # one broadcast has written directly in this loop iteration
 
     def broadcast(
         self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
@@ -478,11 +488,25 @@ class SseTransport:
                     channel.offer(frame)
             return
         tail = _tail(envelope, wire)
-        # A copy: a subscriber cut as a slow consumer leaves ``members`` mid-loop.
-        for sid, session in list(members.items()):
-            channel = session.channel
-            if sid != skip and isinstance(channel, SseChannel):
-                channel.push(session, envelope, tail)
+        # The first event of a loop iteration is written to each ready stream as it is framed:
+        # the first subscriber's write then waits for no other's framing nor for the next
+        # iteration. Later ones in the same iteration are queued, to leave in one write per
+        # stream at its end (a saturated node coalesces rather than writing every event).
+        self.direct = not self._turn_written
+        if self.direct:
+            self._turn_written = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        try:
+            # A copy: a subscriber cut as a slow consumer leaves ``members`` mid-loop.
+            for sid, session in list(members.items()):
+                channel = session.channel
+                if sid != skip and isinstance(channel, SseChannel):
+                    channel.push(session, envelope, tail)
+        finally:
+            self.direct = False
+
+    def _next_turn(self) -> None:
+        self._turn_written = False
 
     def flush_soon(self, channel: SseChannel) -> None:
         if not self._dirty:
