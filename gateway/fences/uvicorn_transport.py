@@ -88,14 +88,15 @@ class BodyWriter:
     def __init__(self, cycle: Any) -> None:
         self._cycle, self._transport, self._flow = cycle, cycle.transport, cycle.flow
 
-    def write(self, chunk: bytes) -> bool:
-        """Write ``chunk``; False while the transport holds some of it (then await ``drained``).
+    def write(self, chunk: bytes, tail: bytes = b"") -> bool:
+        """Write ``chunk`` and ``tail`` as one chunk; False while the transport holds some of it
+        (then await ``drained``).
 
         ``ConnectionError`` if the client is gone: the cycle saw the connection lost.
         """
         if self._cycle.disconnected or self._transport.is_closing():
             raise ConnectionError("the event stream's connection is closed")
-        self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        self._transport.write(b"%x\r\n%b%b\r\n" % (len(chunk) + len(tail), chunk, tail))
         return not self._flow.write_paused
 
     async def drained(self) -> None:

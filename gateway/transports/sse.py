@@ -215,6 +215,9 @@ class SseChannel:
                 self.stall()
                 return
         elif self._streams.direct:
+            if not self._pending and self._writer is not None:
+                self._write_now(frame, tail, size)
+                return
             self._pending.append(frame)  # the chunk of one write; not waiting, so not held
             if tail:
                 self._pending.append(tail)
@@ -240,6 +243,28 @@ class SseChannel:
             self._flying = self.held  # before the write: it may finish inside the call
             if self._write(chunk) and self._streams.held > self._node_limit:
                 self.stall()  # its socket is full and the node holds too much: this one goes
+
+    def _write_now(self, frame: bytes, tail: bytes, size: int) -> None:
+        """``flush`` of one frame to a stream with nothing queued or being written: no list,
+        no join, and nothing to count unless its socket does not take it all at once."""
+        writer = self._writer
+        assert writer is not None
+        self.last_write = self._clock()
+        try:
+            taken = writer.write(frame, tail)
+        except ConnectionError:
+            self._lost("stream closed")
+            return
+        if not taken:  # held, as by ``flush``, until the server has written it
+            self.writing = True
+            self.held += size
+            self._streams.held += size
+            self._flying = self.held
+            run_eagerly(writer.drained(), self._written)
+            if self._streams.held > self._node_limit:
+                self.stall()
+        elif self.poll and self.payloads:
+            self._end()
 
     def _write(self, chunk: bytes) -> bool:
         """Write ``chunk``; True while the write waits for the socket to drain."""
