@@ -4,10 +4,12 @@ Wire format: ``docs/protocol.md``. This module only translates HTTP to hub calls
 
 The event stream is written straight from the fan-out: a room event is framed
 once per broadcast (``_tail``), each subscriber adds its own ``id:`` cursor, and
-the chunk goes to the ASGI ``send`` in the same loop (``eager.run_eagerly``). No
-task, queue or timer per connection: one pinger for all streams keeps proxies
-and client watchdogs fed, and frames wait in a bounded list only while a
-subscriber's socket is full, to leave in one write when it drains.
+the chunk goes to uvicorn's transport in the same loop (``BodyWriter``; through the
+ASGI ``send`` and ``eager.run_eagerly`` on any other server). The first event of a
+loop iteration is written as it is framed; later ones leave in one write per stream
+at the iteration's end. No task, queue or timer per connection: one pinger for all
+streams keeps proxies and client watchdogs fed, and frames wait in a bounded list
+only while a subscriber's socket is full, to leave in one write when it drains.
 """
 
 from __future__ import annotations
