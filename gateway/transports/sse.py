@@ -69,6 +69,7 @@ class SseChannel:
     """One event stream: frames are written at once, or wait (bounded) while the socket is full."""
 
     transport = NAME
+    keeps_trail = False
     __slots__ = (
         "_byte_limit",
         "_clock",
