@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.fences.asyncio_eager import run_eagerly
 from gateway.fences.exit_signals import exit_signals_heard
-from gateway.fences.uvicorn_transport import abort, body_writer, pause_until_written
+from gateway.fences.uvicorn_transport import abort, body_writer, pause_until_written, slim_events
 
 from .servers import timeout
 
@@ -172,6 +172,54 @@ def test_body_writer_frames_chunks_as_uvicorn_does_between_the_head_and_the_last
         assert seen == {"before the head": None, "writer": "direct", "taken": True, "after the last chunk": None}
     else:
         assert seen == {"before the head": None, "writer": None}
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_uvicorn_keeps_two_events_per_stream_that_still_work_slimmed(http: str, loop_name: str) -> None:
+    """Both events are found and slimmed; then a write waits for a paused transport to drain
+    (flow control's event), and ``receive`` reports the end of the exchange (the cycle's)."""
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        cycle = send.__self__  # type: ignore[attr-defined]
+        seen["slimmed"] = slim_events(send)
+        seen["waiters"] = [type(e._waiters) for e in (cycle.message_event, cycle.flow._is_writable_event)]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        cycle.flow.pause_writing()
+        writing = asyncio.ensure_future(send({"type": "http.response.body", "body": b"first", "more_body": True}))
+        await asyncio.sleep(0.05)
+        seen["waited for the drain"] = not writing.done()
+        cycle.flow.resume_writing()
+        await writing
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        seen["received"] = (await receive())["type"]
+
+    with serving(app, http, loop_name) as url:
+        assert httpx.get(url, timeout=timeout(5)).text == "first"
+    assert seen == {"slimmed": 2, "waiters": [list, list], "waited for the drain": True, "received": "http.disconnect"}
+
+
+def test_an_event_waits_and_wakes_with_a_list_of_waiters() -> None:
+    """What ``slim_events`` relies on in asyncio: ``Event`` only appends, removes and iterates."""
+
+    async def scenario() -> None:
+        event = asyncio.Event()
+        event._waiters = []  # type: ignore[assignment]
+        waiting = [asyncio.ensure_future(event.wait()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert len(event._waiters) == 2
+        event.set()
+        assert await asyncio.gather(*waiting) == [True, True] and event._waiters == []
+        event.clear()
+        cancelled = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert event._waiters == []
+
+    asyncio.run(scenario())
 
 
 # -- exit_signals: uvicorn installs its handlers before the lifespan starts ---------

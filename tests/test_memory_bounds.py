@@ -406,3 +406,20 @@ async def test_a_socketio_socket_too_far_behind_in_bytes_is_cut(gateways):
         await gw.arun(gw.gateway.emit("/chat", "big", {"i": i, "pad": "x" * 999_000}))
     await wait_state(lambda: gw.session_state(slow.sid) == "detached", 5, "cut")
     assert dropped(gw) == 1
+
+
+async def test_only_a_socketio_connection_keeps_a_recovery_trail(gateways):
+    """``/chat`` has Socket.IO recovery on: its Socket.IO sessions keep a trail, an SSE
+    session (which resumes by cursor) none, also once it has resumed."""
+    gw = gateways(socketio_recovery=True)
+    sio, sse = make_driver("socketio-websocket", gw.url), make_driver("sse-post", gw.url)
+    await sio.connect("/chat")
+    await sse.connect("/chat")
+    assert gw.gateway.recovers("/chat")
+    assert gw.gateway.sessions[sio.sid].trail is not None
+    assert gw.gateway.sessions[sse.sid].trail is None
+    await sse.drop()
+    await sse.connect("/chat", resume=True)
+    assert gw.gateway.sessions[sse.sid].trail is None
+    await sio.close()
+    await sse.close()

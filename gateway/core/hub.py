@@ -232,8 +232,12 @@ class Gateway:
             return False
         return self.settings.socketio_recovery if ns.recovery is None else ns.recovery
 
-    def _trail(self, session: Session, start: dict[str, str]) -> Trail | None:
-        return Trail(start, self.settings.socketio_recovery_trail) if self.recovers(session.namespace) else None
+    def _trail(self, session: Session, channel: Channel, start: dict[str, str]) -> Trail | None:
+        """A trail for a connection whose client recovers from it: none for a channel that
+        resumes by cursor (SSE), which would hold an empty one for its whole life."""
+        if channel.keeps_trail and self.recovers(session.namespace):
+            return Trail(start, self.settings.socketio_recovery_trail)
+        return None
 
     async def _open(self, session: Session, channel: Channel, lost: Gaps = ()) -> Session:
         session.key_hash = hash_key(session.key)
@@ -252,7 +256,7 @@ class Gateway:
             self._end_replay(session)  # nothing stays behind a refused connect
             self.sessions.pop(session.sid, None)
             raise
-        session.trail = self._trail(session, session.positions)
+        session.trail = self._trail(session, channel, session.positions)
         self._resumes[session.sid] = _Resume({}, lost)
         self.metrics.connects.labels(channel.transport, "no").inc()
         return session
@@ -395,7 +399,7 @@ class Gateway:
         session.claims = credentials.claims
         session.expires_at = credentials.expires_at
         session.positions = {room: start[room] for room in session.rooms}
-        session.trail = self._trail(session, session.positions)
+        session.trail = self._trail(session, channel, session.positions)
         self.sessions[sid] = session
         self._resumes[sid] = _Resume(replays)
         try:

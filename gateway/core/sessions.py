@@ -40,6 +40,9 @@ class Channel(Protocol):
     """
 
     transport: str
+    # Whether its client recovers from the last string it received (Socket.IO), so the
+    # hub keeps a ``Trail`` of what the connection was handed; the others resume by cursor.
+    keeps_trail: bool
 
     def deliver(self, session: Session, envelope: Envelope, wire: bytes) -> None:
         """Send one room event (``wire`` is the envelope, encoded once per broadcast)."""

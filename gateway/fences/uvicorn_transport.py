@@ -12,7 +12,7 @@ for that, so this takes the transport from uvicorn's request cycle, whose bound
 ``send`` the event stream is given (``sse.EventStreamHost`` runs it outside every
 middleware; uvicorn's ``ProxyHeadersMiddleware`` passes ``send`` through as is).
 
-``pause_until_written``: see its docstring.
+``pause_until_written`` and ``slim_events``: see their docstrings.
 
 ``body_writer``: an event stream's chunks written to the transport by a plain call, not
 through the ASGI ``send`` coroutine (see its docstring).
@@ -28,11 +28,15 @@ its body itself): the stream then writes through ``send`` as before. ``tests/tes
 both HTTP implementations, both event loops. If uvicorn changed them, both would return
 False: a cut stream is closed gracefully, as before, and up to one chunk a stream sits
 in the event loop's buffer uncounted; ``tests/test_memory_bounds.py`` pins both (the
-reset, and the byte bound cutting 100 readers that stopped reading).
+reset, and the byte bound cutting 100 readers that stopped reading). ``slim_events``
+also reads the cycle's ``message_event`` and ``flow._is_writable_event`` and asyncio's
+``Event._waiters``; if they changed it returns 0 and the stream keeps the deques.
 """
 
 from __future__ import annotations
 
+from asyncio import Event
+from collections import deque
 from typing import Any
 
 from starlette.types import Send
@@ -68,6 +72,27 @@ def abort(send: Send) -> bool:
         return False
     transport.abort()
     return True
+
+
+def slim_events(send: Send) -> int:
+    """Give the two ``asyncio.Event``s uvicorn keeps per connection a list of waiters.
+
+    Each ``Event`` holds its waiters in a ``collections.deque``, whose first block costs
+    ~700 bytes even empty; uvicorn makes one for the request cycle's messages and one for
+    flow control, and an event stream keeps both for its whole life with at most one
+    waiter each (``receive`` listening for the disconnect; a ``send`` waiting to drain).
+    ``Event`` only appends, removes and iterates its waiters, which a list does as well
+    (~56 bytes empty): 1.4 KB less per idle stream, measured. Only empty deques are
+    replaced, before anyone waits. Returns how many events were slimmed.
+    """
+    cycle = getattr(send, "__self__", None)
+    events = (getattr(cycle, "message_event", None), getattr(getattr(cycle, "flow", None), "_is_writable_event", None))
+    slimmed = 0
+    for event in events:
+        if isinstance(event, Event) and type(getattr(event, "_waiters", None)) is deque and not event._waiters:
+            event._waiters = []  # type: ignore[assignment]
+            slimmed += 1
+    return slimmed
 
 
 class BodyWriter:

@@ -74,6 +74,7 @@ def refusal(error: GatewayError) -> socketio.exceptions.ConnectionRefusedError:
 
 class SioChannel:
     transport = NAME
+    keeps_trail = True
     __slots__ = ("_transport", "eio_sid", "namespace", "session", "sio_sid")
 
     def __init__(self, transport: SocketIOTransport, sio_sid: str, namespace: str, eio_sid: str | None) -> None:

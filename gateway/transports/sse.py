@@ -30,7 +30,7 @@ from gateway.core.limits import Lease, client_address
 from gateway.core.rooms import Room
 from gateway.core.sessions import Session
 from gateway.fences.asyncio_eager import run_eagerly
-from gateway.fences.uvicorn_transport import BodyWriter, abort, body_writer, pause_until_written
+from gateway.fences.uvicorn_transport import BodyWriter, abort, body_writer, pause_until_written, slim_events
 from gateway.messages import (
     AckRequest,
     EmitRequest,
@@ -69,6 +69,7 @@ class SseChannel:
     """One event stream: frames are written at once, or wait (bounded) while the socket is full."""
 
     transport = NAME
+    keeps_trail = False
     __slots__ = (
         "_byte_limit",
         "_clock",
@@ -357,6 +358,7 @@ class SseChannel:
         self._send, self._receive = send, receive
         if pause_until_written(send):  # ``writing`` then lasts as long as the server holds our bytes
             self._writer = body_writer(send)
+        slim_events(send)  # before ``_listen`` waits on one of them
         self._listen()
         if self._pending:
             self.flush()

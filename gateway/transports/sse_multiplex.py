@@ -77,6 +77,7 @@ class Lane:
     """
 
     transport = NAME
+    keeps_trail = False
     __slots__ = ("carrier", "closed", "lease", "session")
 
     def __init__(self, carrier: Carrier, lease: Lease) -> None:
