@@ -20,10 +20,13 @@ import pytest
 import uvicorn
 import uvloop
 from starlette.types import Receive, Scope, Send
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from gateway.fences.asyncio_eager import run_eagerly
 from gateway.fences.exit_signals import exit_signals_heard
 from gateway.fences.uvicorn_transport import abort, body_writer, pause_until_written, slim_events
+from gateway.fences.uvicorn_websocket import text_frame, websocket_writer
 
 from .servers import timeout
 
@@ -108,9 +111,9 @@ def test_run_eagerly_takes_any_awaitable_not_only_a_coroutine() -> None:
 
 
 @contextmanager
-def serving(app: Callable[[Scope, Receive, Send], Any], http: str, loop_name: str) -> Iterator[str]:
+def serving(app: Callable[[Scope, Receive, Send], Any], http: str, loop_name: str, **config: Any) -> Iterator[str]:
     """``app`` served by a real uvicorn on its own thread and loop; yields its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, http=http, lifespan="off", log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, http=http, lifespan="off", log_level="warning", **config))
     thread = threading.Thread(target=lambda: asyncio.Runner(loop_factory=LOOPS[loop_name]).run(server.serve()), daemon=True)
     thread.start()
     for _ in range(int(timeout(10) / 0.01)):
@@ -220,6 +223,80 @@ def test_an_event_waits_and_wakes_with_a_list_of_waiters() -> None:
         assert event._waiters == []
 
     asyncio.run(scenario())
+
+
+# -- uvicorn_websocket: send.__self__, the WebSocket protocol and its state -------------
+
+# uvicorn's legacy ``websockets`` protocol warns on import; the gateway may still run on it (``--ws``).
+legacy_ws_warns = pytest.mark.filterwarnings("ignore::uvicorn.config.UvicornDeprecationWarning")
+
+
+@legacy_ws_warns
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
+def test_frame_writer_writes_between_the_protocols_own_frames_while_it_may(ws: str, loop_name: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # websocket.connect
+        writer = websocket_writer(send)
+        assert writer is not None, f"no FrameWriter for uvicorn's {ws} protocol"
+        seen["before accept"] = writer.ready()
+        await send({"type": "websocket.accept"})
+        # The legacy protocol writes its 101 from a task of its own: a frame may go only once
+        # ready() says so, as it does after the first send (which waits for the handshake).
+        await send({"type": "websocket.send", "text": "one"})
+        seen["open"] = writer.ready()
+        writer.write(text_frame("two"))
+        await send({"type": "websocket.send", "text": "three"})
+        writer.write(text_frame("four ü"))
+        protocol = send.__self__  # type: ignore[attr-defined]
+        protocol.pause_writing()  # what the transport calls over its high-water mark
+        seen["paused"] = writer.ready()
+        protocol.resume_writing()
+        seen["resumed"] = writer.ready()
+        await send({"type": "websocket.close", "code": 1000})
+        seen["closed"] = writer.ready()
+
+    with serving(app, "httptools", loop_name, ws=ws, ws_per_message_deflate=False) as url:
+        with ws_connect(url.replace("http", "ws"), open_timeout=timeout(5)) as client:
+            received = [client.recv(timeout(5)) for _ in range(4)]
+    assert received == ["one", "two", "three", "four ü"]
+    assert seen == {"before accept": False, "open": True, "paused": False, "resumed": True, "closed": False}
+
+
+@legacy_ws_warns
+@pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
+def test_frame_writer_stands_aside_when_permessage_deflate_is_negotiated(ws: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        writer = websocket_writer(send)
+        seen["ready"] = writer is not None and writer.ready()
+        await send({"type": "websocket.send", "text": "compressed"})
+
+    with serving(app, "httptools", "asyncio", ws=ws, ws_per_message_deflate=True) as url:
+        with ws_connect(url.replace("http", "ws"), open_timeout=timeout(5), compression="deflate") as client:
+            assert client.recv(timeout(5)) == "compressed"
+    assert seen == {"ready": False}
+
+
+def test_no_frame_writer_for_another_websocket_implementation() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        seen["writer"] = websocket_writer(send)
+        await send({"type": "websocket.close", "code": 1000})
+
+    with serving(app, "httptools", "asyncio", ws="wsproto") as url:
+        with ws_connect(url.replace("http", "ws"), open_timeout=timeout(5)) as client:
+            with pytest.raises(ConnectionClosed):
+                client.recv(timeout(5))
+    assert seen == {"writer": None}
 
 
 # -- exit_signals: uvicorn installs its handlers before the lifespan starts ---------

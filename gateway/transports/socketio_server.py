@@ -44,6 +44,7 @@ from gateway.fences.engineio_server import (
 from gateway.fences.socketio_attachments import AttachmentsRefused, bounded_packets, end_socket, guard_attachments
 from gateway.fences.socketio_connect import ConnectAnswers
 from gateway.fences.socketio_unconnected import answer_unconnected
+from gateway.fences.uvicorn_websocket import FrameWriter, text_frame, websocket_writer
 from gateway.logs import library_logger
 from gateway.transports.byte_queue import ByteQueue
 from gateway.wire.envelope import Envelope
@@ -289,6 +290,7 @@ class SocketIOTransport:
         room_for = self.gateway.settings.session_queue_bytes - size
         volatile_room = self.gateway.settings.volatile_backlog_bytes - size
         direct = self.websockets
+        frame = text_frame(text) if text is not None else None  # the same bytes for every socket
         for channel in channels:
             if not isinstance(channel, SioChannel):
                 continue  # a live member always has its channel: this keeps mypy sure of it
@@ -307,7 +309,7 @@ class SocketIOTransport:
                 # behind (in packets or bytes) is cut, as on SSE, and resumes from the log.
                 self.cut(channel.sio_sid, namespace, "slow_consumer")
                 continue
-            if text is not None and direct.write(socket, text):
+            if text is not None and frame is not None and direct.write(socket, text, frame):
                 continue
             for one in packets:
                 queue.put_nowait(one)
@@ -349,11 +351,18 @@ class DirectWebSockets:
     queue as before. Order is kept either way: a write that must wait for the socket
     to drain holds the connection until it is done, and the writer's next ``send``
     waits behind it on the same flow-control event.
+
+    On uvicorn's own WebSocket protocols the frame's bytes, built once per broadcast, go
+    to the connection's transport instead (``fences/uvicorn_websocket``): no coroutine,
+    message or framing per socket. Only while the transport is under its high-water mark:
+    past it the packet takes the queue (and the writer waits on the flow control, as
+    before), so a socket whose client does not read is cut by the queue's bounds.
     """
 
     def __init__(self, metrics: Any) -> None:
         self._metrics = metrics
         self._sends: dict[str, Any] = {}  # Engine.IO sid -> the connection's ASGI send
+        self._writers: dict[str, FrameWriter] = {}  # Engine.IO sid -> its transport, where reachable
         self._busy: set[str] = set()  # a direct write waits for the socket to drain
 
     def wrap(self, app: Any) -> Any:
@@ -375,6 +384,12 @@ class DirectWebSockets:
                     if sid is not None and sid not in self._sends:
                         known.append(sid)
                         self._sends[sid] = send
+                        await send(message)
+                        # After the handshake (its extensions are known by then).
+                        writer = websocket_writer(send)
+                        if writer is not None:
+                            self._writers[sid] = writer
+                        return
                 await send(message)
 
             try:
@@ -382,23 +397,35 @@ class DirectWebSockets:
             finally:
                 if known:
                     self._sends.pop(known[0], None)
+                    self._writers.pop(known[0], None)
                     self._busy.discard(known[0])
 
         return app_with_direct_websockets
 
-    def write(self, socket: EngineSocket, text: str) -> bool:
-        """Write ``text`` to ``socket`` now if nothing can be ahead of it; False: queue it."""
+    def write(self, socket: EngineSocket, text: str, frame: bytes) -> bool:
+        """Write ``text`` (``frame``: the same as a WebSocket frame) to ``socket`` now if
+        nothing can be ahead of it; False: queue it."""
         sid = socket.sid
         send = self._sends.get(sid)
         if send is None or sid in self._busy or not writer_idle(socket):
             return False
+        writer = self._writers.get(sid)
+        if writer is not None:
+            if not writer.ready():  # over its high-water mark, or closing: the queue's path
+                return False
+            writer.write(frame)
+            return True
         self._busy.add(sid)
         run_eagerly(send({"type": "websocket.send", "text": text}), lambda _, error: self._written(sid, error))
         return True
 
     def stalled(self, socket: EngineSocket) -> bool:
-        """A direct write to ``socket`` waits for it to drain: its client is not reading fast enough."""
-        return socket.sid in self._busy
+        """A write to ``socket`` would wait for it to drain: its client is not reading fast enough."""
+        sid = socket.sid
+        if sid in self._busy:
+            return True
+        writer = self._writers.get(sid)
+        return writer is not None and not writer.ready()
 
     def _written(self, sid: str, error: BaseException | None) -> None:
         self._busy.discard(sid)
