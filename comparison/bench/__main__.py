@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-noisy", type=int, default=None,
                    help="run again, up to this many times, a run that other load on the machine disturbed, "
                         "keeping the quietest (default 0)")
+    p.add_argument("--sink", choices=("c", "python"), default="c",
+                   help="how the generator reads sse and sio-ws subscribers: c (an epoll loop in C, kernel "
+                        "receive stamps; the Python path if no C compiler) or python (asyncio protocols)")
     p.add_argument("--phases", default="open,closed", help="open, closed, both, or none (idle memory only)")
     p.add_argument("--quick", action="store_true", help="CI smoke: N=50, about 2 s per phase")
     p.add_argument("--out", type=Path, default=None,
@@ -84,6 +87,7 @@ def config_from(args: argparse.Namespace) -> Config:
         retry_noisy=args.retry_noisy or 0,
         open_loop="open" in phases,
         closed_loop="closed" in phases,
+        sink=args.sink,
     )
 
 
