@@ -42,24 +42,41 @@ def _fmt(value: float | None, spec: str = ",.0f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def headline_cpu(run: dict[str, Any], targets: list[float], key: str = "server_cpu_ms_per_1k") -> tuple[float | None, str]:
-    """CPU ms per 1,000 deliveries: at 20k deliveries/s if that phase kept up, else the
-    highest unsaturated open-loop rate, else the closed loop."""
+def headline_phase(run: dict[str, Any], targets: list[float], key: str = "server_cpu_ms_per_1k") -> tuple[dict[str, Any] | None, str]:
+    """The phase whose ``key`` the table shows: 20k deliveries/s if that phase kept up, else
+    the highest unsaturated open-loop rate, else the closed loop; and its label."""
     preferred = [t for t in targets if t == 20_000] + sorted(targets, reverse=True)
     for target in preferred:
         phase = _phase(run, target)
         if phase and not phase.get("skipped") and not phase.get("saturated") and phase.get(key):
-            return phase[key], f"{target / 1000:g}k/s"
+            return phase, f"{target / 1000:g}k/s"
     closed = _closed(run)
     if closed and closed.get(key):
-        return closed[key], "sat."
+        return closed, "sat."
     return None, ""
+
+
+def headline_cpu(run: dict[str, Any], targets: list[float], key: str = "server_cpu_ms_per_1k") -> tuple[float | None, str]:
+    """CPU ms per 1,000 deliveries, of the phase ``headline_phase`` picks."""
+    phase, where = headline_phase(run, targets, key)
+    return (phase[key] if phase else None), where
+
+
+def generator_cell(run: dict[str, Any], targets: list[float]) -> str:
+    """The generator's own CPU per 1,000 deliveries in the phase of the server's figure, and its
+    read lag p99 there (C sink: read time − kernel receive stamp)."""
+    phase, _ = headline_phase(run, targets)
+    if phase is None or phase.get("generator_cpu_ms_per_1k") is None:
+        return "–"
+    lag = (phase.get("read_lag_ms") or {}).get("p99")
+    return f"{phase['generator_cpu_ms_per_1k']:.1f}" + (f" / {lag:.2f} ms" if lag is not None else " / –")
 
 
 def results_table(doc: dict[str, Any]) -> str:
     targets: list[float] = doc["config"]["deliveries_per_s"]
     head = ["N", "server"] + [f"p50 / p99 ms @ {t / 1000:g}k/s" for t in targets] + [
-        "max deliveries/s", "per server CPU-s", "CPU ms / 1k deliveries", "RSS / idle conn", "lost", "dup",
+        "max deliveries/s", "per server CPU-s", "CPU ms / 1k deliveries", "gen CPU ms / 1k, lag p99",
+        "RSS / idle conn", "lost", "dup",
         "gen CPU max", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in doc["runs"]:
@@ -85,6 +102,9 @@ def results_table(doc: dict[str, Any]) -> str:
             notes.append(f"{loss['failed_publishes']} publishes refused")
         if gen > 0.85:
             notes.append("generator saturated")
+        sink = (run.get("sink") or {}).get("kind", "")
+        if sink.startswith("python ("):
+            notes.append(f"generator sink: {sink}")
         other = max((p.get("other_cpu_util", 0.0) for p in run.get("phases", []) if not p.get("skipped")), default=0.0)
         if other > 0.15:
             notes.append(f"noisy: other load up to {other:.2f} cores")
@@ -103,6 +123,7 @@ def results_table(doc: dict[str, Any]) -> str:
             _fmt(closed["max_deliveries_per_s"]) + (" ⚠gen" if closed.get("generator_saturated") else "") if closed else "–",
             _fmt(closed.get("deliveries_per_server_cpu_s")) if closed else "–",
             f"{cpu:.1f} ({where})" if cpu is not None else "–",
+            generator_cell(run, targets),
             f"{per_conn / 1024:.1f} KB" if per_conn is not None else "–",
             _fmt(loss.get("lost"), "d"), _fmt(loss.get("duplicates"), "d"),
             f"{gen:.0%}", "; ".join(notes),
@@ -186,7 +207,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{config['drain_timeout']:g} s or p99 over {config['saturated_p99_ms']:g} ms), higher rates skipped. "
         "Max deliveries/s: closed loop after warm-up; per server CPU-s: the same divided by the server's CPU "
         "use (what it would sustain with its core to itself). CPU per 1,000 deliveries: server user+system, "
-        "at the rate in brackets. ⚠gen: the generator used over 85% of its core in that phase; noisy: other "
+        "at the rate in brackets; gen CPU: the generator's own (whole process) in the same phase, and "
+        "how long after the kernel received a delivery the generator read it (p99; C sink only). ⚠gen: the generator used over 85% of its core in that phase; noisy: other "
         "processes used the two cores (figures suspect).",
         "",
         results_table(doc),
