@@ -202,8 +202,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"Command: `{doc['command']}`",
         "",
-        "Latency is from the payload's scheduled send time to its read by the subscriber (open loop, "
-        "fixed schedule); `sat.` = the server could not keep up (no drain within "
+        "Latency is from the payload's scheduled send time to the kernel's receive stamp of the read that "
+        "carried it (C sink), or to its read in Python (Python sink), open loop, fixed schedule; `sat.` = the server could not keep up (no drain within "
         f"{config['drain_timeout']:g} s or p99 over {config['saturated_p99_ms']:g} ms), higher rates skipped. "
         "Max deliveries/s: closed loop after warm-up; per server CPU-s: the same divided by the server's CPU "
         "use (what it would sustain with its core to itself). CPU per 1,000 deliveries: server user+system, "
