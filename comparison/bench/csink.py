@@ -252,7 +252,7 @@ class KernelTrack(Track):
         holes = [*self.before.missing, *missing_in_window(st)]
         gaps = sum(within(st.gap_first[k], st.gap_last[k]) for k in range(st.gaps))
         after = len(expected_seqs) - bisect.bisect_right(expected_seqs, st.last_seq)
-        return sum(within(s, s) for s in holes) + gaps + st.gap_more + after
+        return sum(within(s, s) for s in holes) + gaps + int(st.gap_more) + after
 
 
 class KernelSink(Sink):
@@ -291,7 +291,7 @@ class KernelSink(Sink):
     def stats(self) -> dict[str, int]:
         """The loop's counters, for the result."""
         totals = self.csink.totals()
-        return {**{name: getattr(totals, name) for name, _ in Totals._fields_}, "loop_error": self.csink.error}
+        return {**{field[0]: getattr(totals, field[0]) for field in Totals._fields_}, "loop_error": self.csink.error}
 
     async def adopt(self, conn: Conn, track: Track, tries: int = 100) -> KernelTrack:
         """Hand ``conn``'s reads to the C loop. Its transport stops reading (it stays open, and
