@@ -16,8 +16,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,16 +396,6 @@ static void feed(sink_t *s, conn_t *c, const uint8_t *p, size_t n) {
     }
 }
 
-/* A read that empties a one-way TCP connection's queue acknowledges at once (the kernel's
- * "quick ack" when it is not in ping-pong mode), and on loopback the generator's core then also
- * runs the server's side of that ACK: half of its CPU went there. Ping-pong mode leaves ACKs
- * to the delayed-ACK rules (every second full segment, or the timer), and the kernel leaves it
- * again when that timer fires, so it is asked for after every such read. */
-static void delay_acks(conn_t *c) {
-    int off = 0;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof off);
-}
-
 static void readable(sink_t *s, conn_t *c) {
     for (int round = 0; round < READS_PER_WAKE && !c->st.ended; round++) {
         struct iovec iov = {s->buf, READ_BUF};
@@ -445,10 +433,7 @@ static void readable(sink_t *s, conn_t *c) {
         s->t.reads++;
         s->t.bytes += r;
         feed(s, c, s->buf, (size_t)r);
-        if ((size_t)r < READ_BUF) {
-            delay_acks(c);
-            return;
-        }
+        if ((size_t)r < READ_BUF) return;
     }
 }
 
