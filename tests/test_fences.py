@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.fences.asyncio_eager import run_eagerly
 from gateway.fences.exit_signals import exit_signals_heard
-from gateway.fences.uvicorn_transport import abort, pause_until_written
+from gateway.fences.uvicorn_transport import abort, body_writer, pause_until_written
 
 from .servers import timeout
 
@@ -143,6 +143,35 @@ def test_uvicorn_send_leads_to_a_transport_that_can_be_paused_and_aborted(http: 
     with serving(app, http, loop_name) as url, pytest.raises(httpx.TransportError):
         httpx.get(url, timeout=timeout(5))
     assert seen == {"paused": True, "limits": (0, 0), "aborted": True, "closing": True, "aborted again": False}
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_body_writer_frames_chunks_as_uvicorn_does_between_the_head_and_the_last_chunk(http: str, loop_name: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen["before the head"] = body_writer(send)
+        pause_until_written(send)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        writer = body_writer(send)
+        if writer is None:  # h11 frames its body itself: the stream keeps writing through send
+            seen["writer"] = None
+            await send({"type": "http.response.body", "body": b"one, two, three"})
+            return
+        seen["writer"] = "direct"
+        seen["taken"] = writer.write(b"one, ") and writer.write(b"two", b", ")
+        await writer.drained()  # nothing held: returns at once
+        await send({"type": "http.response.body", "body": b"three", "more_body": False})
+        seen["after the last chunk"] = body_writer(send)
+
+    with serving(app, http, loop_name) as url:
+        body = httpx.get(url, timeout=timeout(5)).content
+    assert body == b"one, two, three"
+    if http == "httptools":
+        assert seen == {"before the head": None, "writer": "direct", "taken": True, "after the last chunk": None}
+    else:
+        assert seen == {"before the head": None, "writer": None}
 
 
 # -- exit_signals: uvicorn installs its handlers before the lifespan starts ---------

@@ -13,6 +13,8 @@ from . import report
 from .runner import Config, run
 from .servers import DEFAULT_SERVERS, ROOT, SERVERS, kill_all
 
+PROFILES = {"c100k": "100,000 connections on one process (comparison/bench/c100k.py; its own --help)"}
+
 
 def _list(kind: type, value: str) -> list:  # type: ignore[type-arg]
     try:
@@ -37,7 +39,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-seconds", type=float, default=None, help="each open-loop phase (default 6; --quick 2)")
     p.add_argument("--saturation-seconds", type=float, default=None, help="the closed loop (default 8; --quick 2)")
     p.add_argument("--min-messages", type=int, default=10, help="publishes per open-loop phase, at least (10)")
-    p.add_argument("--window", type=int, default=16, help="closed loop: unacknowledged publishes (16)")
+    p.add_argument("--windows", type=lambda v: _list(int, v), default=None,
+                   help="one closed loop per window of unacknowledged publishes (default 1,4,16; --quick: 4)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs of every (server, N), the servers interleaved; the report gives medians (1)")
+    p.add_argument("--baseline", default="node-socketio-ws",
+                   help="the report sets every other server's medians side by side with this one's "
+                        "(default node-socketio-ws)")
     p.add_argument("--max-outstanding", type=int, default=10_000,
                    help="closed loop: undelivered deliveries before the publisher waits (10000)")
     p.add_argument("--connect-concurrency", type=int, default=100, help="subscriber handshakes at once (100)")
@@ -56,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
                    help="how the generator reads sse and sio-ws subscribers: c (an epoll loop in C, kernel "
                         "receive stamps; the Python path if no C compiler) or python (asyncio protocols)")
     p.add_argument("--phases", default="open,closed", help="open, closed, both, or none (idle memory only)")
+    p.add_argument("--profile", choices=PROFILES, help="; ".join(f"{k}: {v}" for k, v in PROFILES.items()))
     p.add_argument("--quick", action="store_true", help="CI smoke: N=50, about 2 s per phase")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON results (default results/bench/bench-<timestamp>.json)")
@@ -66,6 +75,10 @@ def config_from(args: argparse.Namespace) -> Config:
     unknown = [s for s in args.servers if s not in SERVERS]
     if unknown:
         raise SystemExit(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+    if args.baseline not in SERVERS:
+        raise SystemExit(f"unknown --baseline {args.baseline}; choose from {', '.join(SERVERS)}")
+    if args.repeat < 1 or any(w < 1 for w in args.windows or []):
+        raise SystemExit("--repeat and every --windows value must be at least 1")
     quick = args.quick
     phases = {p.strip() for p in args.phases.split(",")}
     return Config(
@@ -75,7 +88,7 @@ def config_from(args: argparse.Namespace) -> Config:
         phase_seconds=args.phase_seconds or (2.0 if quick else 6.0),
         saturation_seconds=args.saturation_seconds or (2.0 if quick else 8.0),
         min_messages=min(args.min_messages, 5) if quick else args.min_messages,
-        window=args.window,
+        windows=args.windows or ([4] if quick else [1, 4, 16]),
         max_outstanding=args.max_outstanding,
         connect_concurrency=args.connect_concurrency,
         drain_timeout=args.drain_timeout or (5.0 if quick else 10.0),
@@ -84,6 +97,8 @@ def config_from(args: argparse.Namespace) -> Config:
         generator_cpu=args.generator_cpu,
         uvicorn_ws=args.uvicorn_ws,
         quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 20.0),
+        repeat=args.repeat,
+        baseline=args.baseline,
         retry_noisy=args.retry_noisy or 0,
         open_loop="open" in phases,
         closed_loop="closed" in phases,
@@ -97,6 +112,13 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    profile = argparse.ArgumentParser(add_help=False)
+    profile.add_argument("--profile", choices=PROFILES)
+    chosen, rest = profile.parse_known_args(argv)
+    if chosen.profile == "c100k":  # a profile has its own options: the rest of argv is its
+        from . import c100k
+
+        return c100k.main(rest)
     args = parser().parse_args(argv)
     config = config_from(args)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

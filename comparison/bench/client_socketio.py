@@ -139,8 +139,10 @@ async def _await_join(conn: Conn, namespace: str) -> None:
     raise ConnectionError("no ack for join")
 
 
-async def open_ws(host: str, port: int, namespace: str, room: str, track: Track | None) -> SioWs:
-    conn = await connect(lambda: SioWs(track), host, port)
+async def open_ws(host: str, port: int, namespace: str, room: str, track: Track | None,
+                  *, conn_class: type[SioWs] = SioWs, local: str | None = None) -> SioWs:
+    """Upgrade, connect, join; ``local``: the source address (``connection.connect``)."""
+    conn = await connect(lambda: conn_class(track), host, port, local)
     assert isinstance(conn, SioWs)
     try:
         await conn.handshake(host, port, namespace, room)

@@ -106,10 +106,12 @@ class SseStream(Conn):
 
 
 async def open_session(
-    host: str, port: int, namespace: str, room: str, join_pool: HttpPool, track: Track | None
+    host: str, port: int, namespace: str, room: str, join_pool: HttpPool, track: Track | None,
+    *, stream_class: type[SseStream] = SseStream, local: str | None = None,
 ) -> SseStream:
-    """Open a stream, wait for ``open``, join ``room``: the caller bounds the time."""
-    stream = await connect(lambda: SseStream(track), host, port)
+    """Open a stream, wait for ``open``, join ``room``: the caller bounds the time.
+    ``local``: the stream's source address (``connection.connect``)."""
+    stream = await connect(lambda: stream_class(track), host, port, local)
     assert isinstance(stream, SseStream)
     try:
         stream.write(http_request(

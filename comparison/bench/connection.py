@@ -9,9 +9,10 @@ future and no buffer copy on the way. Handshakes, which are few, are written as 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .wire import ProtocolError, Response, ResponseHead, ResponseReader, http_request, parse_head, post_template
 
@@ -95,8 +96,33 @@ class Conn(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def connect(factory: Callable[[], Conn], host: str, port: int) -> Conn:
-    _, protocol = await asyncio.get_running_loop().create_connection(factory, host, port)
+# Linux: bind() leaves the port to connect(), which picks one unique for the whole 4-tuple.
+IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+async def connect(factory: Callable[[], Conn], host: str, port: int, local: str | None = None) -> Conn:
+    """Connect; from the source address ``local`` if given, so that more connections than one
+    address has ephemeral ports can reach one server port.
+
+    The source port is chosen at connect time (``IP_BIND_ADDRESS_NO_PORT``), not at bind: a
+    port bound to ``local`` with ``bind(..., 0)`` must be free of every other socket, those in
+    TIME_WAIT from the previous run included (19,500 of them left a second run 9,146 ports),
+    while connect only needs the 4-tuple to be new, and each run's server has a port of its own.
+    """
+    loop = asyncio.get_running_loop()
+    if local is None:
+        _, protocol = await loop.create_connection(factory, host, port)
+        return protocol  # type: ignore[return-value]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((local, 0))
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        _, protocol = await loop.create_connection(factory, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
     return protocol  # type: ignore[return-value]
 
 

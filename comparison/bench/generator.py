@@ -13,8 +13,9 @@ A run, in order, each step bounded in count and time:
    *scheduled* time, so a publisher or server that falls behind shows as latency; the
    phase then drains (every acknowledged publish delivered to every live subscriber);
    once a phase saturates (no drain, or p99 over a bound) the higher rates are skipped;
-4. a closed-loop phase: as many publishes as a window of unacknowledged ones and a bound
-   on undelivered ones allow; deliveries per second are read after a warm-up;
+4. closed-loop phases, one per window: as many publishes as that many unacknowledged ones
+   and a bound on undelivered ones allow; deliveries per second are read after a warm-up;
+   each phase drains before the next;
 5. a last drain, then every subscriber's losses and duplicates against the acked seqs.
 
 Server CPU (``psutil`` ``cpu_times`` of its pid, user + system) and this process's CPU are
@@ -62,7 +63,9 @@ class Spec:
     phase_seconds: float = 6.0
     min_messages: int = 10
     saturation_seconds: float = 8.0
-    window: int = 16  # unacknowledged publishes in the closed loop
+    # The closed loop, once per window of unacknowledged publishes: 1 is one publish at a time
+    # (latency without queueing), 16 keeps the server busy (throughput).
+    windows: list[int] = field(default_factory=lambda: [1, 4, 16])
     max_outstanding: int = 10_000  # undelivered deliveries in the closed loop (at least 4 publishes' worth)
     connect_concurrency: int = 100
     connect_timeout: float = 20.0  # per subscriber
@@ -398,11 +401,11 @@ class Run:
 
     # -- 4: closed loop ------------------------------------------------------------------
 
-    async def closed_loop(self) -> dict[str, Any]:
+    async def closed_loop(self, window: int) -> dict[str, Any]:
         spec, pub = self.spec, self.publisher
         receivers = self.receivers()
         lag_limit = max(4.0, spec.max_outstanding / max(1, receivers))  # in publishes
-        phase = self.sink.begin("closed", pub.next_seq)
+        phase = self.sink.begin(f"closed window {window}", pub.next_seq)
         acked_before, failed_before, first = len(pub.acked), len(pub.failed), pub.next_seq
         meter = Meter(self.server, self.me, self.sink, phase, self.broker)
         start = time.monotonic()
@@ -414,7 +417,7 @@ class Run:
             if steady is None and now >= warm_at:
                 steady = Meter(self.server, self.me, self.sink, phase, self.broker)
             behind = (pub.next_seq - first) - phase.deliveries / max(1, receivers)
-            if pub.inflight >= spec.window:
+            if pub.inflight >= window:
                 pub.progress.clear()
                 try:
                     async with asyncio.timeout(0.05):
@@ -430,10 +433,12 @@ class Run:
         drained = await self.drain(phase, acked_before, receivers)
         total = meter.read()
         lat = percentiles(phase.latencies)
+        if not drained:  # the next window starts from an idle server
+            await self.quiesce(limit=spec.drain_timeout)
         result = {
             "kind": "closed",
             "receivers": receivers,
-            "window": spec.window,
+            "window": window,
             "lag_limit_publishes": lag_limit,
             "published": published,
             "acked": len(pub.acked) - acked_before,
@@ -458,8 +463,9 @@ class Run:
             "noisy": sustained["other_cpu_util"] + sustained["steal_util"] > NOISY,
             "ack_wait_timeouts": waits,
         }
-        log(spec, f"closed loop: {sustained['deliveries_per_s']:,.0f} deliveries/s "
-                  f"({published / spec.saturation_seconds:,.0f} publishes/s), p99 {lat.get('p99', 0):.1f} ms, "
+        log(spec, f"closed loop, window {window}: {sustained['deliveries_per_s']:,.0f} deliveries/s "
+                  f"({published / spec.saturation_seconds:,.0f} publishes/s), p50 {lat.get('p50', 0):.1f} ms "
+                  f"p99 {lat.get('p99', 0):.1f} ms, "
                   f"server CPU {sustained['server_cpu_util']:.0%}, generator {sustained['generator_cpu_util']:.0%}, "
                   f"irq {sustained['irq_util']:.0%}, other {sustained['other_cpu_util']:.0%}")
         return result
@@ -509,7 +515,8 @@ class Run:
                     self.result["phases"].append(phase)
                     skip = phase["saturated"]
             if closed_loop:
-                self.result["phases"].append(self._with_generator_cost(await self.closed_loop()))
+                for window in spec.windows:
+                    self.result["phases"].append(self._with_generator_cost(await self.closed_loop(window)))
             self.result["status"] = "ok"
         except Exception as exc:  # reported in the result, with whatever was measured
             self.result["status"] = "error"

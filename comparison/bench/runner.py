@@ -1,10 +1,11 @@
-"""The benchmark's driver: for every N, for every server, start it, run a generator, stop it.
+"""The benchmark's driver: for every N, ``repeat`` times, for every server, start it, run a
+generator, stop it.
 
-N is the outer loop so that any drift of the machine over the run touches every server
-alike. Each (server, N) gets a fresh server process (a gateway keeps disconnected
-sessions for its recovery window; a fresh process keeps the figures independent) and a
-fresh generator process. The JSON document is rewritten after every run, so an
-interrupted benchmark keeps what it measured.
+N is the outer loop and the repetitions interleave the servers (A, B, C, A, B, C) so that
+any drift of the machine over the run touches every server alike. Each run gets a fresh
+server process (a gateway keeps disconnected sessions for its recovery window; a fresh
+process keeps the figures independent) and a fresh generator process. The JSON document
+is rewritten after every run, so an interrupted benchmark keeps what it measured.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Config:
     phase_seconds: float = 6.0
     saturation_seconds: float = 8.0
     min_messages: int = 10
-    window: int = 16
+    windows: list[int] = field(default_factory=lambda: [1, 4, 16])  # one closed loop each
     max_outstanding: int = 10_000
     connect_concurrency: int = 100
     drain_timeout: float = 10.0
@@ -61,6 +62,8 @@ class Config:
     uvicorn_ws: str | None = None
     open_loop: bool = True
     closed_loop: bool = True
+    repeat: int = 1  # runs of every (server, N), interleaved; the report gives their medians
+    baseline: str = "node-socketio-ws"  # the report's side-by-side table divides by its medians
     retry_noisy: int = 0  # runs the machine disturbed are run again this many times; the quietest is kept
     quiet_wait: float = 20.0  # seconds to wait, before each run, for other load to go away
     quiet_cores: float = 0.15  # "quiet": the rest of the machine uses less than this many cores
@@ -75,7 +78,7 @@ def generator_spec(config: Config, client: str, port: int, pid: int, n: int, lab
         sub_ports=sub_ports or [], server_pids=server_pids or [], redis_pid=redis_pid,
         rates=[d / n for d in config.deliveries_per_s],
         phase_seconds=config.phase_seconds, min_messages=config.min_messages,
-        saturation_seconds=config.saturation_seconds, window=config.window,
+        saturation_seconds=config.saturation_seconds, windows=config.windows,
         max_outstanding=config.max_outstanding, connect_concurrency=config.connect_concurrency,
         drain_timeout=config.drain_timeout, saturated_p99_ms=config.saturated_p99_ms,
         settle_seconds=config.settle_seconds, label=label, sink=config.sink,
@@ -86,7 +89,8 @@ def budget(spec: Spec, config: Config) -> float:
     """A hard bound on one generator run, from its own bounds, plus slack."""
     open_loop = sum(max(spec.min_messages / r, spec.phase_seconds) * 2 + 5 + spec.drain_timeout for r in spec.rates)
     return (30 + spec.connect_budget + 2 * spec.settle_seconds + (open_loop if config.open_loop else 0)
-            + (spec.saturation_seconds + spec.drain_timeout if config.closed_loop else 0) + 60)
+            + (len(spec.windows) * (spec.saturation_seconds + 2 * spec.drain_timeout) if config.closed_loop else 0)
+            + 60)
 
 
 def wait_quiet(config: Config) -> dict[str, float]:
@@ -106,12 +110,13 @@ def wait_quiet(config: Config) -> dict[str, float]:
     return {"waited_s": round(waited, 1), "load_cores": round(load, 2), "quiet": quiet_for >= 2.0}
 
 
-def run_one(config: Config, name: str, n: int) -> dict[str, Any]:
+def run_one(config: Config, name: str, n: int, repetition: int = 0) -> dict[str, Any]:
     kind = SERVERS[name]
     if kind.needs_node and not node_available():
         return {"status": "skipped", "server": {"name": name}, "n": n,
                 "reason": "node or node_modules/socket.io not found"}
-    print(f"{name} N={n}", file=sys.stderr, flush=True)
+    which = f" (repetition {repetition + 1}/{config.repeat})" if config.repeat > 1 else ""
+    print(f"{name} N={n}{which}", file=sys.stderr, flush=True)
     quiet = wait_quiet(config) if config.quiet_wait > 0 else {}
     # N connections from 127.0.0.1 in seconds and a publisher at full speed: limits far above that.
     limits = load_limits() if kind.family == "gateway" else {}
@@ -177,17 +182,18 @@ def noise(result: dict[str, Any]) -> float:
     return max((p.get("other_cpu_util", 0.0) for p in result.get("phases", []) if not p.get("skipped")), default=0.0)
 
 
-def run_quietest(config: Config, name: str, n: int) -> dict[str, Any]:
+def run_quietest(config: Config, name: str, n: int, repetition: int = 0) -> dict[str, Any]:
     """``run_one``, again up to ``retry_noisy`` times while other load disturbed it."""
-    result = run_one(config, name, n)
+    result = run_one(config, name, n, repetition)
     attempts = [round(noise(result), 2)]
     while result.get("status") == "ok" and noise(result) > NOISY and len(attempts) <= config.retry_noisy:
         print(f"  noisy run (other load up to {noise(result):.2f} cores): once more", file=sys.stderr)
-        again = run_one(config, name, n)
+        again = run_one(config, name, n, repetition)
         attempts.append(round(noise(again), 2))
         if again.get("status") == "ok" and noise(again) < noise(result):
             result = again
     result["noise_by_attempt"] = attempts
+    result["repetition"] = repetition
     return result
 
 
@@ -203,10 +209,11 @@ def run(config: Config, argv: list[str], out: Path) -> dict[str, Any]:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     for n in config.ns:
-        for name in config.servers:
-            doc["runs"].append(run_quietest(config, name, n))
-            doc["targets"] = report.targets(doc)
-            out.write_text(json.dumps(doc, indent=1))
+        for repetition in range(config.repeat):
+            for name in config.servers:
+                doc["runs"].append(run_quietest(config, name, n, repetition))
+                doc["targets"] = report.targets(doc)
+                out.write_text(json.dumps(doc, indent=1))
     doc["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     out.write_text(json.dumps(doc, indent=1))
     return doc

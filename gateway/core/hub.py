@@ -361,8 +361,12 @@ class Gateway:
         positions: dict[str, str], *, exact: bool,
     ) -> Session:
         sid = session.sid
-        previous = session.channel if session.state is SessionState.CONNECTED else None
+        # Until the log is read the session stays on its previous connection, if it has one, so
+        # that a failed resume leaves it there. That connection may end meanwhile (a long-poll
+        # the gateway finds gone only at its ping timeout, say): the events held since
+        # ``_begin_replay`` are not in what is read, and stay held for this one (``detach``).
         self._begin_replay(session)
+        session.taking_over = channel
         try:
             start = {room: positions.get(room, joined) for room, joined in session.rooms.items()}
             replays = {
@@ -373,11 +377,12 @@ class Gateway:
             if exact and gaps:
                 raise _Unfillable(gaps)
         except (GatewayError, _Unfillable):
-            if previous is not None:
-                self._go_live(session)
-            else:
-                self._end_replay(session)
+            self._go_live(session)  # live again on its previous connection, if that is still there
             raise
+        finally:
+            if session.taking_over is channel:
+                session.taking_over = None
+        previous = session.channel if session.state is SessionState.CONNECTED else None
         if previous is not None:
             # The owner (it holds the key) came back on another connection: the old one
             # is told not to fight for the session, then ended.
@@ -449,7 +454,9 @@ class Gateway:
         """
         if session.channel is not channel or session.state is not SessionState.CONNECTED:
             return  # a stale connection that a resume already replaced
-        self._release(session, SessionState.DETACHED)
+        # A resume on another connection may be reading the log for this session: the events
+        # held meanwhile are that connection's (not in what it reads), not this one's to drop.
+        self._release(session, SessionState.DETACHED, keep_replay=session.taking_over is not None)
         session.detached_at = time.monotonic()
         self._cancel_calls(session, reason)
         log.info("session detached", extra={"sid": session.sid, "reason": reason})
@@ -513,10 +520,12 @@ class Gateway:
         self._release(session, SessionState.CLOSED)
         self.sessions.pop(session.sid, None)
 
-    def _release(self, session: Session, state: SessionState) -> None:
-        """Take ``session`` off its connection: out of the live rooms, no replay, no expiry timer."""
+    def _release(self, session: Session, state: SessionState, *, keep_replay: bool = False) -> None:
+        """Take ``session`` off its connection: out of the live rooms, no replay (unless
+        ``keep_replay``: a resume on another connection is reading it), no expiry timer."""
         self._leave_live(session)
-        self._end_replay(session)
+        if not keep_replay:
+            self._end_replay(session)
         self._stop_expiry(session)
         self._resumes.pop(session.sid, None)
         session.state = state

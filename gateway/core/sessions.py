@@ -116,6 +116,9 @@ class Session:
     expiry: Any = None  # the timer that ends the connection when ``expires_at`` passes
     # While replaying on resume, live events wait here instead of going out.
     backlog: list[Envelope] | None = None
+    # The connection a resume is moving the session to while it reads the log (the session is
+    # still on its previous one then): the backlog is that connection's.
+    taking_over: Channel | None = None
     # Its publishes and emits per second (``limits.Limits.request``), made on first use.
     bucket: TokenBucket | None = None
     # What its current connection was handed, for Socket.IO recovery (None where that is off).

@@ -4,10 +4,12 @@ Wire format: ``docs/protocol.md``. This module only translates HTTP to hub calls
 
 The event stream is written straight from the fan-out: a room event is framed
 once per broadcast (``_tail``), each subscriber adds its own ``id:`` cursor, and
-the chunk goes to the ASGI ``send`` in the same loop (``eager.run_eagerly``). No
-task, queue or timer per connection: one pinger for all streams keeps proxies
-and client watchdogs fed, and frames wait in a bounded list only while a
-subscriber's socket is full, to leave in one write when it drains.
+the chunk goes to uvicorn's transport in the same loop (``BodyWriter``; through the
+ASGI ``send`` and ``eager.run_eagerly`` on any other server). The first event of a
+loop iteration is written as it is framed; later ones leave in one write per stream
+at the iteration's end. No task, queue or timer per connection: one pinger for all
+streams keeps proxies and client watchdogs fed, and frames wait in a bounded list
+only while a subscriber's socket is full, to leave in one write when it drains.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from gateway.core.limits import Lease, client_address
 from gateway.core.rooms import Room
 from gateway.core.sessions import Session
 from gateway.fences.asyncio_eager import run_eagerly
-from gateway.fences.uvicorn_transport import abort, pause_until_written
+from gateway.fences.uvicorn_transport import BodyWriter, abort, body_writer, pause_until_written
 from gateway.messages import (
     AckRequest,
     EmitRequest,
@@ -48,6 +50,7 @@ from gateway.wire.requests import Ack, Close, Emit, Join, Leave, Presence, Publi
 NAME = "sse"
 _MOVES_CURSOR = frozenset({frames.Open.NAME, frames.Joined.NAME, frames.Left.NAME})
 PING = b": ping\n\n"
+PING_SLICES = 20  # a pinger round looks at the streams in this many parts (SseTransport._ping_forever)
 # Chunks this large are written, then followed by an empty body that returns only once the
 # transport's buffer is below its high-water mark (uvicorn's: 64 KiB); see _send_drained.
 DRAINED_AFTER = 64 * 1024
@@ -82,6 +85,7 @@ class SseChannel:
         "_send",
         "_streams",
         "_volatile_limit",
+        "_writer",
         "cut",
         "ended",
         "held",
@@ -109,6 +113,7 @@ class SseChannel:
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_write = self._clock()  # when the last write began
         self._send: Send | None = None  # set once the response has started
+        self._writer: BodyWriter | None = None  # the direct way to the socket, where the server has one
         self._receive: Receive | None = None
         # What the next write joins. A room event is two items, its own id line and the
         # broadcast's shared rest, joined only when written: a large event to many streams
@@ -212,6 +217,17 @@ class SseChannel:
             )):
                 self.stall()
                 return
+        elif self._streams.direct:
+            if not self._pending and self._writer is not None:
+                self._write_now(frame, tail, size)
+                return
+            self._pending.append(frame)  # the chunk of one write; not waiting, so not held
+            if tail:
+                self._pending.append(tail)
+            self.held += size
+            self._streams.held += size
+            self.flush()
+            return
         elif not self._pending:
             self._streams.flush_soon(self)
         self.held += size
@@ -231,11 +247,45 @@ class SseChannel:
             if self._write(chunk) and self._streams.held > self._node_limit:
                 self.stall()  # its socket is full and the node holds too much: this one goes
 
+    def _write_now(self, frame: bytes, tail: bytes, size: int) -> None:
+        """``flush`` of one frame to a stream with nothing queued or being written: no list,
+        no join, and nothing to count unless its socket does not take it all at once."""
+        writer = self._writer
+        assert writer is not None
+        self.last_write = self._clock()
+        try:
+            taken = writer.write(frame, tail)
+        except ConnectionError:
+            self._lost("stream closed")
+            return
+        if not taken:  # held, as by ``flush``, until the server has written it
+            self.writing = True
+            self.held += size
+            self._streams.held += size
+            self._flying = self.held
+            run_eagerly(writer.drained(), self._written)
+            if self._streams.held > self._node_limit:
+                self.stall()
+        elif self.poll and self.payloads:
+            self._end()
+
     def _write(self, chunk: bytes) -> bool:
         """Write ``chunk``; True while the write waits for the socket to drain."""
         assert self._send is not None
         self.writing = True
         self.last_write = self._clock()
+        writer = self._writer
+        if writer is not None:
+            try:
+                taken = writer.write(chunk)
+            except ConnectionError as error:
+                self._written(None, error)
+                return False
+            if taken:
+                self._written(None, None)
+            else:  # the socket is full: held until the server has written it all
+                run_eagerly(writer.drained(), self._written)
+            return self.writing
         body = {"type": "http.response.body", "body": chunk, "more_body": True}
         if len(chunk) < DRAINED_AFTER:
             run_eagerly(self._send(body), self._written)
@@ -305,7 +355,8 @@ class SseChannel:
     def start(self, send: Send, receive: Receive) -> None:
         """The response has started: write what waited (one chunk) and watch for the client leaving."""
         self._send, self._receive = send, receive
-        pause_until_written(send)  # ``writing`` then lasts as long as the server holds our bytes
+        if pause_until_written(send):  # ``writing`` then lasts as long as the server holds our bytes
+            self._writer = body_writer(send)
         self._listen()
         if self._pending:
             self.flush()
@@ -451,6 +502,8 @@ class SseTransport:
         self._pinger: asyncio.Task[None] | None = None
         self._ping_interval = self._ping_timeout = 0.0
         self.held = 0  # bytes every stream has queued or being written (each SseChannel.held)
+        self.direct = False  # a broadcast is writing each ready stream's frame at once
+        self._turn_written = False  # one broadcast has written directly in this loop iteration
 
     def broadcast(
         self, room: Room, members: dict[str, Session], envelope: Envelope, wire: bytes, skip: str | None
@@ -463,11 +516,25 @@ class SseTransport:
                     channel.offer(frame)
             return
         tail = _tail(envelope, wire)
-        # A copy: a subscriber cut as a slow consumer leaves ``members`` mid-loop.
-        for sid, session in list(members.items()):
-            channel = session.channel
-            if sid != skip and isinstance(channel, SseChannel):
-                channel.push(session, envelope, tail)
+        # The first event of a loop iteration is written to each ready stream as it is framed:
+        # the first subscriber's write then waits for no other's framing nor for the next
+        # iteration. Later ones in the same iteration are queued, to leave in one write per
+        # stream at its end (a saturated node coalesces rather than writing every event).
+        self.direct = not self._turn_written
+        if self.direct:
+            self._turn_written = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        try:
+            # A copy: a subscriber cut as a slow consumer leaves ``members`` mid-loop.
+            for sid, session in list(members.items()):
+                channel = session.channel
+                if sid != skip and isinstance(channel, SseChannel):
+                    channel.push(session, envelope, tail)
+        finally:
+            self.direct = False
+
+    def _next_turn(self) -> None:
+        self._turn_written = False
 
     def flush_soon(self, channel: SseChannel) -> None:
         if not self._dirty:
@@ -497,19 +564,29 @@ class SseTransport:
     async def _ping_forever(self) -> None:
         """Ping streams quiet for a ping interval; cut those whose write has waited a ping timeout.
 
+        A round (a quarter interval, at most a second) looks at every stream once, a
+        ``PING_SLICES``-th of them at a time. Streams written at the same moment (a room
+        of everyone got an event) come due together: pinged in one go, 19,500 of them held
+        the loop for ~0.4 s (docs/benchmark.md, "100,000 connections on one process"); in
+        slices each pause is that much shorter, and a ping is still at most one round late.
         Ends when no stream is left, so a stopped server has no task pending.
         """
         period = min(1.0, self._ping_interval / 4)
         loop = asyncio.get_running_loop()
         while self.streams:
-            await asyncio.sleep(period)
-            now = loop.time()
-            for channel in list(self.streams):
-                if channel.writing:
-                    if now - channel.last_write > self._ping_timeout:
-                        channel.stall()
-                elif now - channel.last_write >= self._ping_interval:
-                    channel.ping()
+            streams = list(self.streams)
+            size = -(-len(streams) // PING_SLICES)
+            for first in range(0, len(streams), size):
+                await asyncio.sleep(period * size / len(streams))
+                now = loop.time()
+                for channel in streams[first : first + size]:
+                    if channel not in self.streams:
+                        continue  # ended since the round began
+                    if channel.writing:
+                        if now - channel.last_write > self._ping_timeout:
+                            channel.stall()
+                    elif now - channel.last_write >= self._ping_interval:
+                        channel.ping()
 
 
 _CONNECT_PARAMS = frozenset({"namespace", "token", "sid", "lastEventId"})

@@ -1,6 +1,6 @@
 // The anchor: Node's socket.io 4 reference server with the same events as the baseline.
 //
-//   node comparison/bench/servers/node_socketio.mjs PORT
+//   node comparison/bench/servers/node_socketio.mjs PORT   (env BENCH_PING_INTERVAL_MS: see below)
 //
 // Namespaces /chat and /bench (the gateway's namespace for load): `join {room}` joins the room; `publish {room, data}` broadcasts the whole
 // body as `message` to the room, the sender excluded (socket.to), then acks. socket.io's
@@ -19,7 +19,10 @@ const http = createServer((req, res) => {
   res.writeHead(404, { "content-length": "0" });
   res.end();
 });
-const io = new Server(http, { serveClient: false, cors: { origin: "*" } });
+// BENCH_PING_INTERVAL_MS: the 100k profile (comparison/bench/c100k.py) holds idle connections for two
+// ping intervals, as the gateway's GATEWAY_PING_INTERVAL; socket.io's default (25 s) otherwise.
+const pingInterval = Number(process.env.BENCH_PING_INTERVAL_MS) || 25000;
+const io = new Server(http, { serveClient: false, cors: { origin: "*" }, pingInterval });
 
 for (const name of ["/chat", "/bench"]) {
   io.of(name).on("connection", (socket) => {
