@@ -173,3 +173,34 @@ def test_duplicates_late_arrivals_gaps_and_losses(pair: tuple[socket.socket, soc
     kernel.sync()
     assert (kernel.delivered, kernel.duplicates, kernel.phase.deliveries) == (7, 3, 7)
     kernel.close()
+
+
+def test_a_lazy_connection_counts_its_deliveries_without_latency_samples() -> None:
+    # lazy_ms=0: the lazy set is read at every poll, so the test does not wait on its period;
+    # everything is written before the poll, so each connection's bytes take one read.
+    sink = CSink(max_conns=4, ring=64, lazy_ms=0)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        ends = []
+        for eager in (True, False):
+            client = socket.create_connection(listener.getsockname())
+            server, _ = listener.accept()
+            ends.append((server, sink.add(client.detach(), Kind.WS, eager=eager)))
+    (eager_end, e), (lazy_end, lazy) = ends
+    eager_end.sendall(ws_delivery(1))
+    lazy_end.sendall(ws_delivery(1) + server_frame(b"2") + ws_delivery(2) + ws_delivery(2) + ws_delivery(4))
+    for _ in range(100):  # bounded: loopback has the bytes there at once
+        sink.poll(10)
+        if sink.totals().bytes == len(ws_delivery(1)) * 5 + len(server_frame(b"2")):
+            break
+    st = sink.conn(lazy)
+    assert (st.deliveries, st.duplicates, st.last_seq, st.gaps) == (3, 1, 4, 0)
+    totals = sink.totals()
+    assert (totals.deliveries, totals.duplicates, totals.lazy_reads, totals.pongs) == (4, 1, 1, 1)
+    latencies, lags = sink.take()
+    assert len(latencies) == len(lags) == 1 == sink.conn(e).deliveries  # the eager one's only
+    assert totals.lazy_max_bytes == len(ws_delivery(1)) * 4 + len(server_frame(b"2"))
+    lazy_end.settimeout(5)
+    assert lazy_end.recv(64) == ws_frame(b"3")  # its Engine.IO ping was answered
+    eager_end.close()
+    lazy_end.close()
+    sink.close()

@@ -11,6 +11,13 @@
  * consumed, so never earlier than the payload's own arrival); the generator's own lag is
  * the time from that stamp to the read returning in user space.
  *
+ * Latency is sampled: only the connections added as *eager* are read as soon as they are
+ * readable and give latency samples. The others (*lazy*) sit in a second epoll set that the
+ * loop services every lazy_ns: one recvmsg then drains many deliveries, so one read and one
+ * TCP window update serve many, which is what makes the loop far cheaper per delivery than
+ * the servers it measures. Lazy connections still count every delivery, duplicate and gap,
+ * and answer their pings (at most lazy_ns late).
+ *
  * Every buffer is bounded: one read buffer and one scan buffer per sink, a 64-byte carry
  * per connection for a pattern split across reads, a fixed sample ring.
  */
@@ -44,6 +51,9 @@ typedef struct {            /* csink.py: Totals */
     int64_t samples;        /* latency samples written to the ring (monotonic index) */
     int64_t dropped;        /* samples not written: the ring was full */
     int64_t reads, bytes, unstamped, ended, pongs, wakeups;
+    int64_t lazy_services;  /* passes over the lazy set */
+    int64_t lazy_reads;     /* reads of lazy connections (included in reads) */
+    int64_t lazy_max_bytes; /* the most bytes one lazy connection had waiting at a pass */
 } totals_t;
 
 typedef struct {            /* csink.py: ConnStats */
@@ -61,6 +71,7 @@ typedef struct {            /* csink.py: ConnStats */
 typedef struct {
     conn_stats_t st;
     int fd;
+    int eager;              /* read at once and sampled for latency; else in the lazy set */
     int64_t stamp, lag;     /* of the read being parsed */
     uint8_t carry[CARRY];
     uint32_t carry_len;
@@ -77,7 +88,8 @@ typedef struct {
 } conn_t;
 
 typedef struct {
-    int epfd;
+    int epfd, lazy_epfd;
+    int64_t lazy_ns, next_lazy; /* the lazy set's period, and when it is next due (CLOCK_MONOTONIC) */
     int stop;
     int32_t nconns, max_conns;
     conn_t *conns;
@@ -93,7 +105,7 @@ static int64_t ns_of(const struct timespec *ts) { return (int64_t)ts->tv_sec * 1
 static void end_conn(sink_t *s, conn_t *c, int why) {
     if (c->st.ended) return;
     __atomic_store_n(&c->st.ended, why, __ATOMIC_RELEASE);
-    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(c->eager ? s->epfd : s->lazy_epfd, EPOLL_CTL_DEL, c->fd, NULL);
     __atomic_add_fetch(&s->t.ended, 1, __ATOMIC_RELEASE);
 }
 
@@ -149,6 +161,10 @@ static void deliver(sink_t *s, conn_t *c, int64_t t, int64_t seq) {
     }
     st->deliveries++;
     int64_t k = s->t.samples;
+    if (!c->eager) {
+        __atomic_store_n(&s->t.deliveries, s->t.deliveries + 1, __ATOMIC_RELEASE);
+        return;
+    }
     if (k - __atomic_load_n(&s->consumed, __ATOMIC_ACQUIRE) < s->cap) {
         s->lat[k % s->cap] = c->stamp - t;
         s->lag[k % s->cap] = c->lag;
@@ -437,10 +453,12 @@ static void readable(sink_t *s, conn_t *c) {
     }
 }
 
-void *csink_new(int32_t max_conns, int64_t ring) {
+void *csink_new(int32_t max_conns, int64_t ring, int32_t lazy_ms) {
     sink_t *s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->lazy_epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->lazy_ns = (int64_t)lazy_ms * 1000000;
     s->conns = calloc((size_t)max_conns, sizeof *s->conns);
     s->lat = malloc((size_t)ring * sizeof *s->lat);
     s->lag = malloc((size_t)ring * sizeof *s->lag);
@@ -448,16 +466,18 @@ void *csink_new(int32_t max_conns, int64_t ring) {
     s->scan = malloc(SCAN_BUF);
     s->max_conns = max_conns;
     s->cap = ring;
-    if (s->epfd < 0 || !s->conns || !s->lat || !s->lag || !s->buf || !s->scan) {
+    if (s->epfd < 0 || s->lazy_epfd < 0 || !s->conns || !s->lat || !s->lag || !s->buf || !s->scan) {
         if (s->epfd >= 0) close(s->epfd);
+        if (s->lazy_epfd >= 0) close(s->lazy_epfd);
         free(s->conns); free(s->lat); free(s->lag); free(s->buf); free(s->scan); free(s);
         return NULL;
     }
     return s;
 }
 
-/* Takes ownership of fd. Returns the connection's index, or -errno. Safe while csink_run runs. */
-int32_t csink_add(void *h, int fd, int32_t kind, int64_t last_seq) {
+/* Takes ownership of fd; eager: read at once and sampled for latency, else read every lazy_ns.
+ * Returns the connection's index, or -errno. Safe while csink_run runs. */
+int32_t csink_add(void *h, int fd, int32_t kind, int64_t last_seq, int32_t eager) {
     sink_t *s = h;
     if (s->nconns >= s->max_conns) return -ENOSPC;
     int on = 1;
@@ -466,26 +486,67 @@ int32_t csink_add(void *h, int fd, int32_t kind, int64_t last_seq) {
     conn_t *c = &s->conns[i];
     memset(c, 0, sizeof *c);
     c->fd = fd;
+    c->eager = eager;
     c->st.kind = kind;
     c->st.last_seq = last_seq;
     memset(c->st.seen, 0xFF, sizeof c->st.seen);  /* everything up to last_seq was accounted for before */
     c->hdr_need = 2;
     c->ch_state = CH_SIZE;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)i};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return -errno;
+    if (epoll_ctl(eager ? s->epfd : s->lazy_epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return -errno;
     __atomic_store_n(&s->nconns, i + 1, __ATOMIC_RELEASE);
     return i;
 }
 
-/* One turn of the loop: waits up to timeout_ms, reads every ready socket. Returns how many
- * were ready, or -errno. Not while csink_run runs. */
+static int64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ns_of(&ts);
+}
+
+/* Reads every lazy connection with bytes waiting; returns how many, or -errno. Bounded: a
+ * connection still readable after its READS_PER_WAKE reads may come up again, in at most
+ * nconns / EVENTS + 1 batches. */
+static int32_t service_lazy(sink_t *s) {
+    struct epoll_event ev[EVENTS];
+    int32_t ready = 0;
+    s->t.lazy_services++;
+    for (int32_t batch = 0; batch <= s->nconns / EVENTS; batch++) {
+        int n = epoll_wait(s->lazy_epfd, ev, EVENTS, 0);
+        if (n < 0) return errno == EINTR ? ready : -errno;
+        for (int k = 0; k < n; k++) {
+            int64_t bytes = s->t.bytes, reads = s->t.reads;
+            readable(s, &s->conns[ev[k].data.u32]);
+            s->t.lazy_reads += s->t.reads - reads;
+            if (s->t.bytes - bytes > s->t.lazy_max_bytes) s->t.lazy_max_bytes = s->t.bytes - bytes;
+        }
+        ready += n;
+        if (n < EVENTS) break;
+    }
+    return ready;
+}
+
+/* One turn of the loop: waits up to timeout_ms (less if the lazy set falls due sooner), reads
+ * every ready eager socket, then the lazy set if it is due. Returns how many sockets were
+ * ready, or -errno. Not while csink_run runs. */
 int32_t csink_poll(void *h, int32_t timeout_ms) {
     sink_t *s = h;
     struct epoll_event ev[EVENTS];
+    int64_t now = monotonic_ns();
+    int64_t until_lazy = s->next_lazy - now;
+    if (until_lazy < (int64_t)timeout_ms * 1000000)
+        timeout_ms = until_lazy <= 0 ? 0 : (int32_t)((until_lazy + 999999) / 1000000);
     int n = epoll_wait(s->epfd, ev, EVENTS, timeout_ms);
     if (n < 0) return errno == EINTR ? 0 : -errno;
     s->t.wakeups++;
     for (int k = 0; k < n; k++) readable(s, &s->conns[ev[k].data.u32]);
+    now = monotonic_ns();
+    if (now >= s->next_lazy) {
+        int32_t lazy = service_lazy(s);
+        if (lazy < 0) return lazy;
+        n += lazy;
+        s->next_lazy = now + s->lazy_ns;
+    }
     return n;
 }
 
@@ -537,5 +598,6 @@ void csink_free(void *h) {
     sink_t *s = h;
     for (int32_t i = 0; i < s->nconns; i++) close(s->conns[i].fd);
     close(s->epfd);
+    close(s->lazy_epfd);
     free(s->conns); free(s->lat); free(s->lag); free(s->buf); free(s->scan); free(s);
 }

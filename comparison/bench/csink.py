@@ -8,10 +8,16 @@ that carried the payload, so the publisher stamps payloads with ``time.time_ns()
 this sink is used (``Publisher.realtime``); the generator's own delay in reading is
 recorded beside it (*read lag*: read time − kernel stamp), which shows whether it keeps up.
 
+Latency comes from a sample of the connections (*eager*: read as soon as they are readable);
+the others (*lazy*) are read every ``lazy_ms``, so that one read and one TCP window update
+serve many deliveries. Lazy connections count their deliveries, duplicates and gaps all the
+same, and answer their pings, only later.
+
 The binding, for any load profile::
 
     sink = CSink(max_conns=1000, ring=1 << 21)   # compiles csink.c on first use (CompilerMissing)
     index = sink.add(os.dup(fd), Kind.WS)          # takes ownership of the fd; any time
+    sink.add(os.dup(other), Kind.WS, eager=False)  # counted, read every lazy_ms, no latency sample
     sink.start()                                   # the loop, in a daemon thread (or: sink.poll(ms))
     sink.totals()                                  # live counters (Totals)
     latencies, lags = sink.take()                  # the samples since the last take (ns)
@@ -19,7 +25,8 @@ The binding, for any load profile::
     sink.stop(); sink.close()                      # close() closes every fd it was given
 
 ``KernelSink`` is the same loop as the generator's ``Sink``: ``adopt`` hands a connection
-over, ``pump`` files the samples under the current phase every 2 ms.
+over (every ``latency_sample``-th one eager), ``pump`` files the samples under the current
+phase every 2 ms.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import functools
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from array import array
@@ -48,6 +56,10 @@ CFLAGS: Final = ("-O2", "-shared", "-fPIC")
 GAPS: Final = 4  # as in csink.c
 WINDOW: Final = 1024  # as in csink.c
 ALL_SEEN: Final = (1 << 64) - 1
+# The lazy set's period: long enough that one read drains many deliveries, short enough that
+# a socket's backlog stays far below its receive buffer (checked: Totals.lazy_max_bytes) and an
+# Engine.IO ping's pong is not late by anything a server would notice.
+LAZY_MS: Final = 20
 
 
 class CompilerMissing(RuntimeError):
@@ -77,7 +89,7 @@ class Totals(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_int64) for name in (
         "deliveries", "duplicates", "samples", "dropped", "reads", "bytes", "unstamped", "ended", "pongs",
-        "wakeups")]
+        "wakeups", "lazy_services", "lazy_reads", "lazy_max_bytes")]
 
 
 class ConnStats(ctypes.Structure):
@@ -121,8 +133,8 @@ def load() -> ctypes.CDLL:
     p, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     i64p = ctypes.POINTER(ctypes.c_int64)
     for name, restype, argtypes in (
-        ("csink_new", p, [i32, i64]),
-        ("csink_add", i32, [p, ctypes.c_int, i32, i64]),
+        ("csink_new", p, [i32, i64, i32]),
+        ("csink_add", i32, [p, ctypes.c_int, i32, i64, i32]),
         ("csink_poll", i32, [p, i32]),
         ("csink_run", i32, [p]),
         ("csink_stop", None, [p]),
@@ -139,21 +151,22 @@ def load() -> ctypes.CDLL:
 class CSink:
     """One C receive loop over up to ``max_conns`` sockets, with a ring of ``ring`` latency
     samples (16 bytes each): samples not taken before the ring fills are dropped and counted
-    (``Totals.dropped``); deliveries are counted regardless."""
+    (``Totals.dropped``); deliveries are counted regardless. Lazy connections are read every
+    ``lazy_ms``."""
 
-    def __init__(self, max_conns: int, ring: int = 1 << 21) -> None:
+    def __init__(self, max_conns: int, ring: int = 1 << 21, lazy_ms: int = LAZY_MS) -> None:
         self.lib = load()
-        self.handle = self.lib.csink_new(max_conns, ring)
+        self.handle = self.lib.csink_new(max_conns, ring, lazy_ms)
         if not self.handle:
             raise MemoryError("csink_new failed")
         self.taken = 0  # ring index of the next sample to take
         self.thread: threading.Thread | None = None
         self.error = 0  # csink_run's result, once it returned
 
-    def add(self, fd: int, kind: Kind, last_seq: int = 0) -> int:
-        """Watch ``fd`` (owned from now on, even when this fails) from seq ``last_seq`` on;
-        returns its index for ``conn``."""
-        index = self.lib.csink_add(self.handle, fd, int(kind), last_seq)
+    def add(self, fd: int, kind: Kind, last_seq: int = 0, eager: bool = True) -> int:
+        """Watch ``fd`` (owned from now on, even when this fails) from seq ``last_seq`` on,
+        eagerly (latency samples) or lazily (counted only); returns its index for ``conn``."""
+        index = self.lib.csink_add(self.handle, fd, int(kind), last_seq, int(eager))
         if index < 0:
             os.close(fd)
             raise OSError(-index, f"csink_add: {os.strerror(-index)}")
@@ -262,10 +275,13 @@ class KernelSink(Sink):
     taken, not under its seq's: phases are separated by a drain (or a quiesce), so nothing of
     one phase is still in flight when the next begins."""
 
-    def __init__(self, max_conns: int, ring: int = 1 << 21) -> None:
+    def __init__(self, max_conns: int, ring: int = 1 << 21, latency_sample: int = 1) -> None:
         super().__init__()
         self.csink = CSink(max_conns, ring)
+        self.latency_sample = latency_sample  # every latency_sample-th adopted connection is eager
         self.conns: dict[int, Conn] = {}
+        self.eager = 0
+        self.lazy_rcvbuf_min: int | None = None  # the smallest SO_RCVBUF of a lazy socket, at adoption
         self._seen = Totals()  # what the last sync accounted for
         self._running = False
 
@@ -279,6 +295,9 @@ class KernelSink(Sink):
         phase = self.phases[-1]
         phase.latencies.extend(latencies)
         phase.lags.extend(lags)
+        # First arrivals since the last sync, less those sampled (a sample may be taken a sync
+        # before its count: the difference evens out within the phase, which begins with a sync).
+        phase.unsampled += totals.deliveries - self._seen.deliveries - len(latencies)
         self.delivered += totals.deliveries - self._seen.deliveries
         self.duplicates += totals.duplicates - self._seen.duplicates
         if totals.ended != self._seen.ended:
@@ -291,12 +310,15 @@ class KernelSink(Sink):
     def stats(self) -> dict[str, int]:
         """The loop's counters, for the result."""
         totals = self.csink.totals()
-        return {**{field[0]: getattr(totals, field[0]) for field in Totals._fields_}, "loop_error": self.csink.error}
+        return {**{field[0]: getattr(totals, field[0]) for field in Totals._fields_}, "loop_error": self.csink.error,
+                "latency_sample": self.latency_sample, "latency_connections": self.eager,
+                "connections": len(self.conns), "lazy_ms": LAZY_MS, "lazy_rcvbuf_min_bytes": self.lazy_rcvbuf_min}
 
     async def adopt(self, conn: Conn, track: Track, tries: int = 100) -> KernelTrack:
-        """Hand ``conn``'s reads to the C loop. Its transport stops reading (it stays open, and
-        writes nothing more); the loop reads a duplicate of its socket from the first byte
-        Python did not read. A connection whose parser is mid-frame reads on until it is not
+        """Hand ``conn``'s reads to the C loop, eagerly if it is a ``latency_sample``-th one in
+        adoption order (connect order: the sample spans the fan-out order). Its transport stops
+        reading (it stays open, and writes nothing more); the loop reads a duplicate of its
+        socket from the first byte Python did not read. A connection whose parser is mid-frame reads on until it is not
         (up to ``tries`` × 10 ms), so no byte is lost or read twice."""
         transport = conn.transport
         assert transport is not None
@@ -309,8 +331,13 @@ class KernelSink(Sink):
             await asyncio.sleep(0.01)
         else:
             raise ConnectionError("handover: the connection never came to a frame boundary")
-        fd = os.dup(transport.get_extra_info("socket").fileno())
-        index = self.csink.add(fd, kind, track.expected - 1)
+        sock = transport.get_extra_info("socket")
+        eager = len(self.conns) % self.latency_sample == 0
+        if not eager:
+            rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            self.lazy_rcvbuf_min = min(rcvbuf, self.lazy_rcvbuf_min or rcvbuf)
+        index = self.csink.add(os.dup(sock.fileno()), kind, track.expected - 1, eager)
+        self.eager += eager
         self.conns[index] = conn
         return KernelTrack(self, index, track)
 

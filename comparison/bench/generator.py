@@ -85,6 +85,7 @@ class Spec:
     server_pids: list[int] = field(default_factory=list)
     redis_pid: int | None = None
     sink: str = "c"  # "c": subscribers read by csink's C loop (sse, sio-ws); "python": by their protocols
+    latency_sample: int = 8  # C sink: every latency_sample-th subscriber gives latency, the others only count
 
 
 def log(spec: Spec, message: str) -> None:
@@ -194,7 +195,7 @@ def make_sink(spec: Spec) -> tuple[Sink, str]:
     if spec.client not in C_SINK_CLIENTS:
         return Sink(), f"python ({spec.client} is read in Python)"
     try:
-        return KernelSink(spec.n + 1), "c"
+        return KernelSink(spec.n + 1, latency_sample=spec.latency_sample), "c"
     except CompilerMissing as exc:
         log(spec, f"the Python sink, not the C one: {exc}")
         return Sink(), f"python ({exc})"

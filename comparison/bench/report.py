@@ -268,6 +268,10 @@ def notes_cell(targets: list[float], group: Group) -> str:
         notes.append("generator saturated")
     sinks = dict.fromkeys((run.get("sink") or {}).get("kind", "") for run in group.measured)
     notes += [f"generator sink: {sink}" for sink in sinks if sink.startswith("python (")]
+    sampled = dict.fromkeys(f"latency from {sink['latency_connections']} of {sink['connections']} subscribers"
+                            for sink in (run.get("sink") or {} for run in group.measured)
+                            if sink.get("connections", 0) > sink.get("latency_connections", 0) > 0)
+    notes += sampled
     other = max((p.get("other_cpu_util", 0.0) for p in _phases(group)), default=0.0)
     if other > NOISY:
         notes.append(f"noisy: other load up to {other:.2f} cores")
