@@ -65,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
                         "receive stamps; the Python path if no C compiler) or python (asyncio protocols)")
     p.add_argument("--latency-sample", type=int, default=8,
                    help="C sink: latency from every k-th subscriber in connect order, read as soon as it is "
-                        "readable; the others are read every 20 ms and only counted (deliveries, losses); "
+                        "readable; the others are read every 35 ms and only counted (deliveries, losses); "
                         "1: all (default 8)")
     p.add_argument("--phases", default="open,closed", help="open, closed, both, or none (idle memory only)")
     p.add_argument("--profile", choices=PROFILES, help="; ".join(f"{k}: {v}" for k, v in PROFILES.items()))

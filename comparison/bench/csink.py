@@ -59,7 +59,7 @@ ALL_SEEN: Final = (1 << 64) - 1
 # The lazy set's period: long enough that one read drains many deliveries, short enough that
 # a socket's backlog stays far below its receive buffer (checked: Totals.lazy_max_bytes) and an
 # Engine.IO ping's pong is not late by anything a server would notice.
-LAZY_MS: Final = 20
+LAZY_MS: Final = 35
 
 
 class CompilerMissing(RuntimeError):
