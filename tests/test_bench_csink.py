@@ -21,6 +21,34 @@ from .test_bench_wire import server_frame
 END_EOF, END_WS_CLOSE, END_PROTOCOL = 1, 2, 4
 
 
+SO_TIMESTAMPNS = 35  # Linux; Python's socket module lacks the constant
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_stamps_on() -> Iterator[None]:
+    """Linux turns receive stamping on for the whole stack when a first socket asks for it, but
+    asynchronously (a deferred static key): segments that arrive just after are not stamped.
+    A socket kept asking for the module's length, read until a stamped segment comes, means
+    every test finds stamping on already."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        receiver = socket.create_connection(listener.getsockname())
+        sender, _ = listener.accept()
+    receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    receiver.settimeout(5)
+    try:
+        for _ in range(500):  # bounded: it comes within milliseconds
+            sender.sendall(b"x")
+            _, ancillary, _, _ = receiver.recvmsg(16, socket.CMSG_SPACE(16))
+            if ancillary:
+                break
+        else:
+            pytest.fail("the kernel never stamped a received segment")
+        yield
+    finally:
+        sender.close()
+        receiver.close()
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     """A connected loopback TCP pair: (the server's end, the subscriber's end)."""
