@@ -81,10 +81,32 @@ def test_groups_gather_the_interleaved_repetitions(three_runs: dict[str, Any]) -
 def test_results_table_gives_medians_and_ranges(three_runs: dict[str, Any]) -> None:
     rows = report.results_table(three_runs).splitlines()
     assert rows[0] == ("| N | server | runs | p50 / p99 ms @ 5k/s | p50 / p99 ms @ 20k/s | CPU ms / 1k deliveries "
-                       "| RSS / idle conn | lost | dup | gen CPU max | notes |")
+                       "| gen CPU ms / 1k | gen read lag p99 ms | RSS / idle conn | lost | dup | gen CPU max | notes |")
     assert rows[2] == ("| 1000 | gateway-sse | 3 | 10.7 / 20.2 (10.4–11.8 / 19.4–21.1) "
-                       "| 9.7 / 19.2 (9.4–10.8 / 18.4–20.1) | 15.0 @ 20k/s | 14.0 KB | 0 | 0 | 70% |  |")
+                       "| 9.7 / 19.2 (9.4–10.8 / 18.4–20.1) | 15.0 @ 20k/s | – | – | 14.0 KB | 0 | 0 | 70% |  |")
     assert "| 7.3 / 18.5 (7.2–7.7 / 17.8–24.8) |" in rows[3]
+
+
+def test_generator_cost_is_read_in_the_phase_of_the_server_s_figure() -> None:
+    def run(repetition: int, gen_cpu: float, lag_p99: float, *, saturated: bool = False) -> dict[str, Any]:
+        phases = [open_phase(5_000, 5.0, 9.0), open_phase(20_000, 9.0, 19.0, saturated=saturated)]
+        for phase, cost in zip(phases, (gen_cpu, gen_cpu / 2), strict=True):  # 20k/s's differs: shows which phase is read
+            phase.update(generator_cpu_ms_per_1k=cost, read_lag_ms={"p50": 0.01, "p99": lag_p99})
+        return a_run("raw-sse", repetition, phases) | {"sink": {"kind": "c", "latency_connections": 125,
+                                                                 "connections": 1000}}
+
+    doc = a_doc([run(0, 6.0, 0.08), run(1, 7.0, 0.10), run(2, 9.0, 0.30)], [16], repeat=3)
+    cells = report.results_table(doc).splitlines()[2].split(" | ")
+    assert cells[6:8] == ["3.5 (3.0–4.5) @ 20k/s", "0.10 (0.08–0.30)"]
+    assert cells[-1] == "latency from 125 of 1000 subscribers |"
+    # 20k/s saturated in one run: that run's figures come from 5k/s, as the server's CPU does
+    doc = a_doc([run(0, 6.0, 0.08), run(1, 7.0, 0.10, saturated=True)], [16], repeat=2)
+    cells = report.results_table(doc).splitlines()[2].split(" | ")
+    assert cells[5:8] == ["15.0 @ 20k/s, 5k/s", "5.0 (3.0–7.0) @ 20k/s, 5k/s", "0.09 (0.08–0.10)"]
+    python_sink = run(0, 6.0, 0.08) | {"sink": {"kind": "python (--sink python)"}}  # reads every subscriber
+    python_sink["phases"][1].pop("read_lag_ms")
+    row = report.results_table(a_doc([python_sink], [16], repeat=1)).splitlines()[2]
+    assert "| 3.0 @ 20k/s | – |" in row and row.endswith("| generator sink: python (--sink python) |")
 
 
 def test_saturation_counts_the_runs_it_hit() -> None:

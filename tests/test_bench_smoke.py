@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,11 @@ def test_quick_benchmark_delivers_everything(tmp_path: Path) -> None:
     assert sorted(runs) == sorted(servers)
     for name, run in runs.items():
         assert run["status"] == "ok", (name, run.get("error"), run.get("server_stderr"))
+        # Every server here is read by the C sink (sse, sio-ws), which needs a C compiler.
+        c_sink = shutil.which(os.environ.get("CC", "cc")) is not None
+        assert run["sink"]["kind"] == ("c" if c_sink else run["sink"]["kind"]), (name, run["sink"])
+        if c_sink:
+            assert run["sink"]["dropped"] == 0 and run["sink"]["loop_error"] == 0, (name, run["sink"])
         assert run["connect"]["subscribers"] == 20, name
         loss = run["loss"]
         assert loss["deliveries"] > 0, name
@@ -54,5 +60,7 @@ def test_quick_benchmark_delivers_everything(tmp_path: Path) -> None:
         assert kinds == ["open", "open", "closed"], (name, kinds)
         for phase in run["phases"]:
             assert phase["deliveries"] > 0 and phase["latency_ms"]["min"] > 0, (name, phase)
+            assert phase["generator_cpu_ms_per_1k"] > 0, (name, phase)
+            assert bool(phase["read_lag_ms"]) == c_sink, (name, phase)
         assert run["phases"][-1]["max_deliveries_per_s"] > 0, name
     assert "| gateway-sse |" in done.stdout

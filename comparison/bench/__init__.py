@@ -9,5 +9,6 @@ POST path and its Socket.IO WebSocket and polling paths, a plain python-socketio
     client_sse.py / client_socketio.py  the generator's clients over raw asyncio sockets
     connection.py base protocol, keep-alive pool    publisher.py  seq numbering and acks
     wire.py       sans-I/O codecs                   sink.py       latency samples, loss accounting
+    csink.c / csink.py  the subscribers' receive path in C (epoll, kernel receive stamps)
     machine.py    what it ran on                    report.py     markdown and issue 7's targets
 """

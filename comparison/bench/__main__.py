@@ -60,6 +60,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-noisy", type=int, default=None,
                    help="run again, up to this many times, a run that other load on the machine disturbed, "
                         "keeping the quietest (default 0)")
+    p.add_argument("--sink", choices=("c", "python"), default="c",
+                   help="how the generator reads sse and sio-ws subscribers: c (an epoll loop in C, kernel "
+                        "receive stamps; the Python path if no C compiler) or python (asyncio protocols)")
+    p.add_argument("--latency-sample", type=int, default=8,
+                   help="C sink: latency from every k-th subscriber in connect order, read as soon as it is "
+                        "readable; the others are read every 35 ms and only counted (deliveries, losses); "
+                        "1: all (default 8)")
     p.add_argument("--phases", default="open,closed", help="open, closed, both, or none (idle memory only)")
     p.add_argument("--profile", choices=PROFILES, help="; ".join(f"{k}: {v}" for k, v in PROFILES.items()))
     p.add_argument("--quick", action="store_true", help="CI smoke: N=50, about 2 s per phase")
@@ -74,8 +81,8 @@ def config_from(args: argparse.Namespace) -> Config:
         raise SystemExit(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
     if args.baseline not in SERVERS:
         raise SystemExit(f"unknown --baseline {args.baseline}; choose from {', '.join(SERVERS)}")
-    if args.repeat < 1 or any(w < 1 for w in args.windows or []):
-        raise SystemExit("--repeat and every --windows value must be at least 1")
+    if args.repeat < 1 or args.latency_sample < 1 or any(w < 1 for w in args.windows or []):
+        raise SystemExit("--repeat, --latency-sample and every --windows value must be at least 1")
     quick = args.quick
     phases = {p.strip() for p in args.phases.split(",")}
     return Config(
@@ -99,6 +106,8 @@ def config_from(args: argparse.Namespace) -> Config:
         retry_noisy=args.retry_noisy or 0,
         open_loop="open" in phases,
         closed_loop="closed" in phases,
+        sink=args.sink,
+        latency_sample=args.latency_sample,
     )
 
 

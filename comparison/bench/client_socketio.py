@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 from .connection import Conn, connect
+from .csink import Kind
 from .publisher import Publisher
 from .sink import Track
 from .wire import (
@@ -88,6 +89,9 @@ class SioWs(Conn):
                 self.write(ws_frame(frame, PONG))
             elif opcode == CLOSE:
                 self.fail(f"WebSocket closed by the server ({frame[:2].hex() or 'no code'})")
+
+    def handover(self) -> Kind | None:
+        return Kind.WS if self.live and self.reader.at_boundary else None
 
     def _upgrade(self, data: bytes) -> bytes:
         taken = self.take_head(data, 101, "WebSocket upgrade")

@@ -19,6 +19,7 @@ import time
 import orjson
 
 from .connection import Conn, HttpPool, connect
+from .csink import Kind
 from .publisher import Publisher
 from .sink import Track
 from .wire import SAMPLE, ChunkedDecoder, Response, http_request, payload, post_with, session_key_header
@@ -66,6 +67,13 @@ class SseStream(Conn):
             found = SAMPLE.findall(buf, 0, end)
             if found:
                 self.track.add(found, time.monotonic_ns())
+
+    def handover(self) -> Kind | None:
+        if self.sid is None or self.tail:
+            return None
+        if self.identity:
+            return Kind.RAW
+        return Kind.SSE_CHUNKED if self.decode is not None and self.decode.at_boundary else None
 
     def _head(self, data: bytes) -> bytes:
         taken = self.take_head(data, 200, "GET /sse/connect")

@@ -12,9 +12,12 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .wire import ProtocolError, Response, ResponseHead, ResponseReader, http_request, parse_head, post_template
+
+if TYPE_CHECKING:
+    from .csink import Kind
 
 
 class Conn(asyncio.Protocol):
@@ -53,6 +56,12 @@ class Conn(asyncio.Protocol):
             return None
         rest, self.head = self.head[used:], b""
         return head, rest
+
+    def handover(self) -> Kind | None:
+        """How the C receive loop must parse this connection's bytes from here on, or None while
+        a frame is half-read (``csink.KernelSink.adopt`` then lets it read on). Subscribers'
+        streams say; every other connection is read in Python only."""
+        raise NotImplementedError(f"{type(self).__name__} is read in Python only")
 
     def fail(self, reason: str) -> None:
         """End the connection because the peer broke the protocol."""

@@ -42,11 +42,13 @@ import psutil
 from .client_socketio import SioPublisher, open_polling, open_ws
 from .client_sse import SsePublisher, open_session
 from .connection import Conn, HttpPool
+from .csink import CompilerMissing, KernelSink
 from .publisher import Publisher
 from .sink import Phase, Sink, Track, percentiles
 from .wire import ProtocolError
 
 CLIENTS = ("sse", "sio-ws", "sio-polling")
+C_SINK_CLIENTS = ("sse", "sio-ws")  # their subscribers can be read by the C loop (csink)
 GENERATOR_SATURATED = 0.85  # of one core: above this, the figures may be the generator's
 NOISY = 0.15  # cores busy with something else than the server and the generator: figures suspect
 
@@ -82,6 +84,8 @@ class Spec:
     sub_ports: list[int] = field(default_factory=list)
     server_pids: list[int] = field(default_factory=list)
     redis_pid: int | None = None
+    sink: str = "c"  # "c": subscribers read by csink's C loop (sse, sio-ws); "python": by their protocols
+    latency_sample: int = 8  # C sink: every latency_sample-th subscriber gives latency, the others only count
 
 
 def log(spec: Spec, message: str) -> None:
@@ -140,6 +144,7 @@ class Meter:
     def __init__(self, server: Nodes, me: psutil.Process, sink: Sink, phase: Phase | None = None,
                  broker: psutil.Process | None = None) -> None:
         self.server, self.me, self.sink, self.phase, self.broker = server, me, sink, phase, broker
+        sink.sync()
         self.cpus = tuple(sorted({*server.cpu_affinity(), *me.cpu_affinity()}))
         self.broker_cpu = self._broker_seconds()
         self.server_cpu = cpu_seconds(server)
@@ -155,6 +160,7 @@ class Meter:
             return 0.0
 
     def read(self) -> dict[str, float | None]:
+        self.sink.sync()
         wall = time.monotonic() - self.wall
         deliveries = (self.phase.deliveries if self.phase is not None else self.sink.delivered) - self.deliveries
         server_cpu = cpu_seconds(self.server) - self.server_cpu
@@ -172,6 +178,8 @@ class Meter:
             "server_cpu_util": server_cpu / wall if wall > 0 else 0.0,
             "server_cpu_ms_per_1k": server_cpu * 1e6 / deliveries if deliveries else None,
             "generator_cpu_util": my_cpu / wall if wall > 0 else 0.0,
+            # The whole process, the C receive thread included.
+            "generator_cpu_ms_per_1k": my_cpu * 1e6 / deliveries if deliveries else None,
             "redis_cpu_util": broker_cpu / wall if wall > 0 and self.broker is not None else None,
             "redis_cpu_ms_per_1k": broker_cpu * 1e6 / deliveries if deliveries and self.broker is not None else None,
             "other_cpu_util": other / wall if wall > 0 else 0.0,
@@ -180,10 +188,23 @@ class Meter:
         }
 
 
+def make_sink(spec: Spec) -> tuple[Sink, str]:
+    """The C sink when asked for and possible, else the Python one; and which, and why."""
+    if spec.sink != "c":
+        return Sink(), "python"
+    if spec.client not in C_SINK_CLIENTS:
+        return Sink(), f"python ({spec.client} is read in Python)"
+    try:
+        return KernelSink(spec.n + 1, latency_sample=spec.latency_sample), "c"
+    except CompilerMissing as exc:
+        log(spec, f"the Python sink, not the C one: {exc}")
+        return Sink(), f"python ({exc})"
+
+
 class Run:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self.sink = Sink()
+        self.sink, sink_kind = make_sink(spec)
         self.server = Nodes(spec.server_pids or [spec.server_pid])
         self.broker = psutil.Process(spec.redis_pid) if spec.redis_pid else None
         self.me = psutil.Process()
@@ -193,7 +214,9 @@ class Run:
             if spec.client == "sse"
             else SioPublisher(spec.host, spec.port, spec.namespace, spec.room)
         )
-        self.result: dict[str, Any] = {"spec": asdict(spec), "status": "running", "phases": []}
+        self.publisher.realtime = isinstance(self.sink, KernelSink)
+        self.result: dict[str, Any] = {"spec": asdict(spec), "status": "running", "phases": [],
+                                       "sink": {"kind": sink_kind}}
 
     def receivers(self) -> int:
         return sum(1 for conn, _ in self.subscribers if conn.ended is None)
@@ -262,6 +285,12 @@ class Run:
         try:
             async with asyncio.timeout(self.spec.connect_timeout):
                 conn = await opener(track)
+                if isinstance(self.sink, KernelSink):
+                    try:
+                        track = await self.sink.adopt(conn, track)
+                    except BaseException:
+                        conn.close()
+                        raise
         except (OSError, ConnectionError, TimeoutError, ProtocolError) as exc:
             errors[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
             return
@@ -463,8 +492,18 @@ class Run:
 
     # -- all of it -----------------------------------------------------------------------
 
+    def _with_generator_cost(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A phase's result with the generator's own cost beside the server's: its CPU per 1,000
+        deliveries over the same span, and its read lag (C sink: read time - kernel stamp)."""
+        span = result.get("steady") or result["total"]
+        result["generator_cpu_ms_per_1k"] = span["generator_cpu_ms_per_1k"]
+        result["read_lag_ms"] = percentiles(self.sink.phases[-1].lags)
+        return result
+
     async def run(self, open_loop: bool, closed_loop: bool) -> dict[str, Any]:
         spec = self.spec
+        kernel = self.sink if isinstance(self.sink, KernelSink) else None
+        pump = asyncio.create_task(kernel.pump()) if kernel is not None else None
         try:
             await self.connect()
             if open_loop:
@@ -473,12 +512,12 @@ class Run:
                     if skip:
                         self.result["phases"].append({"kind": "open", "rate": rate, "skipped": "a lower rate saturated"})
                         continue
-                    phase = await self.open_loop(rate)
+                    phase = self._with_generator_cost(await self.open_loop(rate))
                     self.result["phases"].append(phase)
                     skip = phase["saturated"]
             if closed_loop:
                 for window in spec.windows:
-                    self.result["phases"].append(await self.closed_loop(window))
+                    self.result["phases"].append(self._with_generator_cost(await self.closed_loop(window)))
             self.result["status"] = "ok"
         except Exception as exc:  # reported in the result, with whatever was measured
             self.result["status"] = "error"
@@ -486,11 +525,18 @@ class Run:
             self.result["traceback"] = traceback.format_exc(limit=-4)
             log(spec, f"error: {self.result['error']}")
         finally:
+            if kernel is not None:
+                kernel.stop()
+                self.result["sink"].update(kernel.stats())
+            if pump is not None:
+                await pump
             self.result["loss"] = self.losses()
             self.result["rss_end_bytes"] = self.server.memory_info().rss if self.server.is_running() else None
             for conn, _ in self.subscribers:
                 conn.close()
             self.publisher.close()
+            if kernel is not None:
+                kernel.close()
         return self.result
 
 

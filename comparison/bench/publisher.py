@@ -7,6 +7,7 @@ implements ``publish`` without blocking and calls ``settle`` when the server ans
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 class Publisher:
@@ -18,10 +19,16 @@ class Publisher:
         self.acked: list[int] = []  # seqs the server acknowledged, in ack order
         self.failed: dict[int, str] = {}  # seq -> why (error ack, HTTP status, lost connection)
         self.progress = asyncio.Event()  # set at every answer, for a closed loop waiting on its window
+        # Payloads carry CLOCK_REALTIME (the clock of the kernel's receive stamps, which the C
+        # sink measures against) instead of the monotonic clock the Python sink reads.
+        self.realtime = False
 
     def publish(self, t_ns: int) -> bool:
-        """Send the next payload stamped ``t_ns``; False when the publisher cannot take more."""
+        """Send the next payload stamped ``t_ns`` (``time.monotonic_ns()``, converted to the
+        realtime clock if ``realtime``); False when the publisher cannot take more."""
         seq = self.next_seq
+        if self.realtime:
+            t_ns += time.time_ns() - time.monotonic_ns()
         if not self._send(seq, t_ns):
             return False
         self.next_seq = seq + 1

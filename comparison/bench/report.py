@@ -180,18 +180,24 @@ def latency_cell(target: float, group: Group) -> str:
     return cell + (" ⚠gen" if s.generator_saturated else "")
 
 
-def headline_cpu(run: Run, targets: list[float], key: str = "server_cpu_ms_per_1k") -> tuple[float | None, str]:
-    """CPU ms per 1,000 deliveries: at 20k deliveries/s if that phase kept up, else the
-    highest unsaturated open-loop rate, else the closed loop (its largest window)."""
+def headline_phase(run: Run, targets: list[float], key: str = "server_cpu_ms_per_1k") -> tuple[dict[str, Any] | None, str]:
+    """The phase whose ``key`` the table shows: 20k deliveries/s if that phase kept up, else the
+    highest unsaturated open-loop rate, else the closed loop (its largest window); and its label."""
     preferred = [t for t in targets if t == 20_000] + sorted(targets, reverse=True)
     for target in preferred:
         phase = _phase(run, target)
         if phase and not phase.get("skipped") and not phase.get("saturated") and phase.get(key):
-            return phase[key], f"{target / 1000:g}k/s"
+            return phase, f"{target / 1000:g}k/s"
     closed = _closed(run)
     if closed and closed.get(key):
-        return closed[key], "sat."
+        return closed, "sat."
     return None, ""
+
+
+def headline_cpu(run: Run, targets: list[float], key: str = "server_cpu_ms_per_1k") -> tuple[float | None, str]:
+    """CPU ms per 1,000 deliveries, of the phase ``headline_phase`` picks."""
+    phase, where = headline_phase(run, targets, key)
+    return (phase[key] if phase else None), where
 
 
 def cpu_cell(targets: list[float], group: Group, key: str = "server_cpu_ms_per_1k") -> str:
@@ -202,6 +208,18 @@ def cpu_cell(targets: list[float], group: Group, key: str = "server_cpu_ms_per_1
         return "–"
     where = ", ".join(dict.fromkeys(w for v, w in read if v is not None))
     return f"{value.format('.1f')} @ {where}"
+
+
+def read_lag_p99(targets: list[float], run: Run) -> float | None:
+    """How long after the kernel received a delivery the generator read it (p99, C sink only), in
+    the phase of the server's CPU figure."""
+    phase, _ = headline_phase(run, targets)
+    value: float | None = ((phase or {}).get("read_lag_ms") or {}).get("p99")
+    return value
+
+
+def read_lag_cell(targets: list[float], group: Group) -> str:
+    return _stat(group.stat(partial(read_lag_p99, targets)), ".2f")
 
 
 def _loss_sum(key: str, group: Group) -> str:
@@ -248,6 +266,12 @@ def notes_cell(targets: list[float], group: Group) -> str:
         notes.append(f"{refused} publishes refused")
     if _generator_max(group) > GENERATOR_SATURATED:
         notes.append("generator saturated")
+    sinks = dict.fromkeys((run.get("sink") or {}).get("kind", "") for run in group.measured)
+    notes += [f"generator sink: {sink}" for sink in sinks if sink.startswith("python (")]
+    sampled = dict.fromkeys(f"latency from {sink['latency_connections']} of {sink['connections']} subscribers"
+                            for sink in (run.get("sink") or {} for run in group.measured)
+                            if sink.get("connections", 0) > sink.get("latency_connections", 0) > 0)
+    notes += sampled
     other = max((p.get("other_cpu_util", 0.0) for p in _phases(group)), default=0.0)
     if other > NOISY:
         notes.append(f"noisy: other load up to {other:.2f} cores")
@@ -274,6 +298,8 @@ def result_columns(doc: dict[str, Any]) -> list[Column]:
     columns += [(f"p50 / p99 ms @ {t / 1000:g}k/s", partial(latency_cell, t)) for t in targets]
     columns += [
         ("CPU ms / 1k deliveries", partial(cpu_cell, targets)),
+        ("gen CPU ms / 1k", partial(cpu_cell, targets, key="generator_cpu_ms_per_1k")),
+        ("gen read lag p99 ms", partial(read_lag_cell, targets)),
         ("RSS / idle conn", rss_cell),
         ("lost", partial(_loss_sum, "lost")),
         ("dup", partial(_loss_sum, "duplicates")),
@@ -452,11 +478,14 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"Command: `{doc['command']}`",
         "",
-        medians + "Latency is from the payload's scheduled send time to its read by the subscriber (open loop, "
-        "fixed schedule); `sat.` = the server could not keep up (no drain within "
-        f"{config['drain_timeout']:g} s or p99 over {config['saturated_p99_ms']:g} ms), higher rates skipped; "
+        medians + "Latency is from the payload's scheduled send time to the kernel's receive stamp of the read "
+        "that carried it (C sink), or to its read in Python (Python sink), open loop, fixed schedule; `sat.` = "
+        f"the server could not keep up (no drain within {config['drain_timeout']:g} s or p99 over "
+        f"{config['saturated_p99_ms']:g} ms), higher rates skipped; "
         f"{'`sat. k/K`: in k of K runs. ' if repeat > 1 else ''}CPU per 1,000 deliveries: server user+system, "
-        "at the rate after @ (or the closed loop's largest window if every rate saturated). "
+        "at the rate after @ (or the closed loop's largest window if every rate saturated); gen CPU: the "
+        "generator's own (whole process), in the same phase; gen read lag: how long after the kernel received "
+        "a delivery the generator read it (p99, same phase; C sink only). "
         "⚠gen: the generator used over 85% of its core in that phase; noisy: other processes used the two "
         "cores (figures suspect).",
         "",

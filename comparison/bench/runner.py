@@ -67,6 +67,8 @@ class Config:
     retry_noisy: int = 0  # runs the machine disturbed are run again this many times; the quietest is kept
     quiet_wait: float = 20.0  # seconds to wait, before each run, for other load to go away
     quiet_cores: float = 0.15  # "quiet": the rest of the machine uses less than this many cores
+    sink: str = "c"  # the generator's receive path for sse and sio-ws subscribers: "c" (csink) or "python"
+    latency_sample: int = 8  # C sink: latency from every latency_sample-th subscriber (1: all)
 
 
 def generator_spec(config: Config, client: str, port: int, pid: int, n: int, label: str,
@@ -80,7 +82,8 @@ def generator_spec(config: Config, client: str, port: int, pid: int, n: int, lab
         saturation_seconds=config.saturation_seconds, windows=config.windows,
         max_outstanding=config.max_outstanding, connect_concurrency=config.connect_concurrency,
         drain_timeout=config.drain_timeout, saturated_p99_ms=config.saturated_p99_ms,
-        settle_seconds=config.settle_seconds, label=label,
+        settle_seconds=config.settle_seconds, label=label, sink=config.sink,
+        latency_sample=config.latency_sample,
     )
 
 

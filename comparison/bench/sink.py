@@ -27,17 +27,20 @@ MAX_GAP: Final = 1_000_000  # a seq jump larger than this is a protocol bug, not
 class Phase:
     """The deliveries of one measurement phase: ``seq`` in ``[first_seq, ...)``.
 
-    One sample per delivery, 8 bytes each: a phase is bounded in time, so in size
-    (ten seconds at 200,000 deliveries/s is 16 MB).
+    One sample per delivery, 8 bytes each (16 with the C sink's read lags): a phase is
+    bounded in time, so in size (ten seconds at 200,000 deliveries/s is 16 MB). The C sink
+    samples latency on some connections only; the others' deliveries are only counted.
     """
 
     name: str
     first_seq: int
     latencies: array = field(default_factory=lambda: array("q"))  # ns
+    lags: array = field(default_factory=lambda: array("q"))  # ns, read time - kernel stamp (C sink only)
+    unsampled: int = 0  # deliveries without a latency sample (the C sink's lazily read connections)
 
     @property
     def deliveries(self) -> int:
-        return len(self.latencies)
+        return len(self.latencies) + self.unsampled
 
 
 class Sink:
@@ -63,6 +66,10 @@ class Sink:
 
     def phase_of(self, seq: int) -> Phase:
         return self.phases[bisect.bisect_right(self._firsts, seq) - 1]
+
+    def sync(self) -> None:
+        """Bring the counters up to date: nothing to do here, the tracks write them directly
+        (``csink.KernelSink`` collects them from its C loop)."""
 
 
 class Track:

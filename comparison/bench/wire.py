@@ -114,6 +114,11 @@ class ChunkedDecoder:
         self.done = False
         self.rest = b""
 
+    @property
+    def at_boundary(self) -> bool:
+        """Between two chunks of an unfinished body: nothing half-read."""
+        return not (self._head or self._left or self._crlf or self._ending or self.done)
+
     def feed(self, data: bytes) -> bytes:
         if not (self._head or self._left or self._crlf):
             # Fast path: exactly one whole chunk.
@@ -265,6 +270,11 @@ class WsReader:
         # Text frames longer than this are not returned (a live subscriber's deliveries);
         # everything is returned by default (handshakes, the publisher's acks).
         self.short = short
+
+    @property
+    def at_boundary(self) -> bool:
+        """Between two messages: no frame or fragmented message half-read."""
+        return not self.buf and self._frag is None
 
     def feed(self, data: bytes) -> tuple[bytes, int, list[tuple[int, bytes]]]:
         """Returns ``(buf, end, frames)``; the caller scans ``buf[:end]``."""
