@@ -377,11 +377,16 @@ class Gateway:
                 room: await self.broker.replay(session.namespace, room, after)
                 for room, after in start.items()
             }
+            if session.taking_over is not channel:
+                # A newer resume of the session began meanwhile (this one's client gave up
+                # waiting, say): the newest wins. The events held since are its own.
+                raise SessionClosed(f"session {sid!r} is being resumed on a newer connection", sid=sid)
             gaps = tuple((room, start[room]) for room, replay in replays.items() if not replay.complete)
             if exact and gaps:
                 raise _Unfillable(gaps)
         except (GatewayError, _Unfillable):
-            self._go_live(session)  # live again on its previous connection, if that is still there
+            if session.taking_over is channel:
+                self._go_live(session)  # live again on its previous connection, if that is still there
             raise
         finally:
             if session.taking_over is channel:
@@ -407,6 +412,10 @@ class Gateway:
         except BaseException:
             self.detach(session, channel, "broker unavailable")  # recoverable, as before the attempt
             raise
+        if session.channel is not channel:
+            # A newer resume took the session over while the record was saved (this connection
+            # was told ``replaced``): the transport must not activate the newer one's.
+            raise SessionClosed(f"session {sid!r} was resumed on a newer connection", sid=sid)
         self.metrics.connects.labels(channel.transport, "yes").inc()
         return session
 
@@ -415,6 +424,12 @@ class Gateway:
         channel = session.channel
         resume = self._resumes.pop(session.sid, None)
         if channel is None or resume is None:
+            return
+        if session.taking_over is not None:
+            # A newer resume of the session began since this one's: it wins, and the events
+            # held meanwhile are its own, so this connection must not go live.
+            self.detach(session, channel, "replaced")
+            _send_away(channel, "replaced", reconnect=False)
             return
         self._start_expiry(session, channel)
         _send(channel, self.handshake(session))
