@@ -39,7 +39,6 @@ import resource
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -55,15 +54,13 @@ from .client_sse import SseStream, open_session
 from .connection import Conn, HttpPool
 from .generator import Meter, Run, Spec, log, raise_fd_limit
 from .machine import describe, machine_info
-from .runner import Config, wait_quiet
+from .runner import Config, run_generator, wait_quiet
 from .servers import (
-    CHILDREN,
     HOST,
     ROOT,
     SERVERS,
     ServerProcess,
     ServerStartError,
-    die_with_parent,
     kill_all,
     node_available,
 )
@@ -494,25 +491,7 @@ def run_one(options: Options, name: str, n: int) -> dict[str, Any]:
 
 
 def _generate(options: Options, request: dict[str, Any], pythonpath: str, budget: float) -> dict[str, Any]:
-    generator = subprocess.Popen(
-        ["taskset", "-c", str(options.generator_cpu), sys.executable, "-m", "comparison.bench.c100k"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=die_with_parent,
-    )
-    CHILDREN[generator.pid] = generator
-    try:
-        out, _ = generator.communicate(json.dumps(request).encode(), timeout=budget)
-    except subprocess.TimeoutExpired:
-        out = b""
-    finally:  # also on Ctrl-C or SIGTERM: the generator never outlives its run
-        if generator.poll() is None:
-            generator.kill()
-            generator.wait(5)
-        CHILDREN.pop(generator.pid, None)
-    lines = out.decode(errors="replace").strip().splitlines()
-    if generator.returncode == 0 and lines:
-        return json.loads(lines[-1])  # type: ignore[no-any-return]
-    return {"status": "error", "error": f"generator exited with {generator.returncode} (killed after {budget:.0f} s?)"}
+    return run_generator("comparison.bench.c100k", options.generator_cpu, request, pythonpath, budget)
 
 
 # -- the report --------------------------------------------------------------------------

@@ -71,6 +71,30 @@ class Config:
     latency_sample: int = 8  # C sink: latency from every latency_sample-th subscriber (1: all)
 
 
+def run_generator(module: str, cpu: int, request: dict[str, Any], pythonpath: str, budget: float) -> dict[str, Any]:
+    """Run ``python -m module`` pinned to ``cpu`` with ``request`` as JSON on stdin, at most
+    ``budget`` seconds; its last stdout line is the result (an error result if it has none)."""
+    generator = subprocess.Popen(
+        ["taskset", "-c", str(cpu), sys.executable, "-m", module],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=die_with_parent,
+    )
+    CHILDREN[generator.pid] = generator
+    try:
+        out, _ = generator.communicate(json.dumps(request).encode(), timeout=budget)
+    except subprocess.TimeoutExpired:
+        out = b""
+    finally:  # also on Ctrl-C or SIGTERM: the generator never outlives its run
+        if generator.poll() is None:
+            generator.kill()
+            generator.wait(5)
+        CHILDREN.pop(generator.pid, None)
+    lines = out.decode(errors="replace").strip().splitlines()
+    if generator.returncode == 0 and lines:
+        return json.loads(lines[-1])  # type: ignore[no-any-return]
+    return {"status": "error", "error": f"generator exited with {generator.returncode} (killed after {budget:.0f} s?)"}
+
+
 def generator_spec(config: Config, client: str, port: int, pid: int, n: int, label: str,
                    sub_ports: list[int] | None = None, server_pids: list[int] | None = None,
                    redis_pid: int | None = None) -> Spec:
@@ -140,27 +164,10 @@ def run_one(config: Config, name: str, n: int, repetition: int = 0) -> dict[str,
                 redis_pid=redis_server_pid() if kind.broker == "redis" else None,
             )
             request = {**asdict(spec), "open_loop": config.open_loop, "closed_loop": config.closed_loop}
-            generator = subprocess.Popen(
-                ["taskset", "-c", str(config.generator_cpu), sys.executable, "-m", "comparison.bench.generator"],
-                cwd=ROOT, env={**os.environ, "PYTHONPATH": server.env["PYTHONPATH"]},
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=die_with_parent,
-            )
-            CHILDREN[generator.pid] = generator
-            try:
-                out, _ = generator.communicate(json.dumps(request).encode(), timeout=budget(spec, config))
-            except subprocess.TimeoutExpired:
-                out = b""
-            finally:  # also on Ctrl-C or SIGTERM: the generator never outlives its run
-                if generator.poll() is None:
-                    generator.kill()
-                    generator.wait(5)
-                CHILDREN.pop(generator.pid, None)
-            lines = out.decode(errors="replace").strip().splitlines()
-            if generator.returncode == 0 and lines:
-                result = json.loads(lines[-1])
-            else:
-                result = {"status": "error", "spec": asdict(spec),
-                          "error": f"generator exited with {generator.returncode} (killed after its time budget?)"}
+            result = run_generator("comparison.bench.generator", config.generator_cpu, request,
+                                   server.env["PYTHONPATH"], budget(spec, config))
+            if result.get("status") == "error" and "spec" not in result:
+                result["spec"] = asdict(spec)
             if result.get("status") != "ok":
                 result["server_stderr"] = "\n".join(s.errors() for s in nodes)
             result["server"] = {"name": name, "family": kind.family, "client": kind.client,
