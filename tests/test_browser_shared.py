@@ -69,8 +69,16 @@ async def contexts(browser: Browser) -> AsyncIterator[Any]:
 
     yield make
     for ctx in made:
+        # Each tab ends its session first: a tab closed with its own Engine.IO long-poll (the
+        # fallback) leaves that poll parked on the gateway until its ping interval, and the
+        # gateway's shutdown would cancel it ("timeout graceful shutdown exceeded").
+        await asyncio.gather(*(p.evaluate(CLOSE_CLIENT) for p in ctx.pages), return_exceptions=True)
         await ctx.close()
     assert not errors, errors
+
+
+# What a tab does as it goes: ends its session (rtgateway.js close(): a DELETE, or Engine.IO's close).
+CLOSE_CLIENT = "() => window.tab?.client?.close()"
 
 
 async def open_tabs(context: BrowserContext, url: str, count: int) -> list[Page]:

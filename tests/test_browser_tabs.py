@@ -15,6 +15,7 @@ joins one room, publishes, and records what it receives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import subprocess
 import time
@@ -28,9 +29,11 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
-from .servers import ThreadedGateway, free_port, timeout
+from comparison.proxy import ProxyProcess
+
+from .servers import ThreadedGateway, free_port, timeout, wait_state
 from .test_browser import CHROMIUM, SOCKETIO_BUILD, WAIT
-from .test_browser_shared import expect_streams, leader, streams
+from .test_browser_shared import expect_streams, leader, shared_polls, streams
 
 ROOT = Path(__file__).resolve().parents[1]
 TAB_SCRIPT = ROOT / "tests" / "js" / "tab.js"
@@ -252,19 +255,22 @@ def table() -> Iterator[list[str]]:
 
 
 async def every_tab_publishes_then_one_closes(
-    pages: list[Page], transport: str, http: str, gw: ThreadedGateway, table: list[str]
+    pages: list[Page], transport: str, http: str, gw: ThreadedGateway, table: list[str], *, label: str = ""
 ) -> None:
     """The issue's scenario on ``pages`` (one browser context): every tab joins within 2 s from its
     connect(), every tab publishes once and each publish is acked, each tab receives the others'
     messages exactly once. Then the tab holding the shared connection closes (leader mode: a
     SharedWorker would outlive any tab) and at once every remaining tab publishes again, while
-    the others take over: each gets every message of both rounds exactly once."""
-    room = f"tabs-{len(pages)}-{transport}"  # 10 tabs over HTTP/1.1, 20 over HTTP/2
+    the others take over: each gets every message of both rounds exactly once. `sse` tabs, and
+    `auto` tabs that stay on SSE (``label``: behind a proxy that blocks WebSocket), share one
+    carrier before and after; `socketio-polling` tabs one long-poll before and after."""
+    room = f"tabs-{len(pages)}-{transport}{label}"  # 10 tabs over HTTP/1.1, 20 over HTTP/2
+    on_sse = transport == "sse" or label == "-ws-blocked"
     names = [f"tab{i}" for i in range(len(pages))]
     first = await run_tabs(pages, transport, room, {"share": "leader"})
     then = await carriers_of(pages)
     # sse: its tabs' sessions on one carrier (a closed context's may take a moment to go).
-    carriers = await expect_streams(gw, carriers=1, own=0) if transport == "sse" else streams(gw)[0]
+    carriers = await expect_streams(gw, carriers=1, own=0) if on_sse else streams(gw)[0]
     held, rest = await leader(pages)
     closed = f"{names[pages.index(held)]}, the leader ({len(carriers)} carrier open; tabs on {', '.join(then)})"
     if transport == "socketio-polling":  # every tab's polls wait in the leader's one shared long-poll
@@ -287,9 +293,13 @@ async def every_tab_publishes_then_one_closes(
     print(f"\n{transport} over {http}, {len(pages)} tabs: joins (ms) {[round(ms) for ms in first.joins_ms]}")
     assert everything(first), first
     assert (acked(acks), delivered) == (len(rest), len(rest)), (acks, states)
-    if transport == "sse":  # the others' sessions moved to a new carrier, held by one of them
+    if on_sse:  # the others' sessions moved to a new carrier, held by one of them
         assert then == ["sse (leader)"], then
         assert not carriers & await expect_streams(gw, carriers=1, own=0)
+        await leader(rest)
+    if transport == "socketio-polling":  # the others' polls wait in one shared long-poll again, a new tab's
+        await wait_state(lambda: shared_polls(gw) == (1, len(rest)), 10,
+                         f"one shared poll naming the {len(rest)} remaining connections, not {shared_polls(gw)}")
         await leader(rest)
 
 
@@ -311,6 +321,27 @@ async def test_ten_tabs_over_http1(
     requests): with a long-poll each, once the ten sat idle six held the pool and the round after
     the close waited ~25 s for the gateway's pings to end them."""
     await every_tab_publishes_then_one_closes(await open_tabs(context, gw.url, 10), transport, "http/1.1", gw, table)
+
+
+@needs_socketio
+async def test_ten_auto_tabs_behind_a_websocket_blocker_hand_over(
+    context: BrowserContext, gw: ThreadedGateway, table: list[str]
+) -> None:
+    """`auto` as the users behind a proxy that refuses WebSocket have it: the ten tabs stay on the
+    shared SSE stream (straight to the gateway they are all on WebSocket before the close, and
+    the hand-over is not exercised), so closing the tab that holds it hands it over for real."""
+    proxy = ProxyProcess(gw.url, "block-websocket", start_timeout=timeout(10))
+    try:
+        pages = await open_tabs(context, proxy.url, 10)
+        await every_tab_publishes_then_one_closes(
+            pages, "auto", "http/1.1, WebSocket blocked", gw, table, label="-ws-blocked")
+        assert await carriers_of([p for p in pages if not p.is_closed()]) == ["sse (leader)"]
+    finally:
+        for page in context.pages:  # before the proxy goes: no tab sees its stream cut
+            with contextlib.suppress(PlaywrightError):
+                await page.evaluate("() => window.tab?.client?.close()")
+            await page.close()
+        proxy.stop()
 
 
 @needs_nginx

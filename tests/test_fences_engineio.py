@@ -202,3 +202,27 @@ async def test_a_socket_is_polling_until_it_upgrades(server: socketio.AsyncServe
     assert not polling(socket)
     socket.upgrading, socket.upgraded = False, True
     assert not polling(socket)
+
+
+async def test_a_polling_clients_close_answers_its_parked_poll_at_once() -> None:
+    """``wake_polls_on_client_close``: the client's CLOSE packet (POST) answers its poll waiting
+    in the server, not pingInterval + pingTimeout later (the gateway's: 25 + 20 s)."""
+    import httpx
+
+    from .servers import ThreadedGateway, timeout, wait_state
+
+    gw = ThreadedGateway().start()
+    try:
+        async with httpx.AsyncClient(base_url=gw.url, timeout=timeout(10)) as http:
+            opened = await http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+            assert opened.status_code == 200 and opened.text.startswith("0{"), opened.text
+            eio_sid = opened.text[opened.text.index('"sid":"') + 7:].split('"')[0]
+            query = {"EIO": "4", "transport": "polling", "sid": eio_sid}
+            parked = asyncio.create_task(http.get("/socket.io/", params=query))
+            sockets = gw.gateway.transports["socketio"].server.eio.sockets  # type: ignore[attr-defined]
+            await wait_state(lambda: bool(sockets[eio_sid].queue._getters), 5, "the poll never waited in the server")
+            assert (await http.post("/socket.io/", params=query, content="1")).status_code == 200  # CLOSE
+            answer = await asyncio.wait_for(parked, timeout(3))
+            assert answer.status_code == 200, answer.text
+    finally:
+        gw.stop()

@@ -475,7 +475,11 @@ class Gateway:
             return  # a stale connection that a resume already replaced
         # A resume on another connection may be reading the log for this session: the events
         # held meanwhile are that connection's (not in what it reads), not this one's to drop.
-        self._release(session, SessionState.DETACHED, keep_replay=session.taking_over is not None)
+        # A poll's end (SSE mode=poll) is no leave: the next poll comes at once, unless it waits
+        # for one of the browser's connections. Announced, each gap would end every other
+        # member's poll, whose next poll would be announced in turn (a storm of polls).
+        linger = self.settings.ping_timeout if getattr(channel, "poll", False) else 0
+        self._release(session, SessionState.DETACHED, keep_replay=session.taking_over is not None, linger=linger)
         session.detached_at = time.monotonic()
         self._cancel_calls(session, reason)
         log.info("session detached", extra={"sid": session.sid, "reason": reason})
@@ -490,6 +494,8 @@ class Gateway:
         """End a session for good: rooms released, pending calls cancelled."""
         channel = session.channel
         self._release(session, SessionState.CLOSED)
+        for room in session.rooms:  # between two polls: its lingering presence goes now
+            self._presence.exit(session, room)
         self.sessions.pop(session.sid, None)
         self._cancel_calls(session, reason)
         if channel is not None:
@@ -539,10 +545,11 @@ class Gateway:
         self._release(session, SessionState.CLOSED)
         self.sessions.pop(session.sid, None)
 
-    def _release(self, session: Session, state: SessionState, *, keep_replay: bool = False) -> None:
-        """Take ``session`` off its connection: out of the live rooms, no replay (unless
-        ``keep_replay``: a resume on another connection is reading it), no expiry timer."""
-        self._leave_live(session)
+    def _release(self, session: Session, state: SessionState, *, keep_replay: bool = False, linger: float = 0) -> None:
+        """Take ``session`` off its connection: out of the live rooms (its presence lingering
+        ``linger`` s), no replay (unless ``keep_replay``: a resume on another connection is
+        reading it), no expiry timer."""
+        self._leave_live(session, linger)
         if not keep_replay:
             self._end_replay(session)
         self._stop_expiry(session)
@@ -843,7 +850,8 @@ class Gateway:
                     session.backlog.append(envelope)
 
     def _begin_replay(self, session: Session) -> None:
-        self._leave_live(session)
+        # A poll's resume: its presence lingers on through the replay (see ``detach``).
+        self._leave_live(session, self.settings.ping_timeout if getattr(session.channel, "poll", False) else 0)
         session.backlog = []
         self._replaying.setdefault(session.namespace, set()).add(session)
 
@@ -877,15 +885,15 @@ class Gateway:
         if room not in (session.sid, ALL):  # a personal room and the namespace room have no presence
             self._presence.enter(session, room)
 
-    def _drop_live(self, session: Session, room: str) -> None:
+    def _drop_live(self, session: Session, room: str, linger: float = 0) -> None:
         self.rooms.discard(session, room)
-        self._presence.exit(session, room)
+        self._presence.exit(session, room, linger=linger)
 
-    def _leave_live(self, session: Session) -> None:
+    def _leave_live(self, session: Session, linger: float = 0) -> None:
         if not session.live or session.channel is None:
             return
         for room in session.rooms:
-            self._drop_live(session, room)
+            self._drop_live(session, room, linger)
 
     def _fanout_gap(self) -> None:
         """Fan-out to this node was interrupted: live sessions may have missed events.

@@ -21,7 +21,9 @@ presence. The hub tells this node's ``PresenceTracker`` as live membership chang
   logged, dropped for a member not ready, as any volatile event), gathered over
   ``presence_event_window`` seconds: one event per room and kind listing every member that
   changed, at most ``presence_page_size`` members an event; a member that left and came
-  back within the window (a reconnect) is not announced at all.
+  back within the window (a reconnect) is not announced at all. A session between two polls
+  (SSE ``mode=poll``) has not left: the hub makes its exit linger (``exit(..., linger=)``)
+  and its next poll's entry cancels it, however long that poll waited for a connection.
 
 Announcements are hints for a live view; the presence request is the truth (a client that
 resumes asks again).
@@ -106,6 +108,8 @@ class PresenceTracker:
         self._news: dict[tuple[str, str], dict[str, tuple[bool, Member]]] = {}
         self._news_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # (namespace, room, sid) -> the exit that happens unless the member enters again first
+        self._lingering: dict[PresenceKey, asyncio.TimerHandle] = {}
         self._joins = metrics.presence_changes.labels("join")
         self._leaves = metrics.presence_changes.labels("leave")
 
@@ -124,6 +128,9 @@ class PresenceTracker:
         """Stop the background work. What this node held lapses with its heartbeat (Redis: after
         ``presence_expiry``, when another node takes it out and announces it)."""
         tasks, self._tasks = self._tasks, []
+        for lingering in self._lingering.values():
+            lingering.cancel()
+        self._lingering.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -136,6 +143,9 @@ class PresenceTracker:
 
     def enter(self, session: Session, room: str) -> None:
         """``session`` is a live member of ``room`` on this node now."""
+        lingering = self._lingering.pop((session.namespace, room, session.sid), None)
+        if lingering is not None:
+            lingering.cancel()  # back before its exit: it never left
         members = self._here.setdefault((session.namespace, room), {})
         if session.sid in members:
             return
@@ -144,18 +154,33 @@ class PresenceTracker:
         self._changed((session.namespace, room, session.sid), member)
         self._note(session.namespace, room, member, joined=True)
 
-    def exit(self, session: Session, room: str) -> None:
-        """``session`` is no longer a live member of ``room`` on this node (left, cut, closed)."""
-        key = (session.namespace, room)
+    def exit(self, session: Session, room: str, *, linger: float = 0) -> None:
+        """``session`` is no longer a live member of ``room`` on this node (left, cut, closed).
+
+        ``linger`` > 0: only if it has not entered again within that many seconds (a poll ended
+        and the next one is on its way); meanwhile it stays in every answer, and nothing is
+        announced. An exit without ``linger`` is at once, a lingering one included."""
+        entry = (session.namespace, room, session.sid)
+        lingering = self._lingering.pop(entry, None)
+        if lingering is not None:
+            lingering.cancel()
+        if linger > 0 and session.sid in self._here.get((session.namespace, room), {}):
+            self._lingering[entry] = asyncio.get_running_loop().call_later(linger, self._exit, *entry)
+            return
+        self._exit(*entry)
+
+    def _exit(self, namespace: str, room: str, sid: str) -> None:
+        self._lingering.pop((namespace, room, sid), None)
+        key = (namespace, room)
         members = self._here.get(key)
-        member = members.pop(session.sid, None) if members is not None else None
+        member = members.pop(sid, None) if members is not None else None
         if member is None:
             return
         if not members:
             del self._here[key]
         self._leaves.inc()
-        self._changed((session.namespace, room, session.sid), None)
-        self._note(session.namespace, room, member, joined=False)
+        self._changed((namespace, room, sid), None)
+        self._note(namespace, room, member, joined=False)
 
     async def flushed(self) -> None:
         """Return once every change made so far is in the broker; raise ``BrokerUnavailable``

@@ -39,6 +39,14 @@ python-engineio ``AsyncSocket``, for one long-poll shared by many polling connec
   socket closed, and is put back for anyone else waiting, as the library does.
   ``payload.Payload(packets=...).encode()``: the text body of a polling answer.
 
+python-engineio ``AsyncServer``, for a poll left waiting by a client that closed
+  ``handlers["disconnect"]``: the handler python-socketio registered (``eio.on``), wrapped
+  by ``wake_polls_on_client_close``; ``reason.CLIENT_DISCONNECT``: the reason it gets when
+  the client sent Engine.IO's CLOSE. The library then closes the socket without queueing a
+  CLOSE of its own (``close(abort=True)``), so a long-poll of that socket parked in the
+  server waited for its queue until pingInterval + pingTimeout; ``None`` on the queue (the
+  library's own signal of a closed socket) answers it at once.
+
 If a library changes any of these, ``tests/test_fences_engineio.py`` fails. At run
 time, ``writer_idle`` answers False when a flag it reads is missing (every packet then
 takes the socket's queue, the library's own path).
@@ -67,6 +75,26 @@ class EngineSocket(Protocol):
 def use_queues(server: socketio.AsyncServer, factory: Callable[[], asyncio.Queue[Any]]) -> None:
     """Make every Engine.IO socket of ``server`` created from now on queue its packets in ``factory()``."""
     server.eio.create_queue = factory
+
+
+def wake_polls_on_client_close(server: socketio.AsyncServer) -> None:
+    """When a polling client closes (Engine.IO CLOSE), answer its poll still waiting in the
+    server at once, instead of after pingInterval + pingTimeout (a request, and its task, held
+    that long per closed tab: at shutdown the server cancels them, "timeout graceful shutdown
+    exceeded")."""
+    eio = server.eio
+    inner = eio.handlers["disconnect"]
+    client_close = eio.reason.CLIENT_DISCONNECT
+
+    async def disconnect(eio_sid: str, reason: Any = None) -> Any:
+        try:
+            return await inner(eio_sid, reason)
+        finally:
+            socket = eio.sockets.get(eio_sid)
+            if reason == client_close and socket is not None and polling(socket):
+                socket.queue.put_nowait(None)
+
+    eio.on("disconnect", disconnect)
 
 
 def engine_sid(server: socketio.AsyncServer, sio_sid: str, namespace: str) -> str | None:

@@ -46,6 +46,9 @@ const ALIVE_EVERY = 1000;
 const POLL_WAIT = 90000;
 // ms the owner waits before asking, so that the tabs' polls that come together go in one request.
 const POLL_GATHER = 2;
+// A wake that came before its poll (404) is sent again this often (ms), this many times at most.
+const WAKE_AGAIN = 50;
+const WAKE_TRIES = 40;
 
 const unavailable = (why, detail = {}) => new GatewayError("share_unavailable", `the tabs cannot share a stream here: ${why}`, detail);
 const asError = (e) => (e instanceof GatewayError ? e : new GatewayError(e?.code ?? "network_error", e?.message ?? String(e), e?.detail ?? {}, Boolean(e?.fromServer)));
@@ -532,8 +535,20 @@ export class Owner {
     const { hold, sids, woken } = this.polling;
     if (hold && !sids.has(sid) && !woken) {
       this.polling.woken = true;
-      fetch(`${this.url}/sio/multiplex/wake?${new URLSearchParams({ hold })}`, { method: "POST", keepalive: true }).catch(() => {});
+      this._wake(hold, WAKE_TRIES);
     }
+  }
+
+  /** Wake the shared poll `hold`. Its GET can reach the gateway after the wake does (another
+   * connection of the pool): "no such poll" (404) is asked again while that poll is the one
+   * waiting here; lost, the tab's poll waited for the next round (up to pingInterval). */
+  _wake(hold, tries) {
+    fetch(`${this.url}/sio/multiplex/wake?${new URLSearchParams({ hold })}`, { method: "POST", keepalive: true }).then(
+      (response) => {
+        if (response.status === 404 && tries > 1 && this.polling?.hold === hold) setTimeout(() => this._wake(hold, tries - 1), WAKE_AGAIN);
+      },
+      () => {},
+    );
   }
 
   async _pollLoop() {

@@ -39,6 +39,7 @@ from gateway.fences.engineio_server import (
     event_packets,
     open_socket,
     use_queues,
+    wake_polls_on_client_close,
     writer_idle,
 )
 from gateway.fences.socketio_attachments import AttachmentsRefused, bounded_packets, end_socket, guard_attachments
@@ -144,6 +145,7 @@ class SocketIOTransport:
             serializer=bounded_packets(s.max_binary_attachments, s.max_payload),
         )
         use_queues(self.server, ByteQueue)  # each socket's queue counts its bytes (byte_queue.py)
+        wake_polls_on_client_close(self.server)  # a closed client's parked poll answered at once
         guard_attachments(self.server, self._attachments_refused)
         self.answers = ConnectAnswers(self.server)  # {sid, pid} in CONNECT, for recovery
         answer_unconnected(self.server, self._unconnected)  # an event after a disconnect gets an error ack
