@@ -33,7 +33,7 @@ from . import manifest as manifest_mod
 from . import signals
 from .children import ROOT, PortInUse, check_port_free, child_env, load_limits, plan_pinning
 from .matrix import KINDS_BY_KEY, LADDER_TIMING, PRESETS, Cell, MatrixError, build_matrix, parse_cells
-from .progress import INITIAL_OVERHEAD, Progress, clock
+from .progress import INITIAL_OVERHEAD, LADDER_SHARE, Progress, clock
 from .records import SCHEMA, cell_flags, cell_status, ladder_ends, summarise
 from .repeat import Repeat
 from .signals import deferred_signals
@@ -46,10 +46,11 @@ def parser() -> argparse.ArgumentParser:
     )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="a smoke test: 2 loads, 1 repeat, 5 s; its report says so and names no winner")
+                      help="a smoke test: 2 loads, 1 repeat, 5 s; its report says so and names no winner, direction or ratio")
     size.add_argument("--full", action="store_true",
                       help="the full matrix (default): 2 loads, 3 repeats, 20 s, then the load ladders; the run "
-                           "prints its planned length (an upper bound: a ladder stops at its capacity)")
+                           "prints its expected length (and the most it could take, if no ladder stopped early); "
+                           "the manifest records the measured one")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: results/<date-time>)")
     p.add_argument("--repeats", type=int, default=None, help="repeats per cell (quick 1, full 3)")
     p.add_argument("--users", type=_int_list, default=None, metavar="N[,N...]",
@@ -233,6 +234,26 @@ def ladder_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def plan_line(cells: list[Cell]) -> str:
+    """The run's expected length: every matrix run, and the share of load-ladder steps a run is
+    expected to reach (a ladder stops at its first step past the bound), each run with its start-up;
+    and the most it could take, if every ladder step ran. The measured length is the manifest's."""
+    matrix = [c for c in cells if c.rung is None]
+    ladder = [c for c in cells if c.rung is not None]
+
+    def cost(group: list[Cell]) -> float:
+        return sum(c.seconds + c.timing.repeats * INITIAL_OVERHEAD for c in group)
+
+    line = f"{len(cells)} cells: about {clock(cost(matrix) + LADDER_SHARE * cost(ladder))}"
+    if ladder:
+        line += (f" ({sum(c.timing.repeats for c in matrix)} matrix runs, and of {len(ladder)} load-ladder steps the "
+                 f"{LADDER_SHARE:.0%} a run usually reaches; at most {clock(cost(matrix) + cost(ladder))} if every "
+                 "step ran)")
+    else:
+        line += f" ({sum(c.timing.repeats for c in matrix)} runs)"
+    return line + f", with {INITIAL_OVERHEAD:g} s of start-up per run"
+
+
 def main(argv: list[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
@@ -260,8 +281,5 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     signals.install()
-    runs = sum(c.timing.repeats for c in cells)
-    planned = sum(c.seconds for c in cells) + runs * INITIAL_OVERHEAD
-    print(f"{len(cells)} cells, {runs} runs: about {clock(planned)} (load plus {INITIAL_OVERHEAD:g} s of "
-          f"start-up per run); results in {out}", file=sys.stderr)
+    print(plan_line(cells) + f"; results in {out}", file=sys.stderr)
     return Runner(cells, out, args, ["run", *argv]).run()

@@ -24,16 +24,20 @@ import pytest
 from .servers import ROOT, timeout
 
 # Runs alone (a load generator). Whichever test comes first also sets up the module's
-# fixtures: the tiny comparison (bounded at 90 s) and its report, hence the longer timeout.
+# fixtures: the tiny comparison (bounded at 120 s) and its report, hence the longer timeout.
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(timeout(240))]
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TINY = ["--quick", "--cells", "sse-block,sio-polling-block,sse-reference", "--users", "6", "--repeats", "1",
-        "--duration", "3", "--warmup", "1", "--processes", "2"]
-CELLS = ("sse-block-u6", "sio-polling-block-u6", "sse-reference-u6")
+# The calibration cells: each user type against its reference server (the raw SSE server; Node's socket.io).
+TINY = ["--quick", "--cells", "sse-block,sio-polling-block,sse-reference,sio-websocket-reference,sio-polling-reference",
+        "--users", "6", "--repeats", "1", "--duration", "3", "--warmup", "1", "--processes", "2"]
+CELLS = ("sse-block-u6", "sio-polling-block-u6", "sse-reference-u6", "sio-websocket-reference-u6",
+         "sio-polling-reference-u6")
+# Words that state a direction or a ratio: a smoke test's verdict has none.
+DIRECTION = re.compile(r"×|\bwins?\b|\blower\b|\bhigher\b|% of its")
 
 
 async def comparison(*args: str, within: float = 60) -> tuple[int, str]:
@@ -54,7 +58,7 @@ async def comparison(*args: str, within: float = 60) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 async def results(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
     folder = tmp_path_factory.mktemp("comparison") / "results"
-    code, out = await comparison("run", *TINY, "--out", str(folder), within=90)
+    code, out = await comparison("run", *TINY, "--out", str(folder), within=120)
     assert code == 0, out[-3000:]
     yield folder
 
@@ -115,6 +119,13 @@ async def test_tiny_matrix_writes_every_result(results: Path):
     # The calibration cell ran the same users against the raw SSE reference server, not the gateway.
     reference = read(results / "cells" / "sse-reference-u6.json")
     assert reference["kind"]["server"] == "raw-sse" and "gateway_metrics" not in reference["repeats"][0]
+    # The Socket.IO users (over WebSocket, and polling only) against Node's socket.io reference server.
+    for cell_id, transport in (("sio-websocket-reference-u6", "websocket"), ("sio-polling-reference-u6", "polling")):
+        reference = read(results / "cells" / f"{cell_id}.json")
+        assert reference["kind"]["server"] == "node-socketio" and "gateway_metrics" not in reference["repeats"][0]
+        classes = reference["repeats"][0]["proxy"]["classes"]
+        moved = (classes.get("socketio-websocket") or {}).get("bytes_to_client", 0)
+        assert (moved > 0) == (transport == "websocket"), (cell_id, classes)
     polling = read(results / "cells" / "sio-polling-block-u6.json")["repeats"][0]
     # Socket.IO's default client tried to upgrade, the proxy refused, it stayed on polling.
     assert polling["proxy"]["totals"]["upgrades_refused"] > 0 and polling["requests"]["upgrade_websocket"] == 0
@@ -155,7 +166,9 @@ async def test_every_number_in_the_verdict_is_traceable(report: Path):
     ids = [s["id"] for s in sentences]
     # A smoke test says so first, in the verdict and the title, and names no winner.
     assert ids[0] == "smoke-test" and not [i for i in ids if i.startswith(("best-", "rule-"))], ids
-    assert "floor-sse-reference-u6" in ids
+    assert {"floor-sse-reference-u6", "floor-sio-websocket-reference-u6", "floor-sio-polling-reference-u6"} <= set(ids)
+    for sentence in sentences:  # a smoke test states no direction and no ratio, anywhere in its verdict
+        assert not DIRECTION.search(sentence["text"]), (sentence["id"], sentence["text"])
     md = (report / "report.md").read_text()
     assert md.startswith("# rtgateway") and "SMOKE TEST" in md.splitlines()[0]
     for sentence in sentences:

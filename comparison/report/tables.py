@@ -84,6 +84,10 @@ def cells_table(results: Results) -> Table:
         totals = totals.get("totals", {}) if isinstance(totals, dict) else {}
         ok = f"{totals.get('repeats_ok', DASH)}/{totals.get('repeats', DASH)}" if totals else DASH
         notes = list(cell.flags)
+        if totals and isinstance(totals.get("repeats_counted"), int) and \
+                totals["repeats_counted"] < totals.get("repeats_ok", 0):
+            notes.insert(0, f"medians over {totals['repeats_counted']} of {totals['repeats_ok']} repeats "
+                            "(the others generator-bound)")
         if cell.error and cell.status not in ("ok",):
             notes.insert(0, cell.error)
         if cell.status == "missing":
@@ -109,7 +113,8 @@ def latency_table(results: Results) -> Table:
     table = Table("Latency (ms) and throughput", ["cell", "users", *[v[0] for v in values]],
                   note="Delivery: publish to receipt at each receiver, from the scheduled send time carried in the "
                        "message. Ack: publish to acknowledgement (the event is in the delivery log). Connect: "
-                       "handshake until joined. Median across repeats [min–max].")
+                       "handshake until joined. Median [min–max] across the repeats that were not generator-bound (all "
+                       "of them if every one was).")
     return _rows(results, table, values)
 
 
@@ -205,8 +210,10 @@ def floor_table(results: Results) -> Table:
                        "returning to its deliveries being recorded. Loop lag: how late its event loop woke a "
                        "timer (a burst of deliveries delays every socket served after the first). A repeat is generator-bound when the larger lag's "
                        "p99 is over the share of the delivery p99 in manifest.json, or a generator process used more "
-                       "than its CPU threshold; such cells are kept out of the verdict. Calibration cells run the "
-                       "same users against a reference server: their numbers are the generator's floor.")
+                       "than its CPU threshold; such repeats are left out of the cell's medians, and a cell where most "
+                       "repeats were is kept out of the verdict. Calibration cells run the same users against a "
+                       "reference server through the aiohttp proxy's passthrough hop: their numbers are the "
+                       "generator's floor on that path, not for the nginx cells.")
     return _rows(results, table, values)
 
 
