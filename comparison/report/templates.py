@@ -29,7 +29,10 @@ METHOD: Final = [
     "generator can measure at that load. A repeat where other processes kept the machine busy is flagged too.",
     "A difference names a winner only when it is larger than the repeats' spread (the winner's worst repeat "
     "better than the other's best, with two or more repeats each). The load ladders step one gateway process "
-    "up until p99 delivery passes the bound, a delivery is lost or the generator cannot keep up.",
+    "up until p99 delivery passes the bound stated in the capacity table, a delivery is lost, the generator cannot "
+    "keep up or the proxy saturates; each step measures steady fan-out only (its users spawn and join first, "
+    "then publishing starts and the window is measured), and records the gateway's, the proxy's and the "
+    "generator's CPU in that window.",
 ]
 
 HTML: Final = """<!doctype html>
