@@ -30,6 +30,9 @@ SATURATED_PCT: Final = 90.0  # Locust above this share of one core: the load gen
 GENERATOR_LAG_SHARE: Final = 0.2
 GENERATOR_CPU_PCT: Final = 70.0
 BUSY_CORES: Final = 0.5  # other processes above this many cores: the machine was not quiet
+# A load-ladder step whose proxy (aiohttp or nginx's worker, one process) used more than this % of a
+# core in the measured window ended its ladder there: higher steps would measure the proxy.
+PROXY_SATURATED_PCT: Final = 90.0
 
 # Delivery failures as loadtests/users.py names them -> the keys used here.
 RELIABILITY_NAMES: Final = {"lost": "lost", "duplicate": "duplicate", "out-of-order": "out_of_order",
@@ -85,6 +88,7 @@ TOTALS: Final[dict[str, tuple[str, ...]]] = {
     "proxy_upgrades_refused": ("proxy", "totals", "upgrades_refused"),
     "gateway_replayed": ("gateway_metrics", "gateway_replayed_total"),
     "gateway_recovery_gaps": ("gateway_metrics", "gateway_recovery_gaps_total"),
+    "late_joins": ("requests", "late_joins"),
     "gateway_dropped": ("gateway_metrics", "dropped_total"),
     "gateway_duplicates": ("gateway_metrics", "gateway_duplicates_total"),
     "gateway_resumes": ("gateway_metrics", "resumed_connects"),
@@ -121,6 +125,8 @@ def request_summary(stats: Mapping[tuple[str, str], Mapping[str, Any]], user: st
                            for kind in ("connect", "publish", "deliver")}
     out["upgrade_websocket"] = int((stats.get(("upgrade", f"{user}: websocket")) or {}).get("count", 0))
     out["upgrade_refused"] = int((stats.get(("upgrade", f"{user}: refused")) or {}).get("count", 0))
+    # With --settle (the load ladders): users that joined after the measured window opened.
+    out["late_joins"] = int((stats.get(("generator", "late join")) or {}).get("count", 0))
     # The generator's own lag (loadtests/users.py): scheduled vs actual send; a read to its record.
     out["generator"] = {key: dict(stats.get(("generator", name), {})) or None
                         for key, name in (("send_lag", "send lag"), ("receive_to_record", "receive-to-record"),
@@ -311,8 +317,9 @@ def cell_flags(summary: Mapping[str, Any], repeats: list[dict[str, Any]]) -> lis
 
 
 def ladder_ends(document: Mapping[str, Any], bound_ms: float) -> str | None:
-    """Why a load-ladder step is its ladder's last (None: the next step runs): p99 over the bound,
-    a loss, a failed publish or connect, no numbers, or a generator that could not keep up."""
+    """Why a load-ladder step is its ladder's last (None: the next step runs): no numbers; a
+    generator that could not keep up or a proxy over ``PROXY_SATURATED_PCT`` of a core (then the
+    limit was not the gateway's); p99 over the bound; a loss, a failed publish or connect."""
     summary = document.get("summary") or {}
     totals = summary.get("totals") or {}
     p99 = (summary.get("deliver_p99_ms") or {}).get("median")
@@ -322,6 +329,9 @@ def ladder_ends(document: Mapping[str, Any], bound_ms: float) -> str | None:
     # 2 ms of generator lag beside a p99 of 8 ms cannot carry a step past 250 ms.
     if any(generator_behind(r, bound_ms) for r in document.get("repeats") or [] if r.get("status") == "ok"):
         return "the load generator could not keep up"
+    proxy = (summary.get("proxy_cpu_pct_mean") or {}).get("median")
+    if proxy is not None and proxy > PROXY_SATURATED_PCT:
+        return "the proxy saturated"
     if p99 > bound_ms:
         return "p99 delivery passed the bound"
     for name, why in (("lost", "deliveries were lost"), ("publish_failures", "publishes failed"),

@@ -32,7 +32,18 @@ from typing import Any
 from . import manifest as manifest_mod
 from . import signals
 from .children import ROOT, PortInUse, check_port_free, child_env, load_limits, plan_pinning
-from .matrix import KINDS_BY_KEY, LADDER_TIMING, PRESETS, Cell, MatrixError, build_matrix, parse_cells
+from .matrix import (
+    BOUND_MS,
+    JOIN_MARGIN,
+    KINDS_BY_KEY,
+    LADDER_TIMING,
+    PRESETS,
+    ROOMS_OF_10,
+    Cell,
+    MatrixError,
+    build_matrix,
+    parse_cells,
+)
 from .progress import INITIAL_OVERHEAD, LADDER_SHARE, Progress, clock
 from .records import SCHEMA, cell_flags, cell_status, ladder_ends, summarise
 from .repeat import Repeat
@@ -71,13 +82,20 @@ def parser() -> argparse.ArgumentParser:
                         help="add the load ladders to capacity (the full preset has them)")
     ladder.add_argument("--no-ladder", action="store_true", help="leave the load ladders out")
     p.add_argument("--ladder-users", type=_int_list, default=None, metavar="N[,N...]",
-                   help="the rooms-of-10 ladder's steps in users (default 50,100,200,400,800,1600)")
+                   help=f"the rooms-of-10 ladder's steps in users (default {','.join(map(str, ROOMS_OF_10))})")
     p.add_argument("--ladder-room", type=int, default=None, metavar="USERS",
                    help="the one-room ladder's room size (default 1000; 0 leaves it out)")
     p.add_argument("--ladder-kinds", default=None, metavar="CELL[,CELL...]",
-                   help="which transports and profiles get a ladder (default: sse-block, sio-polling-block and "
-                        "every transport with WebSocket allowed)")
-    p.add_argument("--ladder-duration", type=float, default=None, help="seconds per ladder step (12)")
+                   help="which transports and profiles get a ladder (default: sse-nginx, sio-polling-nginx and, "
+                        "with no proxy in the path, every transport with WebSocket allowed)")
+    p.add_argument("--ladder-duration", type=float, default=None,
+                   help=f"seconds of steady load measured per ladder step ({LADDER_TIMING.duration:g}), after its "
+                        "users have spawned and joined")
+    p.add_argument("--ladder-join-margin", type=float, default=None, metavar="SECONDS",
+                   help=f"seconds left for joins after a step's last user spawned, before its measured window "
+                        f"opens ({JOIN_MARGIN:g})")
+    p.add_argument("--ladder-bound", type=float, default=None, metavar="MS",
+                   help=f"p99 delivery that ends a ladder ({BOUND_MS:g} ms)")
     p.add_argument("--processes", type=int, default=0,
                    help="Locust worker processes per run (default: one per CPU left after the gateway's)")
     p.add_argument("--no-pin", action="store_true",
@@ -115,7 +133,7 @@ class Runner:
         self.env = {**child_env(), **load_limits()}
         self.pinning = plan_pinning(not args.no_pin)
         self.processes = args.processes or max(1, len(self.pinning.generator or os.sched_getaffinity(0)))
-        steps = [c.timing.warmup + c.timing.duration for c in cells for _ in range(c.timing.repeats)]
+        steps = [c.timing.warmup + c.timing.settle + c.timing.duration for c in cells for _ in range(c.timing.repeats)]
         self.progress = Progress(steps)
         plan = {"preset": "quick" if args.quick else "full",
                 "cells": [self.cell_header(c) for c in cells]}
@@ -231,6 +249,10 @@ def ladder_options(args: argparse.Namespace) -> dict[str, Any]:
         options["kinds"] = parse_cells(args.ladder_kinds)
     if args.ladder_duration:
         options["timing"] = replace(LADDER_TIMING, duration=args.ladder_duration)
+    if args.ladder_join_margin is not None:
+        options["join_margin"] = args.ladder_join_margin
+    if args.ladder_bound:
+        options["bound_ms"] = args.ladder_bound
     return options
 
 

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from comparison.matrix import ladders
+from comparison.matrix import LADDER_KINDS, ladders
 from comparison.progress import Progress
-from comparison.records import GENERATOR_CPU_PCT, generator_bound, ladder_ends, summarise
+from comparison.records import GENERATOR_CPU_PCT, PROXY_SATURATED_PCT, generator_bound, ladder_ends, summarise
 from comparison.report.results import CellView, Results
 from comparison.report.verdict import beyond_spread, build
 
@@ -59,9 +59,12 @@ def test_progress_only_moves_forward_and_reaches_100_at_the_end() -> None:
 
 
 def test_a_ladder_ends_at_the_first_step_past_the_bound_or_with_a_loss() -> None:
-    def step(p99: float, lag: float = 1.0, cpu: float = 20.0, **totals: int) -> dict[str, Any]:
+    def step(p99: float, lag: float = 1.0, cpu: float = 20.0, proxy: float | None = None,
+             **totals: int) -> dict[str, Any]:
         repeat = {"status": "ok", "derived": {"generator_lag_p99_ms": lag}, "sampling": {"generator_cpu_pct_max": cpu}}
-        return {"status": "ok", "summary": {"deliver_p99_ms": {"median": p99}, "totals": totals}, "repeats": [repeat]}
+        summary = {"deliver_p99_ms": {"median": p99}, "totals": totals,
+                   "proxy_cpu_pct_mean": None if proxy is None else {"median": proxy}}
+        return {"status": "ok", "summary": summary, "repeats": [repeat]}
 
     assert ladder_ends(step(200), 250) is None
     assert ladder_ends(step(300), 250) == "p99 delivery passed the bound"
@@ -72,6 +75,10 @@ def test_a_ladder_ends_at_the_first_step_past_the_bound_or_with_a_loss() -> None
     assert ladder_ends(step(90, lag=51), 250) == "the load generator could not keep up"
     assert ladder_ends(step(90, cpu=GENERATOR_CPU_PCT + 1), 250) == "the load generator could not keep up"
     assert ladder_ends({"status": "failed", "summary": None}, 250) == "it has no numbers (failed)"
+    # A proxy on a full core: the knee is the proxy's, whatever the p99 says.
+    assert ladder_ends(step(20, proxy=PROXY_SATURATED_PCT + 1), 250) == "the proxy saturated"
+    assert ladder_ends(step(400, proxy=PROXY_SATURATED_PCT + 1), 250) == "the proxy saturated"
+    assert ladder_ends(step(20, proxy=PROXY_SATURATED_PCT - 1), 250) is None
 
 
 def test_ladders_step_up_per_transport_and_profile() -> None:
@@ -151,3 +158,17 @@ def test_medians_leave_generator_bound_repeats_out_unless_all_were() -> None:
     assert summary["totals"]["repeats_counted"] == 2 and summary["totals"]["deliveries"] == 3000
     every = (gateway_cell("sse-block", [5, 6, 7], bound=3).data or {})["summary"]
     assert every["deliver_p99_ms"]["n"] == 3 and every["totals"]["repeats_counted"] == 3
+
+
+def test_ladder_steps_join_first_then_measure_steady_state() -> None:
+    cells = ladders(kinds=("sse-direct", "sio-polling-nginx"), users=(400,), one_room_rates=(1.0,),
+                    one_room_users=1000, join_margin=3.0)
+    for c in cells:
+        # The users spawn and join (not measured), then the window of the step's duration opens.
+        assert c.timing.settle == c.load.users / c.load.spawn_rate + 3.0 and c.timing.duration > 0
+        assert c.seconds == c.timing.settle + c.timing.duration
+    # With WebSocket allowed nothing is blocked: no proxy in the path; behind block-websocket, the real nginx.
+    assert [(c.kind.key, c.uses_proxy) for c in cells] == [("sse-direct", False), ("sse-direct", False),
+                                                          ("sio-polling-nginx", True), ("sio-polling-nginx", True)]
+    assert {"sse-nginx", "sio-polling-nginx", "sse-direct", "sio-websocket-direct", "sio-polling-direct"} == set(
+        LADDER_KINDS)

@@ -33,7 +33,10 @@ METHOD: Final = [
     "winner's worst repeat better than the other's best, with two or more counted repeats each); the quick preset "
     "names none. A cell whose repeats' p99 differ by more than a factor of two is listed under Caveats with each "
     "repeat's figures and what was recorded beside them. The load ladders step one gateway process "
-    "up until p99 delivery passes the bound, a delivery is lost or the generator cannot keep up.",
+    "up until p99 delivery passes the bound stated in the capacity table, a delivery is lost, the generator cannot "
+    "keep up or the proxy saturates; each step measures steady fan-out only (its users spawn and join first, "
+    "then publishing starts and the window is measured), and records the gateway's, the proxy's and the "
+    "generator's CPU in that window.",
 ]
 
 HTML: Final = """<!doctype html>

@@ -265,15 +265,40 @@ def _rule(results: Results, scenario: str, a_key: str, b_key: str) -> list[Sente
     return [b.done(f"{scenario}: " + ", and ".join(clauses) + ".")]
 
 
+NOT_THE_GATEWAY: Final = ("the load generator could not keep up", "the proxy saturated")
+
+
+def _cpu(b: Builder, cell: CellView, tag: str) -> str:
+    """The gateway's, the proxy's and the generator's CPU in a step's measured window, as words."""
+    parts = []
+    gateway = cell.get("gateway_cpu_pct_mean")
+    if gateway is not None:
+        parts.append(f"gateway {b.put(f'{tag}_gateway_cpu', gateway, 'pct')}%")
+    proxy = cell.get("proxy_cpu_pct_mean")
+    if proxy is not None:
+        parts.append(f"proxy {b.put(f'{tag}_proxy_cpu', proxy, 'pct')}%")
+    generator = cell.get("generator_cpu_pct_max")
+    if generator is not None:
+        parts.append(f"busiest generator process {b.put(f'{tag}_generator_cpu', generator, 'pct')}%")
+    text = f"; {', '.join(parts)} of a core" if parts else ""
+    return text + (", no proxy in the path" if not (cell.data or {}).get("uses_proxy", True) else "")
+
+
 def capacity(results: Results) -> list[Sentence]:
-    """Per load ladder: the most one gateway process served within the bound, and what ended it."""
+    """Per load ladder: the most served within the stated bound in steady state, the CPU of the
+    gateway and the proxy there, and what ended the ladder (the gateway's limit, or not)."""
     out: list[Sentence] = []
     for series, steps in results.ladders().items():
         b = Builder(f"capacity-{series.replace(' ', '-').replace(',', '')}", "capacity")
         first = steps[0]
         within = [c for c in steps if c.usable and ladder_ends(c.data or {}, float(c.rung["bound_ms"])) is None]
         ended = next((c for c in steps if c.status != "skipped" and c not in within), None)
-        name = f"{first.label}, {series.split(' ', 1)[1]}"
+        room = first.load_value("room_size")
+        bound = Traced(float(first.rung["bound_ms"]), first.file, "rung.bound_ms")
+        shape = (f"one room of {b.put('room', room, 'int')}" if first.load.get("room_size") == first.load.get("users")
+                 else f"rooms of {b.put('room', room, 'int')}") if room is not None else series.split(" ", 1)[1]
+        name = f"{first.label}, {shape}"
+        bound_words = f"within p99 delivery ≤ {b.put('bound', bound)} ms and no loss"
         if within:
             best = within[-1]
             rate, p99 = best.get("deliveries_per_s"), best.get("deliver_p99_ms")
@@ -281,15 +306,22 @@ def capacity(results: Results) -> list[Sentence]:
             if rate is None or p99 is None or users is None:
                 continue
             text = (f"{name}: up to {b.put('users', users, 'int')} users and {b.put('rate', rate)} deliveries/s "
-                    f"within the bound (p99 {b.put('p99', p99)} ms)")
+                    f"{bound_words}, in steady state (p99 {b.put('p99', p99)} ms{_cpu(b, best, 'knee')})")
         else:
-            text = f"{name}: no step stayed within the bound"
+            text = f"{name}: no step stayed {bound_words}"
         if ended is not None:
             why = ladder_ends(ended.data or {"status": ended.status}, float(ended.rung["bound_ms"]))
-            text += f"; {'the next' if within else 'its first'} step ({ended.id}) ended the ladder: {why}"
+            users_next, rate_next = ended.load_value("users"), ended.get("deliveries_per_s")
+            at = ""
+            if users_next is not None:
+                at = f" ({b.put('users_next', users_next, 'int')} users"
+                at += f", {b.put('rate_next', rate_next)} deliveries/s)" if rate_next is not None else ")"
+            text += f"; {'the next' if within else 'its first'} step{at} ended the ladder: {why}"
             p99_next = ended.get("deliver_p99_ms")
             if p99_next is not None:
-                text += f" (p99 {b.put('p99_next', p99_next)} ms)"
+                text += f" (p99 {b.put('p99_next', p99_next)} ms{_cpu(b, ended, 'next')})"
+            if why in NOT_THE_GATEWAY:
+                text += ", so this is not the gateway's own knee: it can serve more than this ladder measured"
         else:
             text += "; the ladder's last step was still within it, so the capacity is higher"
         out.append(b.done(text + "."))
@@ -899,7 +931,8 @@ def _not_compared(sentence_id: str, section: str, where: str, *cells: CellView |
 # -- all of it -------------------------------------------------------------------------
 
 SECTIONS: dict[str, str] = {
-    "capacity": "Capacity: the most one gateway process served within the bound",
+    "capacity": "Capacity: the most one gateway process served in steady state within the p99 bound, and what "
+                "ended each ladder",
     "verdict": "Verdict",
     "floor": "The load generator's floor (calibration against reference servers)",
     "conditions": "When each transport wins",
