@@ -11,8 +11,9 @@ and the report (which reads it). A cell file looks like::
                  "totals": {"lost": 0, ...}}}
 
 Every number the report prints is one of ``summary``'s (a median with its min-max over the
-repeats that succeeded and were not generator-bound: ``counted``) or ``summary.totals`` (a sum
-over every repeat that succeeded).
+repeats that succeeded, generator-bound or not: leaving those out would raise the medians, since a
+fast repeat's small p99 is the easiest for the generator's lag to pass) or ``summary.totals`` (a sum
+over the same repeats).
 """
 
 from __future__ import annotations
@@ -248,24 +249,12 @@ def spread(values: list[float]) -> dict[str, Any]:
             "max": round(float(max(values)), 4), "n": len(values)}
 
 
-def counted(repeats: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The repeats a cell's medians are taken over: those that succeeded and were not
-    generator-bound; all that succeeded when every one of them was (such a cell is kept out of
-    the verdict, and its tables still show what it measured)."""
-    good = [r for r in repeats if r.get("status") == "ok"]
-    free = [r for r in good if not dig(r, ("flags", "generator_bound"))]
-    return free or good
-
-
 def summarise(repeats: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median, min and max of every metric over the repeats ``counted`` (that succeeded and were
-    not generator-bound); totals (deliveries, losses, counters) summed over every repeat that
-    succeeded: a lost message counts whatever the generator's lag."""
+    """Median, min and max of every metric over the repeats that succeeded; totals summed."""
     good = [r for r in repeats if r.get("status") == "ok"]
-    measured = counted(repeats)
     summary: dict[str, Any] = {}
     for name, path in METRICS.items():
-        values = [v for r in measured if isinstance(v := dig(r, path), (int, float)) and not isinstance(v, bool)]
+        values = [v for r in good if isinstance(v := dig(r, path), (int, float)) and not isinstance(v, bool)]
         summary[name] = spread(values) if values else None
     totals: dict[str, Any] = {}
     for name, path in TOTALS.items():
@@ -278,7 +267,6 @@ def summarise(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     totals["repeats_saturated"] = sum(1 for r in good if dig(r, ("flags", "load_generator_saturated")))
     totals["repeats_busy_machine"] = sum(1 for r in good if dig(r, ("flags", "busy_machine")))
     totals["repeats_generator_bound"] = sum(1 for r in good if dig(r, ("flags", "generator_bound")))
-    totals["repeats_counted"] = len(measured)  # the medians' repeats
     summary["totals"] = totals
     return summary
 
@@ -307,7 +295,7 @@ def cell_flags(summary: Mapping[str, Any], repeats: list[dict[str, Any]]) -> lis
         if dig(r, ("flags", "generator_bound")):
             flags.append(f"repeat {n}: generator-bound (its lag p99 {dig(r, ('derived', 'generator_lag_p99_ms'))} ms "
                          f"vs delivery p99 {dig(r, ('requests', 'deliver', 'p99_ms'))} ms; busiest generator process "
-                         f"{dig(r, ('sampling', 'generator_cpu_pct_max'))}% of a core): kept out of the medians")
+                         f"{dig(r, ('sampling', 'generator_cpu_pct_max'))}% of a core)")
         others = dig(r, ("sampling", "other_cores_mean"))
         if dig(r, ("flags", "busy_machine")):
             flags.append(f"repeat {n}: other processes on the machine used {others:.2f} cores on average")

@@ -151,13 +151,12 @@ def test_a_wide_spread_is_explained_repeat_by_repeat_and_named_where_it_is_used(
         texts["blocked-latency-u10"]
 
 
-def test_medians_leave_generator_bound_repeats_out_unless_all_were() -> None:
-    bound_first = gateway_cell("sse-block", [5, 30, 32], bound=1)
-    summary = (bound_first.data or {})["summary"]
-    assert summary["deliver_p99_ms"] == {"median": 31.0, "min": 30.0, "max": 32.0, "n": 2}
-    assert summary["totals"]["repeats_counted"] == 2 and summary["totals"]["deliveries"] == 3000
-    every = (gateway_cell("sse-block", [5, 6, 7], bound=3).data or {})["summary"]
-    assert every["deliver_p99_ms"]["n"] == 3 and every["totals"]["repeats_counted"] == 3
+def test_medians_are_over_every_repeat_generator_bound_or_not() -> None:
+    # Leaving bound repeats out would select against the fast ones (their small p99 is the easiest
+    # for the lag to pass); the cell is judged as a whole instead.
+    summary = (gateway_cell("sse-block", [5, 30, 32], bound=1).data or {})["summary"]
+    assert summary["deliver_p99_ms"] == {"median": 30.0, "min": 5.0, "max": 32.0, "n": 3}
+    assert summary["totals"]["repeats_generator_bound"] == 1 and summary["totals"]["deliveries"] == 3000
 
 
 def test_ladder_steps_join_first_then_measure_steady_state() -> None:

@@ -84,10 +84,6 @@ def cells_table(results: Results) -> Table:
         totals = totals.get("totals", {}) if isinstance(totals, dict) else {}
         ok = f"{totals.get('repeats_ok', DASH)}/{totals.get('repeats', DASH)}" if totals else DASH
         notes = list(cell.flags)
-        if totals and isinstance(totals.get("repeats_counted"), int) and \
-                totals["repeats_counted"] < totals.get("repeats_ok", 0):
-            notes.insert(0, f"medians over {totals['repeats_counted']} of {totals['repeats_ok']} repeats "
-                            "(the others generator-bound)")
         if cell.error and cell.status not in ("ok",):
             notes.insert(0, cell.error)
         if cell.status == "missing":

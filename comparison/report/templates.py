@@ -24,8 +24,9 @@ METHOD: Final = [
     "The generator measures its own lag in every repeat: how late its scheduler woke a publish, how late its "
     "event loop woke a timer, and how long a read's deliveries took to be recorded. A repeat whose largest lag "
     "p99 is over the share of its delivery p99 in the manifest, or whose busiest Locust process used more CPU "
-    "than the manifest's threshold, is generator-bound: it is left out of its cell's medians, and a cell where most "
-    "repeats were stays out of the verdict. Calibration cells run the same users against reference servers of tiny "
+    "than the manifest's threshold, is generator-bound, and a cell where most repeats were stays out of the verdict (its "
+    "medians are over every repeat: leaving the bound ones out would raise them, a fast repeat being the easiest "
+    "for the lag to pass). Calibration cells run the same users against reference servers of tiny "
     "cost (Node's socket.io, a raw SSE server) through the aiohttp proxy's passthrough hop: the floor this generator "
     "can measure at that load on that path (the direct, block-websocket and drop cells' path); the nginx cells take "
     "another path and have no floor here. A repeat where other processes kept the machine busy is flagged too.",
