@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Final
 
 from ..records import ladder_ends
 from .questions import questions
@@ -219,7 +218,8 @@ def beyond_spread(winner: CellView, loser: CellView, metric: str) -> bool:
     return worst.value < best.value
 
 
-NOT_THE_GATEWAY: Final = ("the load generator could not keep up", "the proxy saturated")
+# What ends a ladder without being the gateway's own limit (``records.ladder_ends``).
+NOT_THE_GATEWAY = ("the load generator could not keep up", "the proxy saturated")
 
 
 def _cpu(b: Builder, cell: CellView, tag: str) -> str:
@@ -248,7 +248,7 @@ def capacity(results: Results) -> list[Sentence]:
         within = [c for c in steps if c.usable and ladder_ends(c.data or {}, float(c.rung["bound_ms"])) is None]
         ended = next((c for c in steps if c.status != "skipped" and c not in within), None)
         room = first.load_value("room_size")
-        bound = Traced(float(first.rung["bound_ms"]), first.file, "rung.bound_ms")
+        bound = Traced(float((first.rung or {}).get("bound_ms") or 0), first.file, "rung.bound_ms")
         shape = (f"one room of {b.put('room', room, 'int')}" if first.load.get("room_size") == first.load.get("users")
                  else f"rooms of {b.put('room', room, 'int')}") if room is not None else series.split(" ", 1)[1]
         name = f"{first.label}, {shape}"
