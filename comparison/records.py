@@ -126,7 +126,9 @@ def request_summary(stats: Mapping[tuple[str, str], Mapping[str, Any]], user: st
                            for kind in ("connect", "publish", "deliver")}
     out["upgrade_websocket"] = int((stats.get(("upgrade", f"{user}: websocket")) or {}).get("count", 0))
     out["upgrade_refused"] = int((stats.get(("upgrade", f"{user}: refused")) or {}).get("count", 0))
-    # With --settle (the load ladders): users that joined after the measured window opened.
+    # With --settle (the load ladders): the measured window opened after the joins (its start is
+    # Locust's window, ``locust_run.read_stats``); users that joined after it opened.
+    out["steady_window"] = ("generator", "steady window") in stats
     out["late_joins"] = int((stats.get(("generator", "late join")) or {}).get("count", 0))
     # The generator's own lag (loadtests/users.py): scheduled vs actual send; a read to its record.
     out["generator"] = {key: dict(stats.get(("generator", name), {})) or None
@@ -193,9 +195,12 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
     window = dig(record, ("locust", "window_s"))
     down = totals["bytes_to_client"] if totals else None
     up = totals["bytes_to_upstream"] if totals else None
+    # Over a steady window: every delivery in it, over its length (a one-room step publishes a few
+    # times a second, so the span from the first to the last delivery would be shorter than it).
+    steady = bool(dig(record, ("requests", "steady_window")))
     return {
-        "deliveries_per_s": (dig(record, ("requests", "deliver", "rps"))
-                             or _per(deliveries, window, digits=2)),
+        "deliveries_per_s": (_per(deliveries, window, digits=2) if steady and window else
+                             dig(record, ("requests", "deliver", "rps")) or _per(deliveries, window, digits=2)),
         "gateway_cpu_s_per_1000_deliveries": _per(cpu.get("gateway_s"), deliveries, 1000),
         "proxy_cpu_s_per_1000_deliveries": _per(cpu.get("proxy_s"), deliveries, 1000),
         "locust_cpu_s_per_1000_deliveries": _per(cpu.get("locust_s"), deliveries, 1000),

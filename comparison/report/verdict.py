@@ -265,6 +265,7 @@ def _rule(results: Results, scenario: str, a_key: str, b_key: str) -> list[Sente
     return [b.done(f"{scenario}: " + ", and ".join(clauses) + ".")]
 
 
+# What ends a ladder without being the gateway's own limit (``records.ladder_ends``).
 NOT_THE_GATEWAY: Final = ("the load generator could not keep up", "the proxy saturated")
 
 
@@ -294,7 +295,7 @@ def capacity(results: Results) -> list[Sentence]:
         within = [c for c in steps if c.usable and ladder_ends(c.data or {}, float(c.rung["bound_ms"])) is None]
         ended = next((c for c in steps if c.status != "skipped" and c not in within), None)
         room = first.load_value("room_size")
-        bound = Traced(float(first.rung["bound_ms"]), first.file, "rung.bound_ms")
+        bound = Traced(float((first.rung or {}).get("bound_ms") or 0), first.file, "rung.bound_ms")
         shape = (f"one room of {b.put('room', room, 'int')}" if first.load.get("room_size") == first.load.get("users")
                  else f"rooms of {b.put('room', room, 'int')}") if room is not None else series.split(" ", 1)[1]
         name = f"{first.label}, {shape}"
