@@ -109,7 +109,10 @@ async def test_tiny_matrix_writes_every_result(results: Path):
         assert cell["status"] == "ok", cell
         repeat = cell["repeats"][0]
         assert repeat["requests"]["deliver"]["count"] > 0 and repeat["requests"]["deliver"]["p99_ms"] > 0
-        assert repeat["cpu"]["gateway_s"] > 0 and repeat["cpu"]["locust_s"] > 0
+        # A reference server at a handful of users may spend less than one clock tick (10 ms).
+        assert repeat["cpu"]["gateway_s"] >= 0 and repeat["cpu"]["locust_s"] > 0
+        if not cell_id.endswith("-reference-u6"):
+            assert repeat["cpu"]["gateway_s"] > 0
         assert repeat["proxy"]["totals"]["requests"] > 0 and repeat["derived"]["bytes_per_delivery"] > 0
         assert repeat["reliability"]["lost"] == 0 and repeat["reliability"]["duplicate"] == 0
         assert "load_generator_saturated" in repeat["flags"] and "generator_bound" in repeat["flags"]
