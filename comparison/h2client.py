@@ -45,6 +45,11 @@ class H2Client:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.streams: dict[int, Stream] = {}
         self.failed: BaseException | None = None
+        self.goaway: int | None = None  # the last stream id the server takes, once it said GOAWAY
+        self.requests = 0
+        # nginx ends a connection (GOAWAY) after keepalive_requests (1000) requests; h2 refuses
+        # the frames of streams still answering after a GOAWAY, so no more than this are sent.
+        self.max_requests = 999
         self.conn.initiate_connection()
         self.conn.increment_flow_control_window(2**30)  # the connection's window: never the limit here
         self._flush()
@@ -101,12 +106,26 @@ class H2Client:
                     ended.status.set_exception(ConnectionError(f"stream {event.stream_id} reset"))
                 ended.chunks.put_nowait(None)
         elif isinstance(event, h2.events.ConnectionTerminated):
-            raise ConnectionError(f"the server ended the connection: {event.error_code!r}")
+            # GOAWAY: nginx sends it after keepalive_requests (1000) streams. The streams it
+            # took go on; new requests need a new connection (H2Connections opens it).
+            self.goaway = event.last_stream_id if event.last_stream_id is not None else 0
+            for stream_id in [i for i in self.streams if i > self.goaway]:
+                refused = self.streams.pop(stream_id)
+                if not refused.status.done():
+                    refused.status.set_exception(ConnectionError(f"stream {stream_id} refused by GOAWAY"))
+                refused.chunks.put_nowait(None)
+            if event.error_code:
+                raise ConnectionError(f"the server ended the connection: {event.error_code!r}")
+
+    @property
+    def usable(self) -> bool:
+        return self.failed is None and self.goaway is None and self.requests < self.max_requests
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Stream:
-        if self.failed is not None:
-            raise ConnectionError(f"connection lost: {self.failed!r}")
+        if not self.usable:
+            raise ConnectionError(f"connection not usable: {self.failed!r}, GOAWAY {self.goaway}")
         stream_id = self.conn.get_next_available_stream_id()
+        self.requests += 1
         stream = Stream(asyncio.get_running_loop().create_future())
         self.streams[stream_id] = stream
         sent = [(":method", method), (":scheme", "https"), (":authority", self.authority), (":path", path),
@@ -150,6 +169,42 @@ class H2Client:
             await self.writer.wait_closed()
         except (ConnectionError, ssl.SSLError):
             pass
+
+
+class H2Connections:
+    """What a browser does with one origin over HTTP/2: every request on the one connection;
+    when the server ends it (nginx: GOAWAY after keepalive_requests, 1000 requests: here, just
+    before), the streams under way finish on it and new requests go on a new one. ``opened``:
+    how many connections that took."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.current: H2Client | None = None
+        self.all: list[H2Client] = []
+
+    async def client(self) -> H2Client:
+        if self.current is None or not self.current.usable:
+            self.current = await H2Client.connect(self.host, self.port)
+            self.all.append(self.current)
+        return self.current
+
+    @property
+    def opened(self) -> int:
+        return len(self.all)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        return await (await self.client()).get(path)
+
+    async def post_json(self, path: str, payload: object, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        return await (await self.client()).post_json(path, payload, headers)
+
+    async def sse(self, path: str) -> AsyncIterator[tuple[str, str]]:
+        async for frame in (await self.client()).sse(path):
+            yield frame
+
+    async def close(self) -> None:
+        for client in self.all:
+            await client.close()
 
 
 async def sse_frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str]]:

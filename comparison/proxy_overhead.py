@@ -61,7 +61,7 @@ from httpx_sse import aconnect_sse
 
 from comparison import nginx
 from comparison.children import load_limits
-from comparison.h2client import H1Client, H2Client
+from comparison.h2client import H1Client, H2Connections
 from comparison.proxy.launch import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,14 +241,15 @@ def report(title: str, units: str, samples: dict[str, Sample], how: str = "seque
 ROOM_EVENT = "tick"
 
 
-Client = H1Client | H2Client
+Client = H1Client | H2Connections
 
 
 async def front_client(route: Route, http2: bool) -> Client:
-    """Over HTTP/2 ONE connection for everything (as a browser's tabs share theirs); over
-    HTTP/1.1 one per request in flight (an event stream holds one): comparison/h2client.py."""
+    """Over HTTP/2 ONE connection for everything (as a browser's tabs share theirs; a new one
+    only where nginx would end it, after keepalive_requests = 1000 requests); over HTTP/1.1 one per
+    request in flight (an event stream holds one): comparison/h2client.py."""
     host, port = route.url.split("://", 1)[1].rsplit(":", 1)
-    return await H2Client.connect(host, int(port)) if http2 else H1Client(host, int(port))
+    return H2Connections(host, int(port)) if http2 else H1Client(host, int(port))
 
 
 @dataclass
@@ -327,9 +328,11 @@ async def publish_workload(route: Route, http2: bool, count: int, gateway: Meter
         await client.close()
 
 
-async def delivery_workload(route: Route, http2: bool, streams: int, events: int, gateway: Meter) -> Sample:
+async def delivery_workload(route: Route, http2: bool, streams: int, events: int, gateway: Meter
+                            ) -> tuple[Sample, int]:
     """``streams`` sessions in one room (over HTTP/2: all on one connection), another publishes
-    ``events`` stamped events one at a time; every delivery's latency, CPU over the events."""
+    ``events`` stamped events one at a time; every delivery's latency, CPU over the events, and
+    over HTTP/2 how many connections the client opened (else 0)."""
     latencies: list[float] = []
     seen: dict[int, int] = {}
     everyone = asyncio.Event()
@@ -373,12 +376,13 @@ async def delivery_workload(route: Route, http2: bool, streams: int, events: int
             await one_event()
         proxy_cpu = route.cpu() - proxy_before if route.cpu else 0.0
         gateway_cpu = gateway() - gateway_before
+        connections = client.opened if isinstance(client, H2Connections) else 0
     finally:
         await close_sessions(sessions)
         await client.close()
     if len(latencies) != streams * events or len(seen) != events or any(v != streams for v in seen.values()):
         raise RuntimeError(f"{route.name}: {len(latencies)} deliveries, not {streams} x {events}")
-    return Sample(latencies, proxy_cpu, gateway_cpu)
+    return Sample(latencies, proxy_cpu, gateway_cpu), connections
 
 
 def h2_available() -> str | None:
@@ -415,10 +419,12 @@ async def h2_front(args: argparse.Namespace, stack: ExitStack, gateway_url: str,
     report("SSE + POST publish, acked, HTTP/2 front", "publishes",
            {"direct": await publish_workload(direct, False, args.messages, gateway),
             front.name: await publish_workload(front, True, args.messages, gateway)})
-    samples = {"direct": await delivery_workload(direct, False, args.h2_streams, args.h2_events, gateway),
-               front.name: await delivery_workload(front, True, args.h2_streams, args.h2_events, gateway)}
+    over_h1, _ = await delivery_workload(direct, False, args.h2_streams, args.h2_events, gateway)
+    over_h2, connections = await delivery_workload(front, True, args.h2_streams, args.h2_events, gateway)
     report(f"SSE deliveries, {args.h2_streams} streams (h2: all on one connection) x {args.h2_events} events",
-           "deliveries", samples, how="deliveries, every one arrived once")
+           "deliveries", {"direct": over_h1, front.name: over_h2}, how="deliveries, every one arrived once")
+    print(f"  h2: the streams and the first requests on one connection; {connections} opened in all "
+          "(nginx ends a connection after keepalive_requests = 1000 requests: later POSTs on the next)")
 
 
 async def run(args: argparse.Namespace) -> None:
