@@ -11,6 +11,7 @@ it as the raw record. Its response-time histograms (integer milliseconds, rounde
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -29,14 +30,16 @@ PERCENTILES: Final = (0.5, 0.95, 0.99)
 
 
 def locust_argv(cell: Cell, gateway_url: str, proxy_url: str | None, prefix: Path, duration: float,
-                namespace: str = "/bench", processes: int = 1) -> list[str]:
+                namespace: str = "/bench", processes: int = 1, settle: float = 0.0) -> list[str]:
     """The command line of one run; ``prefix`` is where its CSV and JSON files go.
 
     Always distributed (``--processes``: a master and ``processes`` workers), so every run
     aggregates its workers' numbers on the master the same way, whatever their count.
+    With ``settle``, the users spend that many seconds spawning and joining before anything
+    is published, and the run lasts that much longer (``duration`` is the measured window).
     """
     load = cell.load
-    seconds = max(1, round(duration))
+    seconds = max(1, math.ceil(settle + duration))
     argv = [sys.executable, "-m", "locust", "-f", "loadtests", "--headless",
             "-u", str(load.users), "-r", f"{load.spawn_rate:g}", "-t", f"{seconds}s", "--stop-timeout", "5",
             "--host", gateway_url, "--csv", str(prefix), "--only-summary", "--json-file", str(prefix),
@@ -50,6 +53,8 @@ def locust_argv(cell: Cell, gateway_url: str, proxy_url: str | None, prefix: Pat
     argv += ["--master-bind-port", str(port), "--master-port", str(port)]
     if proxy_url is not None:
         argv += ["--target", "proxy", "--proxy-url", proxy_url]
+    if settle > 0:
+        argv += ["--settle", f"{settle:g}"]
     return argv
 
 
@@ -157,7 +162,9 @@ def entry_stats(entry: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class LocustStats:
     entries: dict[tuple[str, str], dict[str, Any]]  # (type, name) -> entry_stats
-    window: tuple[float, float] | None  # wall-clock seconds from the first to the last measured event
+    # Wall-clock seconds from the first to the last measured event; with ``--settle``, from the
+    # moment the steady window opened (the join storm before it is not part of it).
+    window: tuple[float, float] | None
 
 
 def read_stats(prefix: Path) -> LocustStats:
@@ -167,5 +174,9 @@ def read_stats(prefix: Path) -> LocustStats:
         raise ValueError("Locust's JSON stats are not a list of entries")
     starts = [float(e["start_time"]) for e in entries if e.get("start_time")]
     ends = [float(e["last_request_timestamp"]) for e in entries if e.get("last_request_timestamp")]
+    opened = [float(e["start_time"]) for e in entries
+              if (e.get("method"), e.get("name")) == ("generator", "steady window") and e.get("start_time")]
+    if opened:
+        starts = opened
     window = (min(starts), max(ends)) if starts and ends and max(ends) > min(starts) else None
     return LocustStats({(str(e["method"]), str(e["name"])): entry_stats(e) for e in entries}, window)

@@ -14,7 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-INITIAL_OVERHEAD = 12.0  # seconds a repeat costs beyond its load, before any was measured (Locust, 2 cores)
+# Seconds a repeat costs beyond its load, before any was measured: the mean over the 111 runs of
+# the full run of 2026-12-07 on this 2-core machine (9.9 s; Locust distributed, a fresh gateway and proxy).
+INITIAL_OVERHEAD = 10.0
+# The share of load-ladder steps a full run is expected to run: a ladder stops at its first step
+# past the bound (21 of 55 steps ran in the full run of 2026-12-07).
+LADDER_SHARE = 0.4
 
 
 def clock(seconds: float) -> str:

@@ -158,14 +158,16 @@ class Repeat:
         cpu_before = {name: cpu_seconds(p) for name, p in handles.items()}
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         prefix = self.raw / f"r{n}"
-        argv = locust_argv(cell, gateway.url, self.target, prefix, cell.timing.duration, processes=self.processes)
+        argv = locust_argv(cell, gateway.url, self.target, prefix, cell.timing.duration, processes=self.processes,
+                           settle=cell.timing.settle)
         with Sampler(watched) as sampler:
             self.locust = LocustRun(argv, self.logs / f"r{n}-locust.log", self.pinning.generator).start()
             sampler.add("locust", self.locust.pid)
             workers = self.locust.workers(self.processes)
             for i, pid in enumerate(workers, 1):
                 sampler.add(f"locust-w{i}", pid)
-            code, timed_out = self.locust.wait(cell.timing.duration + LOCUST_GRACE, tick=self.tick)
+            code, timed_out = self.locust.wait(cell.timing.settle + cell.timing.duration + LOCUST_GRACE,
+                                               tick=self.tick)
         self.locust = None
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = {f"{name}_s": round(cpu_seconds(p) - cpu_before[name], 3) for name, p in handles.items()}
@@ -192,7 +194,7 @@ class Repeat:
             self.record["gateway_metrics"] = gateway_delta(metrics_before, parse_prometheus(gateway.metrics()))
         self.record["proxy"] = self.read_proxy()
         if timed_out:
-            limit = cell.timing.duration + LOCUST_GRACE
+            limit = cell.timing.settle + cell.timing.duration + LOCUST_GRACE
             raise RepeatFailed(f"Locust did not finish within {limit:.0f} s and was killed")
         if code != 0:
             raise RepeatFailed(f"Locust exited with {code}: {tail(self.logs / f'r{n}-locust.log', 600)}")

@@ -32,8 +32,19 @@ from typing import Any
 from . import manifest as manifest_mod
 from . import signals
 from .children import ROOT, PortInUse, check_port_free, child_env, load_limits, plan_pinning
-from .matrix import KINDS_BY_KEY, LADDER_TIMING, PRESETS, Cell, MatrixError, build_matrix, parse_cells
-from .progress import INITIAL_OVERHEAD, Progress, clock
+from .matrix import (
+    BOUND_MS,
+    JOIN_MARGIN,
+    KINDS_BY_KEY,
+    LADDER_TIMING,
+    PRESETS,
+    ROOMS_OF_10,
+    Cell,
+    MatrixError,
+    build_matrix,
+    parse_cells,
+)
+from .progress import INITIAL_OVERHEAD, LADDER_SHARE, Progress, clock
 from .records import SCHEMA, cell_flags, cell_status, ladder_ends, summarise
 from .repeat import Repeat
 from .signals import deferred_signals
@@ -46,10 +57,11 @@ def parser() -> argparse.ArgumentParser:
     )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="a smoke test: 2 loads, 1 repeat, 5 s; its report says so and names no winner")
+                      help="a smoke test: 2 loads, 1 repeat, 5 s; its report says so and names no winner, direction or ratio")
     size.add_argument("--full", action="store_true",
                       help="the full matrix (default): 2 loads, 3 repeats, 20 s, then the load ladders; the run "
-                           "prints its planned length (an upper bound: a ladder stops at its capacity)")
+                           "prints its expected length (and the most it could take, if no ladder stopped early); "
+                           "the manifest records the measured one")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: results/<date-time>)")
     p.add_argument("--repeats", type=int, default=None, help="repeats per cell (quick 1, full 3)")
     p.add_argument("--users", type=_int_list, default=None, metavar="N[,N...]",
@@ -70,13 +82,20 @@ def parser() -> argparse.ArgumentParser:
                         help="add the load ladders to capacity (the full preset has them)")
     ladder.add_argument("--no-ladder", action="store_true", help="leave the load ladders out")
     p.add_argument("--ladder-users", type=_int_list, default=None, metavar="N[,N...]",
-                   help="the rooms-of-10 ladder's steps in users (default 50,100,200,400,800,1600)")
+                   help=f"the rooms-of-10 ladder's steps in users (default {','.join(map(str, ROOMS_OF_10))})")
     p.add_argument("--ladder-room", type=int, default=None, metavar="USERS",
                    help="the one-room ladder's room size (default 1000; 0 leaves it out)")
     p.add_argument("--ladder-kinds", default=None, metavar="CELL[,CELL...]",
-                   help="which transports and profiles get a ladder (default: sse-block, sio-polling-block and "
-                        "every transport with WebSocket allowed)")
-    p.add_argument("--ladder-duration", type=float, default=None, help="seconds per ladder step (12)")
+                   help="which transports and profiles get a ladder (default: sse-nginx, sio-polling-nginx and, "
+                        "with no proxy in the path, every transport with WebSocket allowed)")
+    p.add_argument("--ladder-duration", type=float, default=None,
+                   help=f"seconds of steady load measured per ladder step ({LADDER_TIMING.duration:g}), after its "
+                        "users have spawned and joined")
+    p.add_argument("--ladder-join-margin", type=float, default=None, metavar="SECONDS",
+                   help=f"seconds left for joins after a step's last user spawned, before its measured window "
+                        f"opens ({JOIN_MARGIN:g})")
+    p.add_argument("--ladder-bound", type=float, default=None, metavar="MS",
+                   help=f"p99 delivery that ends a ladder ({BOUND_MS:g} ms)")
     p.add_argument("--processes", type=int, default=0,
                    help="Locust worker processes per run (default: one per CPU left after the gateway's)")
     p.add_argument("--no-pin", action="store_true",
@@ -114,7 +133,7 @@ class Runner:
         self.env = {**child_env(), **load_limits()}
         self.pinning = plan_pinning(not args.no_pin)
         self.processes = args.processes or max(1, len(self.pinning.generator or os.sched_getaffinity(0)))
-        steps = [c.timing.warmup + c.timing.duration for c in cells for _ in range(c.timing.repeats)]
+        steps = [c.timing.warmup + c.timing.settle + c.timing.duration for c in cells for _ in range(c.timing.repeats)]
         self.progress = Progress(steps)
         plan = {"preset": "quick" if args.quick else "full",
                 "cells": [self.cell_header(c) for c in cells]}
@@ -230,7 +249,31 @@ def ladder_options(args: argparse.Namespace) -> dict[str, Any]:
         options["kinds"] = parse_cells(args.ladder_kinds)
     if args.ladder_duration:
         options["timing"] = replace(LADDER_TIMING, duration=args.ladder_duration)
+    if args.ladder_join_margin is not None:
+        options["join_margin"] = args.ladder_join_margin
+    if args.ladder_bound:
+        options["bound_ms"] = args.ladder_bound
     return options
+
+
+def plan_line(cells: list[Cell]) -> str:
+    """The run's expected length: every matrix run, and the share of load-ladder steps a run is
+    expected to reach (a ladder stops at its first step past the bound), each run with its start-up;
+    and the most it could take, if every ladder step ran. The measured length is the manifest's."""
+    matrix = [c for c in cells if c.rung is None]
+    ladder = [c for c in cells if c.rung is not None]
+
+    def cost(group: list[Cell]) -> float:
+        return sum(c.seconds + c.timing.repeats * INITIAL_OVERHEAD for c in group)
+
+    line = f"{len(cells)} cells: about {clock(cost(matrix) + LADDER_SHARE * cost(ladder))}"
+    if ladder:
+        line += (f" ({sum(c.timing.repeats for c in matrix)} matrix runs, and of {len(ladder)} load-ladder steps the "
+                 f"{LADDER_SHARE:.0%} a run usually reaches; at most {clock(cost(matrix) + cost(ladder))} if every "
+                 "step ran)")
+    else:
+        line += f" ({sum(c.timing.repeats for c in matrix)} runs)"
+    return line + f", with {INITIAL_OVERHEAD:g} s of start-up per run"
 
 
 def main(argv: list[str]) -> int:
@@ -260,8 +303,5 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     signals.install()
-    runs = sum(c.timing.repeats for c in cells)
-    planned = sum(c.seconds for c in cells) + runs * INITIAL_OVERHEAD
-    print(f"{len(cells)} cells, {runs} runs: about {clock(planned)} (load plus {INITIAL_OVERHEAD:g} s of "
-          f"start-up per run); results in {out}", file=sys.stderr)
+    print(plan_line(cells) + f"; results in {out}", file=sys.stderr)
     return Runner(cells, out, args, ["run", *argv]).run()

@@ -119,9 +119,16 @@ class Conn:
             pass
 
 
+# A keep-alive connection idle longer than this is not reused: the server may close it meanwhile
+# (uvicorn closes after 5 s), and a request sent as it does fails with "closed by the peer".
+# A browser retries such a request on a fresh connection; opening one first comes to the same.
+IDLE_REOPEN = 4.0
+
+
 class Http(Conn):
     """Keep-alive requests on one connection, one at a time (``request`` holds a lock). A request
-    that fails leaves the connection broken; the next one opens a fresh connection."""
+    that fails leaves the connection broken; the next one opens a fresh connection, and so does
+    one after the connection sat idle for ``IDLE_REOPEN`` seconds."""
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         super().__init__(host, port, timeout)
@@ -130,9 +137,13 @@ class Http(Conn):
         self.reader = ResponseReader()
         self.lock = gevent.lock.RLock()  # re-entrant: a caller may hold it around a request
         self.broken = False
+        self.used_at = time.monotonic()
 
     def request(self, raw: bytes, timeout: float | None = None) -> Response:
         with self.lock:
+            if not self.broken and time.monotonic() - self.used_at > IDLE_REOPEN:
+                self.close()
+                self.broken = True
             if self.broken:
                 Conn.__init__(self, *self.address, self.timeout)
                 self.reader, self.broken = ResponseReader(), False
@@ -144,6 +155,7 @@ class Http(Conn):
                     except ValueError as exc:  # the codec's ProtocolError
                         raise Lost(f"bad HTTP response: {exc}") from None
                     if done:
+                        self.used_at = time.monotonic()
                         return done[0]
             except Lost:
                 self.broken = True

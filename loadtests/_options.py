@@ -45,6 +45,11 @@ def _arguments(parser: Any) -> None:
            help="the demo's /bench has no presence announcements (/chat has: a join costs a frame per member)")
     option("--sse-mode", choices=["auto", "stream", "poll"], default="auto",
            help="SSE: stream, poll (for buffering proxies), or auto (stream, polling if buffered)")
+    # Not in the web UI: the comparison's load ladders use it to measure steady state only.
+    parser.add_argument("--settle", type=float, default=0.0, include_in_web_ui=False,
+                        help="seconds from the start in which users only connect and join; publishing starts "
+                             "after them (the measured window: 'generator / steady window' marks its start, "
+                             "'generator / late join' counts users that joined after it)")
 
 
 @events.init.add_listener
@@ -57,6 +62,38 @@ def _weights(environment: Environment, **_: Any) -> None:
         label = getattr(cls, "transport_label", None)
         if label is not None:
             cls.weight = int(mix.get(label, 0))
+
+
+# -- steady state: users join first, then the measured window opens ---------------------------
+
+window = {"opens_at": 0.0}  # wall-clock time publishing starts (0: at once); set when the test starts
+stopping = gevent.event.Event()  # set when this process's users are being stopped (``test_stopping``)
+
+
+@events.test_stopping.add_listener
+def _stopping(**_: Any) -> None:
+    stopping.set()
+
+
+@events.test_start.add_listener
+def _open_window(environment: Environment, **_: Any) -> None:
+    """Where users run: with ``--settle S``, publishing starts S seconds after the test did, when
+    every user has (normally) joined; a ``generator / steady window`` event marks that moment, so
+    the master's statistics say when the measured window opened."""
+    stopping.clear()
+    options = environment.parsed_options
+    settle = float(getattr(options, "settle", 0.0) or 0.0) if options is not None else 0.0
+    if isinstance(environment.runner, MasterRunner) or settle <= 0:
+        window["opens_at"] = 0.0
+        return
+    window["opens_at"] = time.time() + settle
+
+    def opened() -> None:
+        environment.events.request.fire(request_type="generator", name="steady window", response_time=0.0,
+                                        response_length=0, exception=None, context={})
+
+    marker = gevent.spawn_later(settle, opened)
+    environment.events.test_stop.add_listener(lambda **_: marker.kill(block=False))
 
 
 # -- distributed runs: every worker's last numbers reach the master -------------------------

@@ -31,6 +31,10 @@ all on the master. What is measured (type / name):
     generator / receive-to-record         from a read returning to its deliveries being recorded
     generator / loop lag                  how late the generator's event loop woke a timer (loadtests/_options.py)
     generator / gc pause                  each full collection in the generator (loadtests/_options.py)
+    generator / steady window             with ``--settle S``: the moment publishing starts, S seconds after
+                                          the test did (users only connect and join before it)
+    generator / late join                 with ``--settle S``: a user whose connect finished after that
+                                          moment (the join storm overlapped the measured window)
 
 ``loadtests/_blocking.py`` holds the same users on ``rtclient.blocking.BlockingClient`` (the
 previous generator), kept to measure what the light clients save.
@@ -46,8 +50,9 @@ from typing import Any, Protocol
 
 import gevent
 from locust import User, constant, events, task
+from locust.exception import StopUser
 
-from loadtests import _options  # noqa: F401  (registers the options and the transport mix)
+from loadtests import _options  # registers the options and the transport mix; the steady window
 from loadtests._light import AutoClient, Lost, RequestFailed, Sink, SioClient, SioTransport, SseClient
 from loadtests._tracking import SequenceTracker
 
@@ -117,9 +122,13 @@ class GatewayUser(User):
             return
         fire("connect", self.transport_label, _ms(started))
         self.client = client
+        opens_at = _options.window["opens_at"]
+        if opens_at and time.time() > opens_at:
+            fire("generator", "late join", _ms(started))
         # A random phase: users started together do not publish together, and at a low rate
         # (a room of 1,000, each user publishing once a minute) some publish within a short run.
-        self.next_at = time.time() - (self.interval or 0.0) * random.random()
+        # With --settle, the schedule starts when the steady window opens: nothing is sent before.
+        self.next_at = max(time.time(), opens_at) - (self.interval or 0.0) * random.random()
         if self.upgrades:
             gevent.spawn(self._watch_upgrade, client, started)
 
@@ -151,7 +160,7 @@ class GatewayUser(User):
         # The generator's own lag is how late the scheduler woke the user: a send already late
         # because the previous publish's ack was slow is the server's latency, not the generator's.
         wake_at = max(due, time.time())
-        gevent.sleep(max(0.0, due - time.time()))
+        self._sleep_until(due)
         fire("generator", "send lag", max(0.0, (time.time() - wake_at) * 1000))
         self.seq += 1
         body = {"sender": self.sender, "seq": self.seq, "abandoned": self.abandoned, "t": due, "pad": self.pad}
@@ -164,11 +173,18 @@ class GatewayUser(User):
             return
         fire("publish", self.transport_label, _ms(started))
 
+    def _sleep_until(self, due: float) -> None:
+        """Sleep until ``due``, but stop at once when Locust stops the users: left to itself, a
+        user due to publish in a minute (one room of 1,000) would hold the run's end for its
+        whole ``--stop-timeout`` while the others kept publishing."""
+        if _options.stopping.wait(max(0.0, due - time.time())):
+            raise StopUser
+
     def _send_volatile(self, interval: float) -> None:
         """Volatile updates beside the logged publishes, on the same connection and a fixed
         schedule of their own (``t`` is when each was due, as for the logged ones). Each is sent
         once, with no sequence number: the gateway may drop it, so receivers count it apart."""
-        due = time.time() - interval * random.random()
+        due = max(time.time(), _options.window["opens_at"]) - interval * random.random()
         while True:
             due += interval
             gevent.sleep(max(0.0, due - time.time()))

@@ -199,6 +199,26 @@ async def test_ten_idle_polling_tabs_share_one_long_poll(contexts: Any, gw: Thre
     assert await received(pages[0]) == []
 
 
+@needs_socketio
+async def test_more_polling_tabs_than_a_shared_poll_may_name_are_asked_in_turns(contexts: Any) -> None:
+    """A gateway that lets one shared poll name 4 connections, and 10 `socketio-polling` tabs: the
+    owner's first poll naming all is refused (422 on `s`); it then names fewer at a time, the
+    others in the next round, and every tab still gets the burst exactly once and in order."""
+    small = ThreadedGateway(address_session_burst=1000, session_publish_burst=1000, multiplex_max_sessions=4).start()
+    try:
+        pages = await open_tabs(await contexts(), small.url, 10)
+        started = await start(pages, "socketio-polling", "grouped-polling")
+        assert {(s["sharing"], s["transport"]) for s in started} == {("worker", "polling")}, started
+        offsets = await pages[0].evaluate("([r, n]) => window.tab.burst(r, 'tab0', 0, n)", ["grouped-polling", BURST])
+        await await_bursts(pages[1:], offsets, within=10)
+        polls, named = shared_polls(small)
+        assert polls == 1 and 1 <= named <= 4, (polls, named)  # one poll at a time, within the limit
+        rejected = read(small.gateway.metrics.render()).get("gateway_rejected_total", [])
+        assert sum(v for labels, v in rejected if labels.get("code") == "validation_error") >= 1  # the first, refused
+    finally:
+        small.stop()
+
+
 async def test_closing_the_leader_tab_hands_the_stream_over(contexts: Any, gw: ThreadedGateway) -> None:
     pages = await open_tabs(await contexts(), gw.url, 10)
     started = await start(pages, "sse", "shared-leader", {"share": "leader"})

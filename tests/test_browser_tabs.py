@@ -73,7 +73,7 @@ class Http2Proxy:
         self.port = free_port()
         conf = workdir / HTTP2_CONF.name
         conf.write_text(
-            HTTP2_CONF.read_text().replace("{{LISTEN_PORT}}", str(self.port))
+            HTTP2_CONF.read_text().replace("{{LISTEN_ADDRESS}}", "127.0.0.1").replace("{{LISTEN_PORT}}", str(self.port))
             .replace("{{UPSTREAM_PORT}}", str(upstream_port)).replace("{{WORKDIR}}", str(workdir))
             .replace("{{CERT}}", str(cert)).replace("{{KEY}}", str(key))
         )

@@ -24,16 +24,25 @@ import pytest
 from .servers import ROOT, timeout
 
 # Runs alone (a load generator). Whichever test comes first also sets up the module's
-# fixtures: the tiny comparison (bounded at 90 s) and its report, hence the longer timeout.
+# fixtures: the tiny comparison (bounded at 150 s) and its report, hence the longer timeout.
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(timeout(240))]
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TINY = ["--quick", "--cells", "sse-block,sio-polling-block,sse-reference", "--users", "6", "--repeats", "1",
-        "--duration", "3", "--warmup", "1", "--processes", "2"]
-CELLS = ("sse-block-u6", "sio-polling-block-u6", "sse-reference-u6")
+# The calibration cells: each user type against its reference server (the raw SSE server; Node's socket.io).
+TINY = ["--quick", "--cells", "sse-block,sio-polling-block,sse-reference,sio-websocket-reference,sio-polling-reference",
+        "--users", "6", "--repeats", "1", "--duration", "3", "--warmup", "1", "--processes", "2"]
+CELLS = ("sse-block-u6", "sio-polling-block-u6", "sse-reference-u6", "sio-websocket-reference-u6",
+         "sio-polling-reference-u6")
+# Words that state a direction or a ratio: a smoke test's verdict has none.
+DIRECTION = re.compile(r"×|\bwins?\b|\blower\b|\bhigher\b|% of its")
+# A tiny load ladder in the same run: two steps of SSE + POST with WebSocket allowed (no proxy in
+# the path), each joining first and then measuring 2 s of steady load, against a generous bound.
+LADDER = ["--ladder", "--ladder-kinds", "sse-direct", "--ladder-users", "4,8", "--ladder-room", "0",
+          "--ladder-duration", "2", "--ladder-join-margin", "1", "--ladder-bound", "5000"]
+LADDER_CELLS = ("ladder-sse-direct-r10-u4-p8", "ladder-sse-direct-r10-u8-p16")
 
 
 async def comparison(*args: str, within: float = 60) -> tuple[int, str]:
@@ -54,7 +63,7 @@ async def comparison(*args: str, within: float = 60) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 async def results(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
     folder = tmp_path_factory.mktemp("comparison") / "results"
-    code, out = await comparison("run", *TINY, "--out", str(folder), within=90)
+    code, out = await comparison("run", *TINY, *LADDER, "--out", str(folder), within=150)
     assert code == 0, out[-3000:]
     yield folder
 
@@ -94,13 +103,16 @@ async def test_tiny_matrix_writes_every_result(results: Path):
     assert manifest["gateway"]["command"].startswith("python -m gateway")
     assert manifest["load_generator"]["processes"] == 2 and "pinning" in manifest["load_generator"]
     assert manifest["plan"]["preset"] == "quick" and manifest["elapsed_s"] > 0
-    assert [c["cell"] for c in manifest["plan"]["cells"]] == list(CELLS)
+    assert [c["cell"] for c in manifest["plan"]["cells"]] == list(CELLS + LADDER_CELLS)
     for cell_id in CELLS:
         cell = read(results / "cells" / f"{cell_id}.json")
         assert cell["status"] == "ok", cell
         repeat = cell["repeats"][0]
         assert repeat["requests"]["deliver"]["count"] > 0 and repeat["requests"]["deliver"]["p99_ms"] > 0
-        assert repeat["cpu"]["gateway_s"] > 0 and repeat["cpu"]["locust_s"] > 0
+        # A reference server at a handful of users may spend less than one clock tick (10 ms).
+        assert repeat["cpu"]["gateway_s"] >= 0 and repeat["cpu"]["locust_s"] > 0
+        if not cell_id.endswith("-reference-u6"):
+            assert repeat["cpu"]["gateway_s"] > 0
         assert repeat["proxy"]["totals"]["requests"] > 0 and repeat["derived"]["bytes_per_delivery"] > 0
         assert repeat["reliability"]["lost"] == 0 and repeat["reliability"]["duplicate"] == 0
         assert "load_generator_saturated" in repeat["flags"] and "generator_bound" in repeat["flags"]
@@ -115,10 +127,68 @@ async def test_tiny_matrix_writes_every_result(results: Path):
     # The calibration cell ran the same users against the raw SSE reference server, not the gateway.
     reference = read(results / "cells" / "sse-reference-u6.json")
     assert reference["kind"]["server"] == "raw-sse" and "gateway_metrics" not in reference["repeats"][0]
+    # The Socket.IO users (over WebSocket, and polling only) against Node's socket.io reference server.
+    for cell_id, transport in (("sio-websocket-reference-u6", "websocket"), ("sio-polling-reference-u6", "polling")):
+        reference = read(results / "cells" / f"{cell_id}.json")
+        assert reference["kind"]["server"] == "node-socketio" and "gateway_metrics" not in reference["repeats"][0]
+        classes = reference["repeats"][0]["proxy"]["classes"]
+        moved = (classes.get("socketio-websocket") or {}).get("bytes_to_client", 0)
+        assert (moved > 0) == (transport == "websocket"), (cell_id, classes)
     polling = read(results / "cells" / "sio-polling-block-u6.json")["repeats"][0]
     # Socket.IO's default client tried to upgrade, the proxy refused, it stayed on polling.
     assert polling["proxy"]["totals"]["upgrades_refused"] > 0 and polling["requests"]["upgrade_websocket"] == 0
     assert polling["proxy"]["classes"]["socketio-websocket"]["bytes_to_client"] == 0
+
+
+async def test_a_tiny_ladder_joins_first_measures_steady_state_and_says_what_ended_it(report: Path, tmp_path: Path):
+    for step, cell_id in enumerate(LADDER_CELLS, 1):
+        cell = read(report / "cells" / f"{cell_id}.json")
+        assert cell["status"] == "ok", cell
+        assert cell["rung"] == {"series": "sse-direct rooms of 10", "step": step, "bound_ms": 5000.0}
+        assert cell["uses_proxy"] is False and cell["timing"]["settle"] > 0  # joins first, no proxy in the path
+        repeat = cell["repeats"][0]
+        assert "--settle" in repeat["locust"]["argv"]
+        # The measured window is the steady one: it opened after the joins, so it is shorter than the run.
+        assert 0 < repeat["locust"]["window_s"] < cell["timing"]["settle"] + cell["timing"]["duration"]
+        assert repeat["requests"]["late_joins"] == 0 and repeat["requests"]["connect"]["count"] == cell["load"]["users"]
+        assert repeat["requests"]["deliver"]["count"] > 0 and repeat["reliability"]["lost"] == 0
+        assert repeat["sampling"]["cpu_pct"]["gateway"]["mean"] is not None and "proxy" not in repeat["sampling"][
+            "cpu_pct"]
+    md = (report / "report.md").read_text()
+    assert "### Capacity: load ladders (bound: p99 delivery ≤ 5,000 ms, no loss)" in md
+    rows = [line for line in md.splitlines() if line.startswith("| sse-direct rooms of 10 |")]
+    assert len(rows) == 2 and all(row.endswith("| within the bound |") and "| no proxy |" in row for row in rows)
+    texts = {s["id"]: s["text"] for s in read(report / "verdict.json")["sentences"]}
+    text = texts["capacity-sse-direct-rooms-of-10"]
+    assert text.startswith("SSE + POST, direct (no proxy), rooms of 10: up to 8 users") and "≤ 5,000 ms" in text
+    assert "no proxy in the path" in text and "the ladder's last step was still within it" in text
+
+    # The same results against a bound no step can meet: its first step ends the ladder, and the report says why.
+    strict = tmp_path / "strict"
+    shutil.copytree(report, strict, ignore=shutil.ignore_patterns("locust", "logs", "report.*", "*.png",
+                                                                   "verdict.json"))
+    for cell_id in LADDER_CELLS:
+        path = strict / "cells" / f"{cell_id}.json"
+        cell = read(path)
+        cell["rung"]["bound_ms"] = 0.5
+        path.write_text(json.dumps(cell))
+    manifest = read(strict / "manifest.json")
+    for header in manifest["plan"]["cells"]:
+        if header["rung"] is not None:
+            header["rung"]["bound_ms"] = 0.5
+    (strict / "manifest.json").write_text(json.dumps(manifest))
+    code, out = await comparison("report", str(strict))
+    assert code == 0, out
+    md = (strict / "report.md").read_text()
+    assert "(bound: p99 delivery ≤ 0.5 ms, no loss)" in md
+    rows = [line for line in md.splitlines() if line.startswith("| sse-direct rooms of 10 | 1 |")]
+    # A p99 over 0.5 ms, or (weighed against so small a bound) the generator's own lag: either ends it.
+    why = rows[0].rsplit("|", 2)[1].strip() if rows else None
+    assert why in ("p99 delivery passed the bound", "the load generator could not keep up"), rows
+    text = {s["id"]: s["text"] for s in read(strict / "verdict.json")["sentences"]}["capacity-sse-direct-rooms-of-10"]
+    assert "no step stayed within p99 delivery ≤ 0.5 ms" in text
+    assert "its first step (4 users," in text and f"ended the ladder: {why}" in text
+    assert ("not the gateway's own knee" in text) == (why == "the load generator could not keep up")
 
 
 async def test_every_number_in_the_verdict_is_traceable(report: Path):
@@ -155,7 +225,10 @@ async def test_every_number_in_the_verdict_is_traceable(report: Path):
     ids = [s["id"] for s in sentences]
     # A smoke test says so first, in the verdict and the title, and names no winner.
     assert ids[0] == "smoke-test" and not [i for i in ids if i.startswith(("best-", "rule-"))], ids
-    assert "floor-sse-reference-u6" in ids
+    assert {"floor-sse-reference-u6", "floor-sio-websocket-reference-u6", "floor-sio-polling-reference-u6"} <= set(ids)
+    for sentence in sentences:  # a smoke test compares nothing: no direction and no ratio between cells
+        if sentence["section"] != "capacity":  # a ladder's own reach ("the capacity is higher") compares no cells
+            assert not DIRECTION.search(sentence["text"]), (sentence["id"], sentence["text"])
     md = (report / "report.md").read_text()
     assert md.startswith("# rtgateway") and "SMOKE TEST" in md.splitlines()[0]
     for sentence in sentences:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from comparison.children import free_port
 from comparison.proxy import ProxyProcess, read_stats
 
-from .servers import ROOT, ThreadedGateway, timeout
+from .servers import ROOT, NginxProcess, ThreadedGateway, timeout
 
 pytestmark = pytest.mark.serial  # a load generator or throughput figures: runs alone
 
@@ -100,6 +100,27 @@ async def test_block_websocket_outcomes(gateway, tmp_path):
         assert count(result, "deliver", name) > 0 and count(result, "connect", name, "Failure Count") == 0
     assert stats.classes["socketio-websocket"].upgrades_refused > 0
     assert delivery_failures(result) == []
+
+
+@pytest.mark.skipif(not pathlib.Path("/usr/sbin/nginx").exists(), reason="needs nginx at /usr/sbin/nginx")
+async def test_real_nginx_block_websocket_outcomes(gateway, tmp_path):
+    """The comparison's nginx cells: comparison/nginx/block-websocket.conf drops Upgrade, so
+    Socket.IO's default client stays on polling, auto stays on SSE + POST, and what streams over
+    plain HTTP arrives every message, once and in order."""
+    nginx = NginxProcess(gateway.port, tmp_path / "nginx")
+    try:
+        result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", nginx.url,
+                              "--transport-mix", "sse=1,sio-default=1,auto=1", users=6)
+    finally:
+        nginx.stop()
+    assert count(result, "upgrade", "sio-default: refused") > 0  # the upgrade never reached the gateway
+    assert count(result, "upgrade", "sio-default: websocket") == 0
+    assert count(result, "upgrade", "auto: websocket") == 0
+    for name in ("sse", "sio-default", "auto"):
+        for kind in ("connect", "publish", "deliver"):
+            assert count(result, kind, name) > 0, (kind, name, result["output"][-2000:])
+            assert failure_count(result, kind, name)[0] == 0, failure_count(result, kind, name)
+    assert delivery_failures(result) == []  # zero lost, duplicated, out of order, gaps
 
 
 async def test_drop_profile_recovers_without_loss(gateway, tmp_path):

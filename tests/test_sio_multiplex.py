@@ -133,6 +133,26 @@ async def test_an_answer_that_was_lost_is_sent_again(http: httpx.AsyncClient) ->
     assert payload["n"] == conn.n and payload["data"].split(SEP) == conn.packets[-len(payload["data"].split(SEP)):]
 
 
+async def test_an_answer_kept_for_a_resend_counts_as_held_output_until_the_next_poll(
+    gw: ThreadedGateway, http: httpx.AsyncClient
+) -> None:
+    sio = gw.gateway.transports["socketio"]
+    before = sio.resend_bytes  # type: ignore[attr-defined]
+    conn = await Polling(http).open()
+    await connected(http, conn)
+    kept = sio.resend_bytes - before  # type: ignore[attr-defined]
+    assert kept > 0  # the answer that carried the CONNECT, kept in case it was lost
+    hold = hold_id()
+    waiting = asyncio.ensure_future(shared(http, {conn.sid: conn.n}, hold))  # it arrived
+    await parked(http, 1)
+    assert sio.resend_bytes == before  # type: ignore[attr-defined]
+    assert (await http.post("/sio/multiplex/wake", params={"hold": hold})).status_code == 204
+    answer = await asyncio.wait_for(waiting, timeout(10))
+    assert answer.json() == {"payloads": {}, "gone": []}
+    again = await shared(http, {conn.sid: conn.n - 1})  # too late to ask for it again
+    assert again.json()["gone"] == [conn.sid]
+
+
 async def test_a_wake_and_a_newer_poll_end_a_waiting_one(http: httpx.AsyncClient) -> None:
     conn = await Polling(http).open()
     await connected(http, conn)

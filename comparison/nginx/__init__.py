@@ -21,6 +21,8 @@ import psutil
 
 HERE: Final = Path(__file__).parent
 NGINX: Final = Path("/usr/sbin/nginx")
+# The HTTP/2 + TLS front a deployment uses for many tabs without WebSocket (README, "Serving over HTTP/2").
+HTTP2_TLS: Final = HERE.parents[1] / "deploy" / "nginx" / "http2-tls.conf"
 
 
 def render(
@@ -44,6 +46,33 @@ def render(
         .replace("{{WORKDIR}}", str(workdir))
     )
     conf = workdir / f"{name}.conf"
+    conf.write_text(text)
+    return conf
+
+
+def self_signed(workdir: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate (one day, for IP ``host``) and its key, made with openssl in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={host}",
+         "-addext", f"subjectAltName=IP:{host}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def render_http2_tls(listen_port: int, upstream_port: int, workdir: Path | str, listen_address: str = "127.0.0.1") -> Path:
+    """deploy/nginx/http2-tls.conf filled for these ports, with a self-signed certificate for
+    ``listen_address`` made in ``workdir``; return the configuration's path there."""
+    workdir = Path(workdir).resolve()
+    cert, key = self_signed(workdir, listen_address)
+    text = (
+        HTTP2_TLS.read_text().replace("{{LISTEN_ADDRESS}}", listen_address)
+        .replace("{{LISTEN_PORT}}", str(int(listen_port))).replace("{{UPSTREAM_PORT}}", str(int(upstream_port)))
+        .replace("{{WORKDIR}}", str(workdir)).replace("{{CERT}}", str(cert)).replace("{{KEY}}", str(key))
+    )
+    conf = workdir / HTTP2_TLS.name
     conf.write_text(text)
     return conf
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from .results import CellView, Traced
 
@@ -131,11 +131,39 @@ def transport_of(cell: CellView) -> str:
     return cell.label.split(",")[0]
 
 
-def compare(b: Builder, name: str, subject: str, other: str) -> str:
-    """``subject`` against ``other`` where lower is better: "3.4× lower", "2.0× higher", or "about the same"."""
+def beyond_spread(winner: CellView, loser: CellView, metric: str) -> bool:
+    """A difference counts only when it is larger than the spread: two or more repeats each, and
+    the winner's worst repeat still better than the loser's best."""
+    counts = [cell.get(metric, "n") for cell in (winner, loser)]
+    worst, best = winner.get(metric, "max"), loser.get(metric, "min")
+    if any(n is None or n.value < 2 for n in counts) or worst is None or best is None:
+        return False
+    return worst.value < best.value
+
+
+def differs(x: CellView, y: CellView, metric: str) -> bool:
+    """One of the two is lower than the other beyond the spread of their repeats."""
+    return beyond_spread(x, y, metric) or beyond_spread(y, x, metric)
+
+
+NO_DIRECTION_QUICK = "one short repeat each: no direction claimed"
+NO_DIRECTION = "within what their repeats vary by: no direction claimed"
+
+
+def no_direction(quick: bool) -> str:
+    return NO_DIRECTION_QUICK if quick else NO_DIRECTION
+
+
+def compare(b: Builder, name: str, subject: str, other: str, cells: tuple[CellView, CellView], metric: str,
+            quick: bool = False) -> str:
+    """``subject`` against ``other`` where lower is better: "3.4× lower", "2.0× higher", or "about the
+    same"; only when the two ``cells`` differ on ``metric`` beyond their repeats' spread, and never
+    in a smoke test (``quick``): otherwise it says why no direction is claimed."""
     x, y = b.value(subject), b.value(other)
     if x <= 0 or y <= 0:
         return "not comparable (a zero)"
+    if quick or not differs(*cells, metric):
+        return no_direction(quick)
     if x <= y:
         ratio = b.derive(name, "ratio", [other, subject])
         word = "lower"
@@ -144,7 +172,32 @@ def compare(b: Builder, name: str, subject: str, other: str) -> str:
         word = "higher"
     if b.value(name) < SIMILAR:
         return f"about the same, {ratio}×"
-    return f"{ratio}× {word}"
+    return f"{ratio}× {word}, beyond what their repeats vary by"
+
+
+WIDE: Final = 2.0  # a cell whose slowest repeat's p99 is over this many times its fastest's: named
+
+
+def wide(cell: CellView, metric: str = "deliver_p99_ms") -> bool:
+    """The repeats the cell's median is taken over disagree by more than ``WIDE``× on ``metric``."""
+    low, high = cell.get(metric, "min"), cell.get(metric, "max")
+    return low is not None and high is not None and low.value > 0 and high.value > WIDE * low.value
+
+
+def rests_on_wide(b: Builder, *cells: CellView) -> str:
+    """" (X's repeats ranged a to b ms: see Caveats)" for every cell of a sentence whose p99 repeats
+    spread widely, so the sentence says what it rests on; empty when none does."""
+    notes = []
+    for i, cell in enumerate(cells):
+        if not wide(cell):
+            continue
+        low, high = cell.get("deliver_p99_ms", "min"), cell.get("deliver_p99_ms", "max")
+        assert low is not None and high is not None
+        notes.append(f"{cell.id}'s p99 ranged {b.put(f'wide_lo{i}', low)} to {b.put(f'wide_hi{i}', high)} ms "
+                     "over its repeats")
+    if not notes:
+        return ""
+    return " (this rests on cells whose repeats spread widely: " + "; ".join(notes) + "; see Caveats)"
 
 
 def put_metrics(b: Builder, cell: CellView, prefix: str, metrics: Sequence[tuple[str, str]]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from ..records import ladder_ends
+from ..records import PROXY_SATURATED_PCT, ladder_ends
 from .results import CellView, Results
 from .sentences import fmt
 
@@ -109,7 +109,8 @@ def latency_table(results: Results) -> Table:
     table = Table("Latency (ms) and throughput", ["cell", "users", *[v[0] for v in values]],
                   note="Delivery: publish to receipt at each receiver, from the scheduled send time carried in the "
                        "message. Ack: publish to acknowledgement (the event is in the delivery log). Connect: "
-                       "handshake until joined. Median across repeats [min–max].")
+                       "handshake until joined. Median [min–max] across the repeats that were not generator-bound (all "
+                       "of them if every one was).")
     return _rows(results, table, values)
 
 
@@ -164,15 +165,34 @@ def reliability_table(results: Results) -> Table:
     return _rows(results, table, values)
 
 
+def ladder_bound(results: Results) -> float | None:
+    """The p99 bound the ladders were run against (one for the run: ``--ladder-bound``)."""
+    bounds = {float(c.rung["bound_ms"]) for c in results.ladder if c.rung and c.rung.get("bound_ms")}
+    return max(bounds) if bounds else None
+
+
 def capacity_table(results: Results) -> Table:
-    """Every load-ladder step: what it offered, what was measured, and whether it ended its ladder."""
-    table = Table("Capacity: load ladders", ["series", "step", "users", "room", "publishes/s", "deliveries/s",
-                                              "delivery p99", "lost", "generator lag p99", "generator CPU %",
-                                              "outcome"],
-                  note="Each ladder steps the load up on one gateway process until p99 delivery passes the bound, "
-                       "a delivery is lost, a publish or connect fails, or the load generator cannot keep up "
-                       "(its lag or CPU: then higher steps would measure the generator); the steps after that are "
-                       "not run. One repeat per step.", top=True)
+    """Every load-ladder step: what it offered, what was measured in its steady window, the CPU
+    of the gateway, the proxy and the generator, and what ended its ladder."""
+    bound = ladder_bound(results)
+    bound_text = f"p99 delivery ≤ {fmt(bound)} ms" if bound is not None else "the bound"
+    table = Table(f"Capacity: load ladders (bound: {bound_text}, no loss)",
+                  ["series", "step", "users", "room", "publishes/s", "deliveries/s", "delivery p99 ms", "lost",
+                   "join p50 / p99 ms", "late joins", "gateway CPU %", "proxy CPU %", "generator CPU %",
+                   "generator lag p99 ms", "outcome"],
+                  note=f"Each ladder steps the load up on one gateway process until one of these ends it: p99 "
+                       f"delivery over the bound ({bound_text}); a delivery lost, a publish or a connect failed; "
+                       "the load generator behind (its lag p99 over a share of the bound, or a generator process "
+                       "over its CPU threshold: manifest.json); the proxy saturated (its one process over "
+                       f"{PROXY_SATURATED_PCT:g}% of a core). The steps after that are not run. Only \"p99 delivery passed the bound\" and "
+                       "a loss are the gateway's own limit; a generator behind or a saturated proxy means the gateway's "
+                       "knee is higher than the last step within the bound. Each step measures steady fan-out only: "
+                       "its users spawn and join first (join p50 / p99: that join storm, not in the window; late "
+                       "joins: users that joined after the window opened), then publishing starts and the window "
+                       "is measured. CPU: % of one core, mean over the window (generator: its busiest process). "
+                       "With WebSocket allowed the users connect straight to the gateway (no proxy); behind "
+                       "block-websocket they go through the real nginx, or the aiohttp proxy. One repeat per step.",
+                  top=True)
     for cell in results.ladder:
         rung = cell.rung or {}
         users, room = cell.load.get("users"), cell.load.get("room_size")
@@ -181,10 +201,13 @@ def capacity_table(results: Results) -> Table:
             outcome = cell.status + (f": {cell.error}" if cell.error else "")
         else:
             outcome = ladder_ends(cell.data or {}, float(rung.get("bound_ms") or 0)) or "within the bound"
+        joins = f"{spread(cell, 'connect_p50_ms')} / {spread(cell, 'connect_p99_ms')}" if cell.usable else DASH
+        proxy = spread(cell, "proxy_cpu_pct_mean") if (cell.data or {}).get("uses_proxy", True) else "no proxy"
         table.rows.append([str(rung.get("series", "")), str(rung.get("step", "")), str(users or DASH),
                            str(room or DASH), fmt(offered), spread(cell, "deliveries_per_s"),
-                           spread(cell, "deliver_p99_ms"), total(cell, "lost"),
-                           spread(cell, "generator_lag_p99_ms"), spread(cell, "generator_cpu_pct_max"), outcome])
+                           spread(cell, "deliver_p99_ms"), total(cell, "lost"), joins, total(cell, "late_joins"),
+                           spread(cell, "gateway_cpu_pct_mean"), proxy, spread(cell, "generator_cpu_pct_max"),
+                           spread(cell, "generator_lag_p99_ms"), outcome])
         if not cell.usable:
             table.muted.add(len(table.rows) - 1)
     return table
@@ -205,8 +228,10 @@ def floor_table(results: Results) -> Table:
                        "returning to its deliveries being recorded. Loop lag: how late its event loop woke a "
                        "timer (a burst of deliveries delays every socket served after the first). A repeat is generator-bound when the larger lag's "
                        "p99 is over the share of the delivery p99 in manifest.json, or a generator process used more "
-                       "than its CPU threshold; such cells are kept out of the verdict. Calibration cells run the "
-                       "same users against a reference server: their numbers are the generator's floor.")
+                       "than its CPU threshold; such repeats are left out of the cell's medians, and a cell where most "
+                       "repeats were is kept out of the verdict. Calibration cells run the same users against a "
+                       "reference server through the aiohttp proxy's passthrough hop: their numbers are the "
+                       "generator's floor on that path, not for the nginx cells.")
     return _rows(results, table, values)
 
 

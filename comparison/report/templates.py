@@ -24,12 +24,20 @@ METHOD: Final = [
     "The generator measures its own lag in every repeat: how late its scheduler woke a publish, how late its "
     "event loop woke a timer, and how long a read's deliveries took to be recorded. A repeat whose largest lag "
     "p99 is over the share of its delivery p99 in the manifest, or whose busiest Locust process used more CPU "
-    "than the manifest's threshold, is generator-bound: its cell stays out of the verdict. Calibration cells run "
-    "the same users against reference servers of tiny cost (Node's socket.io, a raw SSE server): the floor this "
-    "generator can measure at that load. A repeat where other processes kept the machine busy is flagged too.",
-    "A difference names a winner only when it is larger than the repeats' spread (the winner's worst repeat "
-    "better than the other's best, with two or more repeats each). The load ladders step one gateway process "
-    "up until p99 delivery passes the bound, a delivery is lost or the generator cannot keep up.",
+    "than the manifest's threshold, is generator-bound, and a cell where most repeats were stays out of the verdict (its "
+    "medians are over every repeat: leaving the bound ones out would raise them, a fast repeat being the easiest "
+    "for the lag to pass). Calibration cells run the same users against reference servers of tiny "
+    "cost (Node's socket.io, a raw SSE server) through the aiohttp proxy's passthrough hop: the floor this generator "
+    "can measure at that load on that path (the direct, block-websocket and drop cells' path); the nginx cells take "
+    "another path and have no floor here. A repeat where other processes kept the machine busy is flagged too.",
+    "A difference names a winner, a direction or a ratio only when it is larger than the repeats' spread (the "
+    "winner's worst repeat better than the other's best, with two or more counted repeats each); the quick preset "
+    "names none. A cell whose repeats' p99 differ by more than a factor of two is listed under Caveats with each "
+    "repeat's figures and what was recorded beside them. The load ladders step one gateway process "
+    "up until p99 delivery passes the bound stated in the capacity table, a delivery is lost, the generator cannot "
+    "keep up or the proxy saturates; each step measures steady fan-out only (its users spawn and join first, "
+    "then publishing starts and the window is measured), and records the gateway's, the proxy's and the "
+    "generator's CPU in that window.",
 ]
 
 HTML: Final = """<!doctype html>

@@ -9,13 +9,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any, Final
 
 from ..records import ladder_ends
 from .questions import questions
 from .results import CellView, Results, Traced
-from .sentences import SIMILAR, Builder, Sentence, check, compare, fmt, put_metrics, transport_of, usable, users_of
+from .sentences import (
+    SIMILAR,
+    WIDE,
+    Builder,
+    Sentence,
+    beyond_spread,
+    check,
+    compare,
+    differs,
+    fmt,
+    no_direction,
+    put_metrics,
+    rests_on_wide,
+    transport_of,
+    usable,
+    users_of,
+)
 
-__all__ = ["SECTIONS", "Sentence", "build", "check", "fmt"]
+__all__ = ["SECTIONS", "Sentence", "beyond_spread", "build", "check", "fmt"]
+
+CPU: Final = "gateway_cpu_s_per_1000_deliveries"
+P99: Final = "deliver_p99_ms"
 
 # -- the sections ------------------------------------------------------------------------
 
@@ -30,19 +50,30 @@ def blocked(results: Results, users: int) -> list[Sentence]:
     u = b.put("users", users_of(sse), "int")
     put_metrics(b, sse, "sse", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
     put_metrics(b, sio, "sio", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
+    quick = results.manifest_preset == "quick"
     text = (f"Behind a WebSocket-blocking proxy at {u} users, SSE + POST delivered p99 in {{sse_p99}} ms vs "
-            f"{{sio_p99}} ms for Socket.IO's polling fallback ({compare(b, 'p99_ratio', 'sse_p99', 'sio_p99')}), ")
+            f"{{sio_p99}} ms for Socket.IO's polling fallback "
+            f"({compare(b, 'p99_ratio', 'sse_p99', 'sio_p99', (sse, sio), P99, quick)})")
     if b.value("sio_cpu") > 0:
-        text += (f"at {b.derive('cpu_pct', 'percent', ['sse_cpu', 'sio_cpu'], 'pct')}% of its gateway CPU per delivery "
-                 "({sse_cpu} vs {sio_cpu} CPU-seconds per thousand deliveries)")
+        if not quick and differs(sse, sio, CPU):
+            text += (f", at {b.derive('cpu_pct', 'percent', ['sse_cpu', 'sio_cpu'], 'pct')}% of its gateway CPU "
+                     "per delivery ({sse_cpu} vs {sio_cpu} CPU-seconds per thousand deliveries)")
+        else:
+            text += (", with {sse_cpu} vs {sio_cpu} CPU-seconds of gateway CPU per thousand deliveries "
+                     f"({no_direction(quick)})")
     bytes_ok = put_metrics(b, sse, "sse", [("bytes_per_delivery", "bytes"), ("requests_per_delivery", "req")]) and \
         put_metrics(b, sio, "sio", [("bytes_per_delivery", "bytes"), ("requests_per_delivery", "req")])
     if bytes_ok and b.value("sio_bytes") > 0:
-        text += (f", with {b.derive('bytes_pct', 'percent', ['sse_bytes', 'sio_bytes'], 'pct')}% of its bytes on the "
-                 "wire per delivered message ({sse_bytes} vs {sio_bytes} B of bodies and payloads) and {sse_req} vs "
-                 "{sio_req} HTTP requests per delivered message, each of which also carries headers not counted here.")
+        if not quick and differs(sse, sio, "bytes_per_delivery"):
+            text += (f", with {b.derive('bytes_pct', 'percent', ['sse_bytes', 'sio_bytes'], 'pct')}% of its bytes on "
+                     "the wire per delivered message ({sse_bytes} vs {sio_bytes} B of bodies and payloads)")
+        else:
+            text += ", with {sse_bytes} vs {sio_bytes} B of bodies and payloads per delivered message"
+        text += (" and {sse_req} vs {sio_req} HTTP requests per delivered message, each of which also carries "
+                 "headers not counted here")
     else:
-        text += "; bytes on the wire were not measured for these cells."
+        text += "; bytes on the wire were not measured for these cells"
+    text += rests_on_wide(b, sse, sio) + "."
     out.append(b.done(text))
 
     b = Builder(f"blocked-ack-u{users}", "verdict")
@@ -65,16 +96,20 @@ def direct(results: Results, users: int) -> list[Sentence]:
     u = b.put("users", users_of(ws), "int")
     put_metrics(b, ws, "ws", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
     put_metrics(b, sse, "sse", [("deliver_p99_ms", "p99"), ("gateway_cpu_s_per_1000_deliveries", "cpu")])
+    quick = results.manifest_preset == "quick"
     text = (f"With WebSocket allowed at {u} users, Socket.IO over WebSocket delivered p99 in {{ws_p99}} ms vs "
-            f"{{sse_p99}} ms for SSE + POST ({compare(b, 'p99_ratio', 'ws_p99', 'sse_p99')}), ")
+            f"{{sse_p99}} ms for SSE + POST ({compare(b, 'p99_ratio', 'ws_p99', 'sse_p99', (ws, sse), P99, quick)})")
     if b.value("sse_cpu") > 0:
-        text += (f"at {b.derive('cpu_pct', 'percent', ['ws_cpu', 'sse_cpu'], 'pct')}% of SSE + POST's gateway CPU per "
-                 "delivery ({ws_cpu} vs {sse_cpu} CPU-seconds per thousand deliveries)")
+        if not quick and differs(ws, sse, CPU):
+            text += (f", at {b.derive('cpu_pct', 'percent', ['ws_cpu', 'sse_cpu'], 'pct')}% of SSE + POST's gateway "
+                     "CPU per delivery ({ws_cpu} vs {sse_cpu} CPU-seconds per thousand deliveries)")
+        else:
+            text += (", with {ws_cpu} vs {sse_cpu} CPU-seconds of gateway CPU per thousand deliveries "
+                     f"({no_direction(quick)})")
     if put_metrics(b, ws, "ws", [("bytes_per_delivery", "bytes")]) and \
             put_metrics(b, sse, "sse", [("bytes_per_delivery", "bytes")]):
-        text += " and {ws_bytes} vs {sse_bytes} bytes on the wire per delivered message."
-    else:
-        text += "."
+        text += ", and {ws_bytes} vs {sse_bytes} bytes on the wire per delivered message"
+    text += rests_on_wide(b, ws, sse) + "."
     return [b.done(text)]
 
 
@@ -90,14 +125,28 @@ def fallback(results: Results, users: int) -> list[Sentence]:
     put_metrics(b, poll, "poll", pairs)
     if b.value("ws_p99") <= 0 or b.value("ws_cpu") <= 0:
         return []
-    text = (f"Falling back to polling cost Socket.IO at {u} users: p99 from {{ws_p99}} ms over WebSocket to "
-            "{poll_p99} ms "
-            f"({b.derive('p99_x', 'ratio', ['poll_p99', 'ws_p99'])}× the WebSocket figure), gateway CPU per thousand "
-            f"deliveries from {{ws_cpu}} to {{poll_cpu}} s ({b.derive('cpu_x', 'ratio', ['poll_cpu', 'ws_cpu'])}×)")
-    if put_metrics(b, ws, "ws", [("bytes_per_delivery", "bytes")]) and \
-            put_metrics(b, poll, "poll", [("bytes_per_delivery", "bytes")]) and b.value("ws_bytes") > 0:
-        text += (f", bytes per delivered message from {{ws_bytes}} to {{poll_bytes}} "
-                 f"({b.derive('bytes_x', 'ratio', ['poll_bytes', 'ws_bytes'])}×)")
+    quick = results.manifest_preset == "quick"
+    bytes_ok = put_metrics(b, ws, "ws", [("bytes_per_delivery", "bytes")]) and \
+        put_metrics(b, poll, "poll", [("bytes_per_delivery", "bytes")]) and b.value("ws_bytes") > 0
+    shown = {m: not quick and differs(ws, poll, m) for m in (P99, CPU, "bytes_per_delivery")}
+
+    def times(name: str, metric: str, short: str, words: str = "") -> str:
+        """" (N×...)" where the two differ beyond their spread by a ratio worth writing."""
+        if not shown[metric]:
+            return ""
+        if b.value(f"poll_{short}") < SIMILAR * b.value(f"ws_{short}"):
+            return " (about the same)"
+        return f" ({b.derive(name, 'ratio', [f'poll_{short}', f'ws_{short}'])}×{words})"
+
+    x = {"p99": times("p99_x", P99, "p99", " the WebSocket figure"), "cpu": times("cpu_x", CPU, "cpu"),
+         "bytes": times("bytes_x", "bytes_per_delivery", "bytes") if bytes_ok else ""}
+    head = (f"Falling back to polling cost Socket.IO at {u} users" if shown[P99] or shown[CPU]
+            else f"Socket.IO over WebSocket and over polling at {u} users ({no_direction(quick)})")
+    text = (f"{head}: p99 from {{ws_p99}} ms over WebSocket to {{poll_p99}} ms{x['p99']}, gateway CPU per "
+            f"thousand deliveries from {{ws_cpu}} to {{poll_cpu}} s{x['cpu']}")
+    if bytes_ok:
+        text += f", bytes per delivered message from {{ws_bytes}} to {{poll_bytes}}{x['bytes']}"
+    text += rests_on_wide(b, ws, poll)
     return [b.done(text + ".")]
 
 
@@ -128,8 +177,8 @@ def auto(results: Results, users: int) -> list[Sentence]:
                  f"{{best_conn}} ms for {best_words}")
         if other is not None and usable(other) and put_metrics(b, other, "other", [("connect_p50_ms", "conn")]):
             text += f" and {{other_conn}} ms for {other_words}"
-        text += f"; p99 delivery {{auto_p99}} ms vs {{best_p99}} ms for {best_words}."
-        out.append(b.done(text))
+        text += f"; p99 delivery {{auto_p99}} ms vs {{best_p99}} ms for {best_words}"
+        out.append(b.done(text + rests_on_wide(b, cell, best) + "."))
     return out
 
 
@@ -151,7 +200,15 @@ def winners(results: Results) -> list[Sentence]:
             if not ranked:
                 continue
             _, best, traced = min(ranked, key=lambda item: item[0])
-            parts.append(f"{words}: {best.label} ({b.put(f'best{i}', traced)} {unit})")
+            others = [c for _, c, _ in ranked if c is not best]
+            close = [c for c in others if not beyond_spread(best, c, metric)]
+            if not close:
+                parts.append(f"{words}: {best.label} ({b.put(f'best{i}', traced)} {unit}, beyond the spread of "
+                             "every other cell's repeats)")
+            else:
+                parts.append(f"{words}: no cell beyond the others' spread (the lowest median, "
+                             f"{b.put(f'best{i}', traced)} {unit} in {best.id}, is within what {close[0].id}"
+                             f"{' and others' if len(close) > 1 else ''} varied by, or rests on one repeat)")
         if parts:
             out.append(b.done(f"At {u} users, " + "; ".join(parts) + "."))
     out += _rule(results, "Where WebSocket passes", "sio-websocket-direct", "sse-direct")
@@ -208,25 +265,41 @@ def _rule(results: Results, scenario: str, a_key: str, b_key: str) -> list[Sente
     return [b.done(f"{scenario}: " + ", and ".join(clauses) + ".")]
 
 
-def beyond_spread(winner: CellView, loser: CellView, metric: str) -> bool:
-    """A difference counts only when it is larger than the spread: two or more repeats each, and
-    the winner's worst repeat still better than the loser's best."""
-    counts = [cell.get(metric, "n") for cell in (winner, loser)]
-    worst, best = winner.get(metric, "max"), loser.get(metric, "min")
-    if any(n is None or n.value < 2 for n in counts) or worst is None or best is None:
-        return False
-    return worst.value < best.value
+# What ends a ladder without being the gateway's own limit (``records.ladder_ends``).
+NOT_THE_GATEWAY: Final = ("the load generator could not keep up", "the proxy saturated")
+
+
+def _cpu(b: Builder, cell: CellView, tag: str) -> str:
+    """The gateway's, the proxy's and the generator's CPU in a step's measured window, as words."""
+    parts = []
+    gateway = cell.get("gateway_cpu_pct_mean")
+    if gateway is not None:
+        parts.append(f"gateway {b.put(f'{tag}_gateway_cpu', gateway, 'pct')}%")
+    proxy = cell.get("proxy_cpu_pct_mean")
+    if proxy is not None:
+        parts.append(f"proxy {b.put(f'{tag}_proxy_cpu', proxy, 'pct')}%")
+    generator = cell.get("generator_cpu_pct_max")
+    if generator is not None:
+        parts.append(f"busiest generator process {b.put(f'{tag}_generator_cpu', generator, 'pct')}%")
+    text = f"; {', '.join(parts)} of a core" if parts else ""
+    return text + (", no proxy in the path" if not (cell.data or {}).get("uses_proxy", True) else "")
 
 
 def capacity(results: Results) -> list[Sentence]:
-    """Per load ladder: the most one gateway process served within the bound, and what ended it."""
+    """Per load ladder: the most served within the stated bound in steady state, the CPU of the
+    gateway and the proxy there, and what ended the ladder (the gateway's limit, or not)."""
     out: list[Sentence] = []
     for series, steps in results.ladders().items():
         b = Builder(f"capacity-{series.replace(' ', '-').replace(',', '')}", "capacity")
         first = steps[0]
         within = [c for c in steps if c.usable and ladder_ends(c.data or {}, float(c.rung["bound_ms"])) is None]
         ended = next((c for c in steps if c.status != "skipped" and c not in within), None)
-        name = f"{first.label}, {series.split(' ', 1)[1]}"
+        room = first.load_value("room_size")
+        bound = Traced(float((first.rung or {}).get("bound_ms") or 0), first.file, "rung.bound_ms")
+        shape = (f"one room of {b.put('room', room, 'int')}" if first.load.get("room_size") == first.load.get("users")
+                 else f"rooms of {b.put('room', room, 'int')}") if room is not None else series.split(" ", 1)[1]
+        name = f"{first.label}, {shape}"
+        bound_words = f"within p99 delivery ≤ {b.put('bound', bound)} ms and no loss"
         if within:
             best = within[-1]
             rate, p99 = best.get("deliveries_per_s"), best.get("deliver_p99_ms")
@@ -234,15 +307,22 @@ def capacity(results: Results) -> list[Sentence]:
             if rate is None or p99 is None or users is None:
                 continue
             text = (f"{name}: up to {b.put('users', users, 'int')} users and {b.put('rate', rate)} deliveries/s "
-                    f"within the bound (p99 {b.put('p99', p99)} ms)")
+                    f"{bound_words}, in steady state (p99 {b.put('p99', p99)} ms{_cpu(b, best, 'knee')})")
         else:
-            text = f"{name}: no step stayed within the bound"
+            text = f"{name}: no step stayed {bound_words}"
         if ended is not None:
             why = ladder_ends(ended.data or {"status": ended.status}, float(ended.rung["bound_ms"]))
-            text += f"; {'the next' if within else 'its first'} step ({ended.id}) ended the ladder: {why}"
+            users_next, rate_next = ended.load_value("users"), ended.get("deliveries_per_s")
+            at = ""
+            if users_next is not None:
+                at = f" ({b.put('users_next', users_next, 'int')} users"
+                at += f", {b.put('rate_next', rate_next)} deliveries/s)" if rate_next is not None else ")"
+            text += f"; {'the next' if within else 'its first'} step{at} ended the ladder: {why}"
             p99_next = ended.get("deliver_p99_ms")
             if p99_next is not None:
-                text += f" (p99 {b.put('p99_next', p99_next)} ms)"
+                text += f" (p99 {b.put('p99_next', p99_next)} ms{_cpu(b, ended, 'next')})"
+            if why in NOT_THE_GATEWAY:
+                text += ", so this is not the gateway's own knee: it can serve more than this ladder measured"
         else:
             text += "; the ladder's last step was still within it, so the capacity is higher"
         out.append(b.done(text + "."))
@@ -250,24 +330,130 @@ def capacity(results: Results) -> list[Sentence]:
 
 
 def nginx(results: Results, users: int) -> list[Sentence]:
-    """Whether the blocked-WebSocket conclusion holds through the real nginx too."""
-    pairs = [(results.cell(a, users), results.cell(c, users))
-             for a, c in (("sse-block", "sio-polling-block"), ("sse-nginx", "sio-polling-nginx"))]
-    if not all(usable(*pair) for pair in pairs):
+    """Whether the blocked-WebSocket conclusion holds through the real nginx too: what compares,
+    and for what does not, why (a missing or failed cell, or a generator-bound one)."""
+    keys = {"aio_sse": "sse-block", "aio_poll": "sio-polling-block", "ngx_sse": "sse-nginx",
+            "ngx_poll": "sio-polling-nginx"}
+    cells = {tag: results.cell(key, users) for tag, key in keys.items()}
+    if cells["ngx_sse"] is None and cells["ngx_poll"] is None:
         return []
+    if not all(c is not None and c.usable for c in cells.values()):
+        return _not_compared(f"nginx-u{users}", "verdict", "through the real nginx",
+                             *(c for c in cells.values()))
+    views: dict[str, CellView] = {tag: c for tag, c in cells.items() if c is not None}
+    quick = results.manifest_preset == "quick"
     b = Builder(f"nginx-u{users}", "verdict")
-    u = b.put("users", users_of(pairs[0][0]), "int")  # type: ignore[arg-type]
-    order = []
-    for prefix, (sse, poll) in zip(("aio", "ngx"), pairs, strict=True):
-        assert sse is not None and poll is not None
-        put_metrics(b, sse, f"{prefix}_sse", [("deliver_p99_ms", "p99")])
-        put_metrics(b, poll, f"{prefix}_poll", [("deliver_p99_ms", "p99")])
-        order.append(b.value(f"{prefix}_sse_p99") <= b.value(f"{prefix}_poll_p99"))
-    holds = "holds" if order[0] == order[1] else "does not hold"
-    return [b.done(f"Through the real nginx (comparison/nginx/block-websocket.conf) at {u} users, SSE + POST "
-                   "delivered p99 in {ngx_sse_p99} ms vs {ngx_poll_p99} ms for Socket.IO's polling fallback; behind "
-                   "the aiohttp proxy's block-websocket profile {aio_sse_p99} vs {aio_poll_p99} ms: which of the two "
-                   f"is lower {holds} through both proxies.")]
+    u = b.put("users", users_of(views["ngx_sse"]), "int")
+    if not all(put_metrics(b, cell, tag, [(P99, "p99")]) for tag, cell in views.items()):
+        return []
+    bound = [f"{c.id} is generator-bound in {_bound_count(b, c, tag)} repeats" for tag, c in views.items()
+             if not c.comparable]
+    text = (f"Through the real nginx (comparison/nginx/block-websocket.conf) at {u} users, SSE + POST delivered p99 "
+            "in {ngx_sse_p99} ms vs {ngx_poll_p99} ms for Socket.IO's polling fallback; behind the aiohttp proxy's "
+            "block-websocket profile {aio_sse_p99} vs {aio_poll_p99} ms")
+    if bound:
+        text += (" (" + "; ".join(bound) + ": its p99 is so low that the generator's own lag is over the "
+                 "share of it in manifest.json, so its median is taken over the repeats that were not, and it "
+                 "stays out of the direct comparison)")
+    orders = {proxy: _order(b, views[f"{proxy}_sse"], views[f"{proxy}_poll"], proxy, quick) for proxy in ("aio", "ngx")}
+    (aio, aio_why), (ngx, ngx_why) = orders["aio"], orders["ngx"]
+    if quick:
+        text += f". {no_direction(quick).capitalize()}"
+    elif aio is not None and ngx is not None:
+        aio_name, ngx_name = transport_of(views[f"aio_{aio}"]), transport_of(views[f"ngx_{ngx}"])
+        if aio == ngx:
+            text += (f". {aio_name} has the lower p99 behind the aiohttp proxy ({aio_why}) and through nginx "
+                     f"({ngx_why}): the conclusion holds through both proxies")
+        else:
+            text += (f". The lower p99 is {aio_name}'s behind the aiohttp proxy ({aio_why}) but {ngx_name}'s through "
+                     f"nginx ({ngx_why}): the conclusion does not hold through both proxies")
+    else:
+        missing = [f"{name}: {why}" for name, (order, why) in (("behind the aiohttp proxy", orders["aio"]),
+                                                                 ("through nginx", orders["ngx"])) if order is None]
+        text += ". Whether the conclusion holds through both proxies is not established at this load (" + \
+            "; ".join(missing) + ")"
+    return [b.done(text + rests_on_wide(b, *views.values()) + "."), *_proxy_cost(results, users, quick)]
+
+
+def _bound_count(b: Builder, cell: CellView, tag: str) -> str:
+    k, n = cell.get("repeats_generator_bound", "total"), cell.get("repeats_ok", "total")
+    assert k is not None and n is not None
+    return f"{b.put(f'{tag}_bound', k, 'int')} of {b.put(f'{tag}_repeats', n, 'int')}"
+
+
+def _order(b: Builder, sse: CellView, poll: CellView, tag: str, quick: bool) -> tuple[str | None, str]:
+    """Which of the two is lower on one proxy ("sse", "poll" or None) and why that can be said.
+
+    Two comparable cells: beyond their repeats' spread. A generator-bound cell's figures include
+    the generator's own lag, so they can only overstate its latency: if even its slowest repeat is
+    below the other (comparable) cell's fastest, it is the lower one; by how much is not measured.
+    """
+    if quick:
+        return None, no_direction(quick)
+    if sse.comparable and poll.comparable:
+        if beyond_spread(sse, poll, P99):
+            return "sse", "beyond what their repeats vary by"
+        if beyond_spread(poll, sse, P99):
+            return "poll", "beyond what their repeats vary by"
+        return None, f"{sse.id} and {poll.id} are {NO_SPREAD}"
+    if sse.comparable == poll.comparable:
+        return None, f"both {sse.id} and {poll.id} are generator-bound"
+    low, high = (poll, sse) if sse.comparable else (sse, poll)
+    worst = _slowest_repeat(low)
+    best = high.get(P99, "min")
+    if worst is None or best is None:
+        return None, f"{low.id} is generator-bound"
+    shown_w, shown_b = b.put(f"{tag}_slowest", worst), b.put(f"{tag}_fastest", best)
+    if worst.value < best.value:
+        return ("sse" if low is sse else "poll",
+                f"even {low.id}'s slowest repeat, {shown_w} ms with the generator's lag in it, is below {high.id}'s "
+                f"fastest, {shown_b} ms; a generator-bound figure can only overstate the latency, so the order "
+                "holds, by how much is not measured")
+    return None, (f"{low.id} is generator-bound and its slowest repeat ({shown_w} ms) is not below {high.id}'s "
+                  f"fastest ({shown_b} ms)")
+
+
+NO_SPREAD: Final = "within what their repeats vary by"
+
+
+def _slowest_repeat(cell: CellView) -> Traced | None:
+    """The largest p99 delivery of any repeat that succeeded, generator-bound ones included."""
+    best: Traced | None = None
+    for i, repeat in enumerate((cell.data or {}).get("repeats") or []):
+        value = ((repeat.get("requests") or {}).get("deliver") or {}).get("p99_ms")
+        if repeat.get("status") == "ok" and isinstance(value, (int, float)) and (best is None or value > best.value):
+            best = Traced(float(value), cell.file, f"repeats.{i}.requests.deliver.p99_ms")
+    return best
+
+
+def _proxy_cost(results: Results, users: int, quick: bool) -> list[Sentence]:
+    """Where the gateway's own CPU differs between the two proxies for one transport: how much, and
+    what was recorded beside it."""
+    out: list[Sentence] = []
+    for aio_key, ngx_key in (("sse-block", "sse-nginx"), ("sio-polling-block", "sio-polling-nginx")):
+        aio, ngx = results.cell(aio_key, users), results.cell(ngx_key, users)
+        if aio is None or ngx is None or not (aio.usable and ngx.usable) or quick:
+            continue
+        if not differs(aio, ngx, "gateway_cpu_pct_mean"):
+            continue
+        b = Builder(f"proxy-cost-{ngx.id}", "verdict")
+        metrics = [("gateway_cpu_pct_mean", "pct"), (CPU, "cpu"), ("deliver_p50_ms", "p50"),
+                   ("proxy_cpu_pct_mean", "proxy")]
+        if not (put_metrics(b, ngx, "ngx", metrics) and put_metrics(b, aio, "aio", metrics)):
+            continue
+        text = (f"{transport_of(aio)} at {b.put('users', users_of(aio), 'int')} users: the gateway itself used "
+                "{ngx_pct}% of a core behind nginx vs {aio_pct}% behind the aiohttp proxy ({ngx_cpu} vs {aio_cpu} "
+                "CPU-seconds per thousand deliveries), beyond what the repeats vary by; the proxy used {ngx_proxy}% "
+                "(nginx) vs {aio_proxy}% (aiohttp) of a core")
+        if aio.family == "sio-polling" and b.value("ngx_p50") < b.value("aio_p50"):
+            text += (". Through nginx half the deliveries arrived within {ngx_p50} ms vs {aio_p50} ms: each long-poll "
+                     "came back sooner and so carried fewer messages, and the gateway answered more polls for the "
+                     "same deliveries. Requests per delivery are not counted through nginx (it has no counters "
+                     "here), so this is inferred from the latencies, not measured")
+        else:
+            text += ". Nothing else recorded explains the difference"
+        out.append(b.done(text + "."))
+    return out
 
 
 def smoke(results: Results) -> list[Sentence]:
@@ -297,7 +483,16 @@ def floor(results: Results) -> list[Sentence]:
             text += f"; the generator's own lag p99 {b.put('lag', lag)} ms"
         if cpu is not None:
             text += f", its busiest process at {b.put('cpu', cpu)}% of a core"
-        out.append(b.done(text + ". A gateway cell at this load cannot measure below this floor."))
+        if (cell.data or {}).get("uses_proxy", True):
+            text += (". The path it measures includes the aiohttp proxy's passthrough hop, which the direct, "
+                     "block-websocket and drop cells go through too: a gateway cell on that path at this load cannot "
+                     "measure below this floor. The nginx cells take another path (nginx in place of the aiohttp "
+                     "proxy, whose own cost is not in it), so this is no floor for them; they have none of their own "
+                     "here")
+        else:
+            text += (". It went to the reference server with no proxy between: a floor for cells with no proxy; "
+                     "every proxied cell also carries its proxy's cost")
+        out.append(b.done(text + "."))
     return out
 
 
@@ -324,8 +519,11 @@ def scaling(results: Results) -> list[Sentence]:
         ul = b.put("low", users_of(a), "int")
         uh = b.put("high", users_of(c), "int")
         text = (f"{a.label}: from {ul} to {uh} users, p99 went from {b.put('p99_low', ta)} to "
-                f"{b.put('p99_high', tc)} ms "
-                f"({b.derive('p99_x', 'ratio', ['p99_high', 'p99_low'])}×)")
+                f"{b.put('p99_high', tc)} ms")
+        if results.manifest_preset != "quick" and differs(a, c, P99):
+            text += f" ({b.derive('p99_x', 'ratio', ['p99_high', 'p99_low'])}×, beyond what the repeats vary by)"
+        else:
+            text += f" ({no_direction(results.manifest_preset == 'quick')})"
         if ra is not None and rc is not None:
             text += f" while deliveries per second went from {b.put('rate_low', ra)} to {b.put('rate_high', rc)}"
         cpu_a, cpu_c = a.get("gateway_cpu_pct_mean"), c.get("gateway_cpu_pct_mean")
@@ -357,6 +555,7 @@ def reliability(results: Results) -> list[Sentence]:
         bad = [c.id for i, c in enumerate(clean) if any(b.value(f"{m}_{i}") > 0 for m in metrics[1:])]
         text += (" (nonzero in " + ", ".join(bad) + ")") if bad else ""
         out.append(b.done(text + "."))
+    out += _clean_resumes(results)
     for cell in results.cells:
         if not cell.fault:
             continue
@@ -392,6 +591,35 @@ def reliability(results: Results) -> list[Sentence]:
     return out
 
 
+def _clean_resumes(results: Results) -> list[Sentence]:
+    """Sessions resumed and events replayed in cells where no proxy cut a connection: in auto's cells,
+    its move to WebSocket (the WebSocket leg resumes the SSE + POST session; what was published while
+    it moved is replayed from the log); anywhere else, named as unexplained."""
+    out: list[Sentence] = []
+    for cell in results.cells:
+        if cell.fault or not cell.usable:
+            continue
+        resumes, replayed = cell.get("gateway_resumes", "total"), cell.get("gateway_replayed", "total")
+        if resumes is None or replayed is None or (resumes.value <= 0 and replayed.value <= 0):
+            continue
+        b = Builder(f"resumes-{cell.id}", "reliability")
+        text = (f"In {cell.id}, where no proxy cut anything, the gateway counted {b.put('resumes', resumes, 'int')} "
+                f"resumed sessions and {b.put('replayed', replayed, 'int')} events replayed from the delivery log")
+        moved = cell.get("upgrades_websocket", "total")
+        lost, dup = cell.get("lost", "total"), cell.get("duplicate", "total")
+        if cell.family == "auto" and moved is not None and moved.value > 0:
+            text += (f": {b.put('moved', moved, 'int')} sessions moved from SSE + POST to WebSocket, and each move "
+                     "opens the WebSocket leg as a resume of the session (so the resumes are the moves), with the "
+                     "events published while a session moved replayed to it from the log")
+            if lost is not None and dup is not None:
+                text += (f"; receivers counted {b.put('lost', lost, 'int')} lost and {b.put('dup', dup, 'int')} "
+                         "duplicated there")
+        else:
+            text += ": nothing in this cell's recorded counters explains them"
+        out.append(b.done(text + "."))
+    return out
+
+
 def caveats(results: Results) -> list[Sentence]:
     out: list[Sentence] = []
     out += _flagged(results, "saturated", "repeats_saturated", "generator_cpu_pct_max",
@@ -402,12 +630,9 @@ def caveats(results: Results) -> list[Sentence]:
                     "Other processes kept the machine busy (above {limit} cores on average while the load ran) in ",
                     " cores",
                     ": this machine is shared, so their latencies and CPU shares carry that noise.")
-    out += _flagged(results, "generator-bound", "repeats_generator_bound", "generator_lag_p99_ms",
-                    "generator_lag_share",
-                    "Generator-bound (its lag p99 above {limit} of the delivery p99, or a generator process above "
-                    "the CPU threshold in manifest.json), and so kept out of the verdict: ", " ms of lag",
-                    ". Their latencies are the load generator's as much as the gateway's.")
-    out += outliers(results)
+    out += _generator_bound(results)
+    out += spread_notes(results)
+    out += twins(results)
     out += _unexplained_losses(results)
     broken = [c for c in results.cells if not c.usable]
     if broken:
@@ -420,6 +645,38 @@ def caveats(results: Results) -> list[Sentence]:
         out.append(b.done("Some repeats failed in " + ", ".join(c.id for c in partial)
                           + "; their numbers come from the repeats that succeeded."))
     return out
+
+
+def _generator_bound(results: Results) -> list[Sentence]:
+    """The cells with generator-bound repeats: how many, whether the cell is kept out of the verdict
+    (most of its repeats were) or only those repeats out of its medians, and the largest lag among them."""
+    b = Builder("flagged-generator-bound", "caveats")
+    parts = []
+    for i, cell in enumerate(results.cells):
+        k, n = cell.get("repeats_generator_bound", "total"), cell.get("repeats_ok", "total")
+        if k is None or n is None or k.value <= 0:
+            continue
+        lags = [(j, t) for j, r in enumerate((cell.data or {}).get("repeats") or [])
+                if r.get("status") == "ok" and (r.get("flags") or {}).get("generator_bound")
+                and (t := _repeat_value(cell, j, "derived.generator_lag_p99_ms")) is not None]
+        part = f"{cell.id} ({b.put(f'k{i}', k, 'int')} of {b.put(f'n{i}', n, 'int')} repeats"
+        if lags:
+            part += f", lag p99 up to {b.put(f'lag{i}', max((t for _, t in lags), key=lambda t: t.value))} ms"
+        if cell.calibration:
+            part += "; a calibration cell"
+        elif cell.generator_bound:
+            part += "; kept out of the verdict"
+        elif k.value < n.value:
+            part += "; those repeats left out of its medians"
+        parts.append(part + ")")
+    limit = results.manifest_value("thresholds.generator_lag_share")
+    if not parts or limit is None:
+        return []
+    return [b.done(f"Generator-bound repeats (the generator's own lag p99 above {b.put('limit', limit)} of the "
+                   "delivery p99, or a generator process above the CPU threshold in manifest.json) are left out of "
+                   "their cell's medians, and a cell where most repeats were is kept out of the verdict (its "
+                   "figures are then the medians of all its repeats, shown in the tables only): " + ", ".join(parts)
+                   + ". Their latencies are the load generator's as much as the gateway's.")]
 
 
 def _flagged(results: Results, name: str, count: str, metric: str, threshold: str, head: str, unit: str,
@@ -473,20 +730,166 @@ def drops(results: Results) -> list[Sentence]:
     return out
 
 
-def outliers(results: Results) -> list[Sentence]:
-    """Cells whose repeats disagree by more than 2x on p99: the median stands, the spread is named."""
-    b = Builder("outliers", "caveats")
-    parts = []
-    for i, cell in enumerate(results.cells):
-        low, high = cell.get("deliver_p99_ms", "min"), cell.get("deliver_p99_ms", "max")
-        if low is None or high is None or low.value <= 0 or high.value <= 2 * low.value:
+FACTORS: Final = (("derived.generator_lag_p99_ms", "generator lag p99", " ms", "the generator's lag"),
+                  ("sampling.generator_cpu_pct_max", "busiest generator process", "% of a core",
+                   "the generator's CPU"),
+                  ("sampling.cpu_pct.gateway.mean", "gateway", "% of a core", "the gateway's CPU"),
+                  ("sampling.cpu_pct.proxy.mean", "proxy", "% of a core", "the proxy's CPU"),
+                  ("sampling.other_cores_mean", "other processes", " cores", "the other processes' load"))
+NOTABLY: Final = 1.5  # a factor this many times its lowest repeat's value in the slowest repeat: named
+OTHER_CORES_STEP: Final = 0.1  # ... and, for the other processes, at least this many cores more
+
+
+def _repeat_value(cell: CellView, i: int, dotted: str) -> Traced | None:
+    try:
+        value = lookup_repeat(cell, i, dotted)
+    except (KeyError, IndexError, ValueError):
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return Traced(float(value), cell.file, f"repeats.{i}.{dotted}")
+
+
+def lookup_repeat(cell: CellView, i: int, dotted: str) -> Any:
+    data: Any = ((cell.data or {}).get("repeats") or [])[i]
+    for step in dotted.split("."):
+        data = data[step]
+    return data
+
+
+def spread_notes(results: Results) -> list[Sentence]:
+    """Every cell whose repeats' p99 delivery differ by more than ``WIDE``×: each repeat's figure and
+    what was recorded beside it, and which of those was notably higher in the slowest repeat."""
+    out: list[Sentence] = []
+    for cell in (c for c in results.cells if c.usable):
+        repeats = [(i, r) for i, r in enumerate((cell.data or {}).get("repeats") or []) if r.get("status") == "ok"]
+        p99s = [(i, t) for i, _ in repeats if (t := _repeat_value(cell, i, "requests.deliver.p99_ms")) is not None]
+        if len(p99s) < 2:
             continue
-        parts.append(f"{cell.id} ({b.put(f'low{i}', low)} to {b.put(f'high{i}', high)} ms)")
-    if not parts:
-        return []
-    return [b.done("The repeats' p99 delivery latency differed by more than a factor of two in " + ", ".join(parts)
-                   + ": the report shows their median, the tables their range; the Cells table's notes say what "
-                   "the machine and the load generator were doing in each repeat.")]
+        low, high = min(t.value for _, t in p99s), max(t.value for _, t in p99s)
+        if low <= 0 or high <= WIDE * low:
+            continue
+        b = Builder(f"spread-{cell.id}", "caveats")
+        slowest = max(p99s, key=lambda item: item[1].value)[0]
+        parts = []
+        factors: dict[str, list[tuple[int, float]]] = {}
+        for i, traced in p99s:
+            number = _repeat_value(cell, i, "repeat")
+            name = f"repeat {b.put(f'r{i}', number, 'int')}" if number is not None else "a repeat"
+            part = f"{name} {b.put(f'p99_{i}', traced)} ms ("
+            beside = []
+            for j, (key, words, unit, _) in enumerate(FACTORS):
+                value = _repeat_value(cell, i, key)
+                if value is None:
+                    continue
+                beside.append(f"{words} {b.put(f'f{j}_{i}', value)}{unit}")
+                factors.setdefault(key, []).append((i, value.value))
+            part += ", ".join(beside) + ")"
+            if (cell.data or {})["repeats"][i].get("flags", {}).get("generator_bound"):
+                part += (", generator-bound: not in the median" if _some_free(cell)
+                         else ", generator-bound (as every repeat of this cell)")
+            parts.append(part)
+        text = f"{cell.id}'s repeats differed by more than a factor of two in p99 delivery: " + "; ".join(parts)
+        named = []
+        for key, _, _, name in FACTORS:
+            values = dict(factors.get(key, []))
+            if slowest not in values or len(values) < 2:
+                continue
+            mine, least = values[slowest], min(values.values())
+            if mine < max(values.values()) or mine <= NOTABLY * least or \
+                    (key == "sampling.other_cores_mean" and mine - least < OTHER_CORES_STEP):
+                continue
+            named.append(name)
+        if named:
+            text += (". In the slowest repeat " + _join(named) + (" was" if len(named) == 1 else " were") +
+                     " the highest of its repeats, by more than half again: the spread goes with "
+                     + ("it" if len(named) == 1 else "them"))
+        else:
+            text += (". None of the generator's lag, its CPU, the gateway's or the proxy's CPU or the other "
+                     "processes' load was notably higher in the slowest repeat: what was recorded does not "
+                     "explain the spread")
+        out.append(b.done(text + "."))
+    return out
+
+
+def _some_free(cell: CellView) -> bool:
+    """Some repeat that succeeded was not generator-bound (so the medians leave the bound ones out)."""
+    return any(r.get("status") == "ok" and not (r.get("flags") or {}).get("generator_bound")
+               for r in (cell.data or {}).get("repeats") or [])
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+# Cells that carry the same traffic along the same path at one load: SSE + POST through the aiohttp
+# proxy (its block-websocket profile changes nothing for SSE; auto stays on SSE + POST behind it),
+# Socket.IO polling through it, and SSE + POST through nginx.
+TWINS: Final = ((("sse-direct", "sse-block", "auto-block"), "the same SSE + POST traffic through the aiohttp proxy"),
+                (("sio-polling-direct", "sio-polling-block"), "the same Socket.IO polling traffic through the "
+                                                              "aiohttp proxy"),
+                (("sse-nginx", "auto-nginx"), "the same SSE + POST traffic through nginx"))
+TWIN_GAP: Final = 1.5  # medians this many times apart among twins: named
+
+
+def twins(results: Results) -> list[Sentence]:
+    """Cells of one traffic and path whose p99 medians differ: whether their repeats overlap (then
+    it is how far one cell varies here) or not (then what was recorded beside them)."""
+    out: list[Sentence] = []
+    for users in results.loads:
+        for keys, what in TWINS:
+            cells = [c for k in keys if (c := results.cell(k, users)) is not None and c.usable
+                     and c.get(P99) is not None and _stayed(c)]
+            if len(cells) < 2:
+                continue
+            medians = [c.get(P99) for c in cells]
+            values = [t.value for t in medians if t is not None]
+            if min(values) <= 0 or max(values) < TWIN_GAP * min(values):
+                continue
+            b = Builder(f"twins-{cells[0].id}", "caveats")
+            listed = []
+            single = []
+            for i, cell in enumerate(cells):
+                lo, hi, t, n = cell.get(P99, "min"), cell.get(P99, "max"), cell.get(P99), cell.get(P99, "n")
+                assert lo is not None and hi is not None and t is not None and n is not None
+                if n.value < 2:
+                    single.append(cell.id)
+                    listed.append(f"{cell.id} {b.put(f'm{i}', t)} ms (one repeat counted)")
+                else:
+                    listed.append(f"{cell.id} {b.put(f'm{i}', t)} ms (repeats {b.put(f'lo{i}', lo)} to "
+                                  f"{b.put(f'hi{i}', hi)})")
+            text = (f"{_join([c.id for c in cells])} carried {what} at {b.put('users', users_of(cells[0]), 'int')} "
+                    "users, yet their p99 medians differ: " + "; ".join(listed))
+            apart = [(x, y) for n, x in enumerate(cells) for y in cells[n + 1:] if differs(x, y, P99)]
+            if not apart and single:
+                text += (f". {_join(single)} {'rests' if len(single) == 1 else 'rest'} on one repeat that was not "
+                         "generator-bound, so no difference beyond the repeats' spread can be told here")
+            elif not apart:
+                text += (". Their repeats overlap, so this is how far one cell's repeats vary on this machine, not a "
+                         "difference between the cells")
+            else:
+                beside = []
+                for i, cell in enumerate(cells):
+                    lag, gw, px = (cell.get(m) for m in ("generator_lag_p99_ms", "gateway_cpu_pct_mean",
+                                                          "proxy_cpu_pct_mean"))
+                    if lag is None or gw is None or px is None:
+                        continue
+                    beside.append(f"{cell.id}: generator lag p99 {b.put(f'lag{i}', lag)} ms, gateway "
+                                  f"{b.put(f'gw{i}', gw)}% and proxy {b.put(f'px{i}', px)}% of a core")
+                text += (". " + "; ".join(f"{x.id} and {y.id}" for x, y in apart) + " differ beyond their repeats' "
+                         "spread, though the path and the traffic are the same; what was recorded beside them (" +
+                         "; ".join(beside) + ") does not account for it, so the difference is not attributed: "
+                         "read it as what separate runs of one configuration can differ by on this machine")
+            out.append(b.done(text + "."))
+    return out
+
+
+def _stayed(cell: CellView) -> bool:
+    """An auto cell behind a blocking proxy moved no session to WebSocket (so it is SSE + POST)."""
+    if cell.family != "auto":
+        return True
+    moved = cell.get("upgrades_websocket", "total")
+    return moved is not None and moved.value == 0
 
 
 def _unexplained_losses(results: Results) -> list[Sentence]:
@@ -529,7 +932,8 @@ def _not_compared(sentence_id: str, section: str, where: str, *cells: CellView |
 # -- all of it -------------------------------------------------------------------------
 
 SECTIONS: dict[str, str] = {
-    "capacity": "Capacity: the most one gateway process served within the bound",
+    "capacity": "Capacity: the most one gateway process served in steady state within the p99 bound, and what "
+                "ended each ladder",
     "verdict": "Verdict",
     "floor": "The load generator's floor (calibration against reference servers)",
     "conditions": "When each transport wins",

@@ -49,6 +49,9 @@ const POLL_GATHER = 2;
 // A wake that came before its poll (404) is sent again this often (ms), this many times at most.
 const WAKE_AGAIN = 50;
 const WAKE_TRIES = 40;
+// Connections one shared poll names at most: the gateway's GATEWAY_MULTIPLEX_MAX_SESSIONS by
+// default; a gateway set lower refuses a larger poll (422 on `s`), and the owner asks for fewer.
+const POLL_GROUP = 64;
 
 const unavailable = (why, detail = {}) => new GatewayError("share_unavailable", `the tabs cannot share a stream here: ${why}`, detail);
 const asError = (e) => (e instanceof GatewayError ? e : new GatewayError(e?.code ?? "network_error", e?.message ?? String(e), e?.detail ?? {}, Boolean(e?.fromServer)));
@@ -408,6 +411,7 @@ export class Owner {
     this.lastAlive = 0;
     this.polls = new Map(); // Engine.IO sid -> {tab, ref, n}: a tab's Socket.IO long-poll, waiting in the shared one
     this.polling = null; // the shared long-poll in flight: {hold, sids}
+    this.pollGroup = POLL_GROUP; // connections it names at most; the rest wait for the next (see _pollLoop)
     this.stats = { carriers: 0, attached: 0, requests: 0, malformed: 0, unclaimed: 0, polls: 0 };
   }
 
@@ -556,7 +560,9 @@ export class Owner {
       // The tabs answered last time poll again within a moment of each other: one request for all.
       this.polling = { hold: null };
       await new Promise((resolve) => setTimeout(resolve, POLL_GATHER));
-      const asked = new Map(this.polls);
+      // The polls waiting longest first (a tab's new poll goes to the end of the map): past the
+      // group's size, the others are asked in the next round, which a ping starts within pingInterval.
+      const asked = new Map([...this.polls].slice(0, this.pollGroup));
       if (!asked.size) break;
       const hold = randomId();
       this.polling = { hold, sids: new Set(asked.keys()), woken: false };
@@ -568,6 +574,10 @@ export class Owner {
         const response = await fetch(`${this.url}/sio/multiplex?${query}`, { cache: "no-store", signal: AbortSignal.timeout(POLL_WAIT) });
         if (!response.ok) {
           const error = await problemError(response);
+          if (response.status === 422 && error.detail?.field === "s" && asked.size > 1) {
+            this.pollGroup = Math.max(1, Math.floor(asked.size / 2)); // more than this gateway takes in one poll
+            continue;
+          }
           throw response.status === 404 || response.status === 405 ? unavailable(error.message) : error; // no shared poll here
         }
         body = await response.json();

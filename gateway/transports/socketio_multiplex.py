@@ -80,6 +80,7 @@ class PollMultiplexer:
 
     def __init__(self, gateway: Gateway, transport: SocketIOTransport) -> None:
         self.gateway = gateway
+        self.transport = transport
         self.server = transport.server
         self.sent: dict[str, _Sent] = {}  # eio sid -> its last answer (bounded: one per open socket)
         self._holders: dict[str, _Hold] = {}  # eio sid -> the poll waiting on it
@@ -128,12 +129,17 @@ class PollMultiplexer:
             if socket is not None and not polling(socket):
                 socket = None  # on a WebSocket (or moving to one): its packets are its writer's
             sent = self.sent.get(sid)
-            if socket is None or (sent is None and received != 0) or (sent is not None and received not in (sent.n - 1, sent.n)):
+            # A count it was never given, or one behind an answer already said to have arrived.
+            valid = received == 0 if sent is None else received == sent.n or (received == sent.n - 1 and sent.data != "")
+            if socket is None or not valid:
                 gone.append(sid)  # closed, or a count that was never given: start over on a new connection
-                self.sent.pop(sid, None)
+                self._forget(sid)
             elif sent is not None and received == sent.n - 1:
                 payloads[sid] = {"n": sent.n, "data": sent.data}  # the answer that carried it was lost
             else:
+                if sent is not None and sent.data:  # the poll says it arrived: only its count is needed now
+                    self._forget(sid)
+                    self.sent[sid] = _Sent(sent.n, "")
                 sockets[sid] = socket
         first = await self._first(hold, sockets) if not payloads and not gone else {}
         if hold.gone:  # nobody to answer: it drains nothing more, and what it took is the next poll's resend
@@ -147,12 +153,13 @@ class PollMultiplexer:
                 packets += more
             if packets:
                 budget -= sum(packet_size(p) for p in packets)
-                done = self.sent.get(sid)
+                done = self._forget(sid)
                 sent = self.sent[sid] = _Sent((done.n if done else 0) + 1, polling_payload(packets))
+                self.transport.resend_bytes += len(sent.data)
                 payloads[sid] = {"n": sent.n, "data": sent.data}
             elif closed:
                 gone.append(sid)
-                self.sent.pop(sid, None)
+                self._forget(sid)
         self._sweep()
         return {"payloads": payloads, "gone": gone}
 
@@ -178,8 +185,15 @@ class PollMultiplexer:
         if len(self.sent) < self._swept_at:
             return
         for sid in [sid for sid in self.sent if open_socket(self.server, sid) is None]:
-            del self.sent[sid]
+            self._forget(sid)
         self._swept_at = max(64, 2 * len(self.sent))
+
+    def _forget(self, sid: str) -> _Sent | None:
+        """Drop the answer kept for ``sid`` (and its bytes from the held output); it, if any."""
+        sent = self.sent.pop(sid, None)
+        if sent is not None:
+            self.transport.resend_bytes -= len(sent.data)
+        return sent
 
     def router(self) -> APIRouter:
         """``/sio/multiplex``: the shared long-poll and its wake-up."""

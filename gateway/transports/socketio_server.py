@@ -156,6 +156,9 @@ class SocketIOTransport:
         self._sender: asyncio.Task[None] | None = None
         self._cutting: set[asyncio.Future[None]] = set()
         self.websockets = DirectWebSockets(self.gateway.metrics)
+        # Shared long-polls' last answers, kept until the next poll says they arrived
+        # (socketio_multiplex.py keeps it up to date): output still held for clients.
+        self.resend_bytes = 0
         for name in gateway.namespaces:
             self.server.register_namespace(_Namespace(name, self))
         self.server.register_namespace(_UnknownNamespace("*", self))
@@ -333,8 +336,9 @@ class SocketIOTransport:
         return acked
 
     def pending_bytes(self) -> int:
-        """Bytes queued for Engine.IO sockets (``gateway_held_bytes{held="output"}``)."""
-        return sum(getattr(socket.queue, "held", 0) for socket in engine_sockets(self.server))
+        """Bytes queued for Engine.IO sockets, and shared-poll answers kept for a resend
+        (``gateway_held_bytes{held="output"}``)."""
+        return self.resend_bytes + sum(getattr(socket.queue, "held", 0) for socket in engine_sockets(self.server))
 
     async def close(self) -> None:
         if self._sender is not None:
