@@ -205,8 +205,9 @@ async def test_more_polling_tabs_than_a_shared_poll_may_name_are_asked_in_turns(
     owner's first poll naming all is refused (422 on `s`); it then names fewer at a time, the
     others in the next round, and every tab still gets the burst exactly once and in order."""
     small = ThreadedGateway(address_session_burst=1000, session_publish_burst=1000, multiplex_max_sessions=4).start()
+    context = await contexts()
     try:
-        pages = await open_tabs(await contexts(), small.url, 10)
+        pages = await open_tabs(context, small.url, 10)
         started = await start(pages, "socketio-polling", "grouped-polling")
         assert {(s["sharing"], s["transport"]) for s in started} == {("worker", "polling")}, started
         offsets = await pages[0].evaluate("([r, n]) => window.tab.burst(r, 'tab0', 0, n)", ["grouped-polling", BURST])
@@ -216,6 +217,9 @@ async def test_more_polling_tabs_than_a_shared_poll_may_name_are_asked_in_turns(
         rejected = read(small.gateway.metrics.render()).get("gateway_rejected_total", [])
         assert sum(v for labels, v in rejected if labels.get("code") == "validation_error") >= 1  # the first, refused
     finally:
+        # The tabs go before their gateway: else it stops with their shared poll parked in it.
+        await asyncio.gather(*(p.evaluate(CLOSE_CLIENT) for p in context.pages), return_exceptions=True)
+        await context.close()
         small.stop()
 
 
