@@ -177,6 +177,28 @@ async def test_ten_auto_tabs_behind_a_websocket_blocker_share_one_stream(context
         proxy.stop()
 
 
+@needs_socketio
+async def test_ten_auto_tabs_behind_a_buffering_websocket_blocker_share_one_long_poll(
+    contexts: Any, gw: ThreadedGateway
+) -> None:
+    """Behind a proxy that blocks WebSocket and buffers responses, SSE can only long-poll, one
+    connection per tab, and from the sixth tab on HTTP/1.1 nothing is left (idle polls hold the
+    six until a ping). auto, once it sees the buffering, takes Socket.IO's long-poll, which the
+    tabs share: one poll for the ten, a burst to all of them at once, exactly once, in order."""
+    proxy = ProxyProcess(gw.url, "block-websocket+buffering", start_timeout=timeout(10))
+    try:
+        pages = await open_tabs(await contexts(), proxy.url, 10)
+        started = await start(pages, "auto", "buffered-auto")
+        assert {s["sharing"] for s in started} == {"worker"}, started
+        assert [await p.evaluate("window.tab.client.transport") for p in pages] == ["polling"] * 10
+        await wait_state(lambda: shared_polls(gw) == (1, 10), 10, f"one shared poll naming 10 connections, not {shared_polls(gw)}")
+        assert streams(gw) == (set(), 0)  # no SSE poll of their own left holding a connection
+        offsets = await pages[9].evaluate("([r, n]) => window.tab.burst(r, 'tab9', 0, n)", ["buffered-auto", BURST])
+        await await_bursts(pages[:9], offsets, within=10)
+    finally:
+        proxy.stop()
+
+
 def shared_polls(gw: ThreadedGateway) -> tuple[float, float]:
     """Shared Socket.IO long-polls waiting on the gateway, and the connections they name."""
     samples = read(gw.gateway.metrics.render())

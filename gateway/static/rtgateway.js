@@ -405,6 +405,10 @@ export class Client {
     if (known.sse === "failed" || this._sseFailures >= SSE_FAILURES) {
       return this._pollingLink(seq);
     }
+    // Behind a proxy that buffers streams SSE can only long-poll, a connection per tab: from the
+    // sixth tab on HTTP/1.1 nothing is left. Socket.IO's long-poll survives buffering (each answer
+    // ends) and the tabs share one: take it where they can.
+    if (known.sse === "poll" && this._shared && !this._noShare && !this._noSocketIO) return this._pollingLink(seq);
     // SSE answers with the session in one round trip; WebSocket, if it passes, takes the
     // session over as soon as its engine is open.
     if (websocket) this._planProbe();
@@ -453,8 +457,11 @@ export class Client {
       // Still connecting when the time ran out: cut it (unlinked first, so its loss is ignored).
       if (err.code === "timeout") link.drop();
       if (err.code === "share_unavailable") {
-        this._noShare = true; // the tabs cannot share a stream here (a buffering proxy, a full one): its own
-        if (err.detail?.buffered) this._events.buffered(link); // auto: straight to polling, remembered
+        // The tabs cannot share a stream here (a buffering proxy, a full carrier): its own. auto
+        // behind a buffering proxy learns it and takes the shared Socket.IO long-poll instead.
+        const shareAnother = err.detail?.buffered && this.options.transport === "auto";
+        if (!shareAnother) this._noShare = true;
+        if (err.detail?.buffered) this._events.buffered(link);
         this._dial();
         return;
       }
