@@ -537,7 +537,8 @@ export class Owner {
     this.polls.set(sid, { tab, ref, n });
     if (!this.polling) return void this._pollLoop();
     const { hold, sids, woken } = this.polling;
-    if (hold && !sids.has(sid) && !woken) {
+    // A full group is not woken for a newcomer: the next round would name the same connections.
+    if (hold && !sids.has(sid) && !woken && sids.size < this.pollGroup) {
       this.polling.woken = true;
       this._wake(hold, WAKE_TRIES);
     }
