@@ -188,7 +188,7 @@ async def test_a_tiny_ladder_joins_first_measures_steady_state_and_says_what_end
     text = {s["id"]: s["text"] for s in read(strict / "verdict.json")["sentences"]}["capacity-sse-direct-rooms-of-10"]
     assert "no step stayed within p99 delivery ≤ 0.5 ms" in text
     assert "its first step (4 users," in text and f"ended the ladder: {why}" in text
-    assert ("not the gateway's own knee" in text) == (why == "the load generator could not keep up")
+    assert ("did not find the gateway's own knee" in text) == (why == "the load generator could not keep up")
 
 
 async def test_every_number_in_the_verdict_is_traceable(report: Path):

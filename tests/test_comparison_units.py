@@ -9,7 +9,14 @@ from typing import Any
 
 from comparison.matrix import LADDER_KINDS, ladders
 from comparison.progress import Progress
-from comparison.records import GENERATOR_CPU_PCT, PROXY_SATURATED_PCT, generator_bound, ladder_ends, summarise
+from comparison.records import (
+    GATEWAY_SATURATED_PCT,
+    GENERATOR_CPU_PCT,
+    PROXY_SATURATED_PCT,
+    generator_bound,
+    ladder_ends,
+    summarise,
+)
 from comparison.report.results import CellView, Results
 from comparison.report.verdict import beyond_spread, build
 
@@ -60,9 +67,9 @@ def test_progress_only_moves_forward_and_reaches_100_at_the_end() -> None:
 
 def test_a_ladder_ends_at_the_first_step_past_the_bound_or_with_a_loss() -> None:
     def step(p99: float, lag: float = 1.0, cpu: float = 20.0, proxy: float | None = None,
-             **totals: int) -> dict[str, Any]:
+             gateway: float = 50.0, **totals: int) -> dict[str, Any]:
         repeat = {"status": "ok", "derived": {"generator_lag_p99_ms": lag}, "sampling": {"generator_cpu_pct_max": cpu}}
-        summary = {"deliver_p99_ms": {"median": p99}, "totals": totals,
+        summary = {"deliver_p99_ms": {"median": p99}, "totals": totals, "gateway_cpu_pct_mean": {"median": gateway},
                    "proxy_cpu_pct_mean": None if proxy is None else {"median": proxy}}
         return {"status": "ok", "summary": summary, "repeats": [repeat]}
 
@@ -79,6 +86,10 @@ def test_a_ladder_ends_at_the_first_step_past_the_bound_or_with_a_loss() -> None
     assert ladder_ends(step(20, proxy=PROXY_SATURATED_PCT + 1), 250) == "the proxy saturated"
     assert ladder_ends(step(400, proxy=PROXY_SATURATED_PCT + 1), 250) == "the proxy saturated"
     assert ladder_ends(step(20, proxy=PROXY_SATURATED_PCT - 1), 250) is None
+    # The gateway on a full core past the bound: its own knee, even with the generator lagging too.
+    saturated = "the gateway saturated its core and p99 delivery passed the bound"
+    assert ladder_ends(step(2300, lag=81, gateway=GATEWAY_SATURATED_PCT + 7), 250) == saturated
+    assert ladder_ends(step(200, gateway=GATEWAY_SATURATED_PCT + 7), 250) is None  # within the bound: no end
 
 
 def test_ladders_step_up_per_transport_and_profile() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from ..records import PROXY_SATURATED_PCT, ladder_ends
+from ..records import GATEWAY_SATURATED_PCT, PROXY_SATURATED_PCT, ladder_ends
 from .results import CellView, Results
 from .sentences import fmt
 
@@ -181,12 +181,14 @@ def capacity_table(results: Results) -> Table:
                    "join p50 / p99 ms", "late joins", "gateway CPU %", "proxy CPU %", "generator CPU %",
                    "generator lag p99 ms", "outcome"],
                   note=f"Each ladder steps the load up on one gateway process until one of these ends it: p99 "
-                       f"delivery over the bound ({bound_text}); a delivery lost, a publish or a connect failed; "
-                       "the load generator behind (its lag p99 over a share of the bound, or a generator process "
+                       f"delivery over the bound ({bound_text}) with the gateway over {GATEWAY_SATURATED_PCT:g}% of its "
+                       "core; the load generator behind (its lag p99 over a share of the bound, or a generator process "
                        "over its CPU threshold: manifest.json); the proxy saturated (its one process over "
-                       f"{PROXY_SATURATED_PCT:g}% of a core). The steps after that are not run. Only \"p99 delivery passed the bound\" and "
-                       "a loss are the gateway's own limit; a generator behind or a saturated proxy means the gateway's "
-                       "knee is higher than the last step within the bound. Each step measures steady fan-out only: "
+                       f"{PROXY_SATURATED_PCT:g}% of a core); p99 delivery over the bound; a delivery lost, a publish "
+                       "or a connect failed (checked in that order). The steps after that are not run. A saturated "
+                       "gateway, a passed bound and a loss are the gateway's own limit; a generator behind or a "
+                       "saturated proxy means the ladder did not find the gateway's knee: the last step within the "
+                       "bound is a lower bound of what it serves. Each step measures steady fan-out only: "
                        "its users spawn and join first (join p50 / p99: that join storm, not in the window; late "
                        "joins: users that joined after the window opened), then publishing starts and the window "
                        "is measured. CPU: % of one core, mean over the window (generator: its busiest process). "
@@ -228,8 +230,8 @@ def floor_table(results: Results) -> Table:
                        "returning to its deliveries being recorded. Loop lag: how late its event loop woke a "
                        "timer (a burst of deliveries delays every socket served after the first). A repeat is generator-bound when the larger lag's "
                        "p99 is over the share of the delivery p99 in manifest.json, or a generator process used more "
-                       "than its CPU threshold; such repeats are left out of the cell's medians, and a cell where most "
-                       "repeats were is kept out of the verdict. Calibration cells run the same users against a "
+                       "than its CPU threshold; a cell where most repeats were is kept out of the verdict (its medians "
+                       "are over every repeat). Calibration cells run the same users against a "
                        "reference server through the aiohttp proxy's passthrough hop: their numbers are the "
                        "generator's floor on that path, not for the nginx cells.")
     return _rows(results, table, values)

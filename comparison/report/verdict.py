@@ -211,7 +211,11 @@ def winners(results: Results) -> list[Sentence]:
                              f"{b.put(f'best{i}', traced)} {unit} in {best.id}, is within what {close[0].id}"
                              f"{' and others' if len(close) > 1 else ''} varied by, or rests on one repeat)")
         if parts:
-            out.append(b.done(f"At {u} users, " + "; ".join(parts) + "."))
+            left_out = [c.id for c in results.cells if c.users == users and not c.fault
+                        and not c.calibration and c.generator_bound]
+            among = (f", among the cells kept in the verdict ({', '.join(left_out)} left out as generator-bound)"
+                     if left_out else "")
+            out.append(b.done(f"At {u} users{among}, " + "; ".join(parts) + "."))
     out += _rule(results, "Where WebSocket passes", "sio-websocket-direct", "sse-direct")
     out += _rule(results, "Where a proxy blocks WebSocket", "sse-block", "sio-polling-block")
     return out
@@ -323,7 +327,10 @@ def capacity(results: Results) -> list[Sentence]:
             if p99_next is not None:
                 text += f" (p99 {b.put('p99_next', p99_next)} ms{_cpu(b, ended, 'next')})"
             if why in NOT_THE_GATEWAY:
-                text += ", so this is not the gateway's own knee: it can serve more than this ladder measured"
+                text += (", so the ladder did not find the gateway's own knee: "
+                         + ("the last step within the bound is a lower bound of what it serves" if within
+                            else "the generator's own lag is in this step's figures, so it does not tell whether the gateway alone "
+                            "stayed within the bound"))
         else:
             text += "; the ladder's last step was still within it, so the capacity is higher"
         out.append(b.done(text + "."))
@@ -354,8 +361,7 @@ def nginx(results: Results, users: int) -> list[Sentence]:
             "block-websocket profile {aio_sse_p99} vs {aio_poll_p99} ms")
     if bound:
         text += (" (" + "; ".join(bound) + ": its p99 is so low that the generator's own lag is over the "
-                 "share of it in manifest.json, so its median is taken over the repeats that were not, and it "
-                 "stays out of the direct comparison)")
+                 "share of it in manifest.json, and it stays out of the direct comparison)")
     orders = {proxy: _order(b, views[f"{proxy}_sse"], views[f"{proxy}_poll"], proxy, quick) for proxy in ("aio", "ngx")}
     (aio, aio_why), (ngx, ngx_why) = orders["aio"], orders["ngx"]
     if quick:
@@ -667,16 +673,14 @@ def _generator_bound(results: Results) -> list[Sentence]:
             part += "; a calibration cell"
         elif cell.generator_bound:
             part += "; kept out of the verdict"
-        elif k.value < n.value:
-            part += "; those repeats left out of its medians"
         parts.append(part + ")")
     limit = results.manifest_value("thresholds.generator_lag_share")
     if not parts or limit is None:
         return []
     return [b.done(f"Generator-bound repeats (the generator's own lag p99 above {b.put('limit', limit)} of the "
-                   "delivery p99, or a generator process above the CPU threshold in manifest.json) are left out of "
-                   "their cell's medians, and a cell where most repeats were is kept out of the verdict (its "
-                   "figures are then the medians of all its repeats, shown in the tables only): " + ", ".join(parts)
+                   "delivery p99, or a generator process above the CPU threshold in manifest.json): a cell where most "
+                   "repeats were is kept out of the verdict (its figures, the medians of all its repeats, are in the "
+                   "tables only): " + ", ".join(parts)
                    + ". Their latencies are the load generator's as much as the gateway's.")]
 
 
