@@ -135,6 +135,20 @@ async def test_drop_profile_recovers_without_loss(gateway, tmp_path):
     assert lost_or_doubled == [], result["failures"]
 
 
+async def test_idle_timeout_profile_cuts_quiet_connections_and_loses_nothing(gateway, tmp_path):
+    # A proxy that cuts a connection quiet for 0.4 s, and traffic with gaps longer than that (a
+    # message every ~1.2 s per room, pings every second): streams and polls are cut between events.
+    with ProxyProcess(gateway.url, "idle-timeout", "--idle-timeout", "0.4") as proxy:
+        result = await locust(tmp_path, gateway.url, "--target", "proxy", "--proxy-url", proxy.url,
+                              "--transport-mix", "sse=1,sio-websocket=1,sio-polling=1,auto=1",
+                              "--publish-rate", "0.2", users=8, seconds=6)
+        stats = read_stats(proxy.url)
+    assert sum(c.cuts_idle for c in stats.classes.values()) > 0  # connections really were cut
+    assert sum(count(result, "deliver", name) for name in ("sse", "sio-websocket", "sio-polling", "auto")) > 0
+    lost_or_doubled = [f for f in delivery_failures(result) if f[1] in ("lost", "duplicate", "out-of-order")]
+    assert lost_or_doubled == [], result["failures"]
+
+
 async def volatile_drops(url: str) -> float:
     """The gateway's ``gateway_dropped_total{reason="volatile_not_ready"}``, from /metrics."""
     async with httpx.AsyncClient(base_url=url) as http:
