@@ -478,8 +478,8 @@ class Gateway:
         # A poll's end (SSE mode=poll) is no leave: the next poll comes at once, unless it waits
         # for one of the browser's connections. Announced, each gap would end every other
         # member's poll, whose next poll would be announced in turn (a storm of polls).
-        linger = self.settings.ping_timeout if getattr(channel, "poll", False) else 0
-        self._release(session, SessionState.DETACHED, keep_replay=session.taking_over is not None, linger=linger)
+        self._release(session, SessionState.DETACHED, keep_replay=session.taking_over is not None,
+                      linger=self._presence_linger(channel))
         session.detached_at = time.monotonic()
         self._cancel_calls(session, reason)
         log.info("session detached", extra={"sid": session.sid, "reason": reason})
@@ -849,9 +849,14 @@ class Gateway:
                 else:
                     session.backlog.append(envelope)
 
+    def _presence_linger(self, channel: Channel | None) -> float:
+        """How long a session leaving ``channel`` stays in presence: a poll's (SSE ``mode=poll``)
+        is between two polls, for up to ``ping_timeout``; any other leaves at once."""
+        return self.settings.ping_timeout if getattr(channel, "poll", False) else 0
+
     def _begin_replay(self, session: Session) -> None:
         # A poll's resume: its presence lingers on through the replay (see ``detach``).
-        self._leave_live(session, self.settings.ping_timeout if getattr(session.channel, "poll", False) else 0)
+        self._leave_live(session, self._presence_linger(session.channel))
         session.backlog = []
         self._replaying.setdefault(session.namespace, set()).add(session)
 
